@@ -1,0 +1,48 @@
+// Subcommands of the `mgca` program. Each cmd_*.cpp registers one:
+//
+//   static const mgca::cli::Registration reg{"info", "print what a checkpoint holds", run_info};
+//
+// The function receives the arguments after the subcommand name (argv[0] is
+// "mgca <name>") and returns the process exit code.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+namespace mgca::cli {
+
+using CommandFunction = std::function<int(int argc, char** argv)>;
+
+struct Command {
+  std::string summary;
+  CommandFunction run;
+};
+
+// Name → command, sorted by name.
+std::map<std::string, Command>& commands();
+
+struct Registration {
+  Registration(const std::string& name, const std::string& summary, CommandFunction run);
+};
+
+// Exit codes shared by every subcommand (documented in the README).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;       // a run-time error (bad input file, failed rank)
+inline constexpr int kExitUsage = 2;       // bad command line or job file
+inline constexpr int kExitPreempted = 75;  // checkpointed after SIGUSR1/SIGTERM: requeue me (EX_TEMPFAIL)
+
+}  // namespace mgca::cli
+
+namespace CLI {
+class App;
+}
+
+namespace mgca::cli {
+
+// Parses the subcommand's arguments with CLI11. Returns -1 when the command
+// should go on, otherwise the exit code to return at once (0 after --help,
+// kExitUsage after an unknown flag or a bad value, with a message on stderr).
+int parse_arguments(CLI::App& app, int argc, char** argv);
+
+}  // namespace mgca::cli

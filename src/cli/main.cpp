@@ -1,0 +1,61 @@
+// mgca: the command-line entry point. Dispatches to the registered subcommands.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "command.h"
+#include "mgca/build_config.h"
+#include "mgca/util/error.h"
+
+namespace {
+
+void print_usage(FILE* stream) {
+  std::fprintf(stream,
+               "mgca %s: distributed MGCA / ConVIRT image-report pretraining\n\n"
+               "usage: mgca <command> [options]   (mgca <command> --help for its options)\n\n"
+               "commands:\n",
+               MGCA_VERSION);
+  for (const auto& [name, command] : mgca::cli::commands()) {
+    std::fprintf(stream, "  %-10s %s\n", name.c_str(), command.summary.c_str());
+  }
+  std::fprintf(stream, "\nexit codes: 0 ok, 1 run-time error, 2 usage error, "
+                       "75 checkpointed after a preemption signal (requeue)\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return mgca::cli::kExitUsage;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(stdout);
+    return mgca::cli::kExitOk;
+  }
+  if (name == "--version") {
+    std::printf("mgca %s\n", MGCA_VERSION);
+    return mgca::cli::kExitOk;
+  }
+  const auto& table = mgca::cli::commands();
+  const auto found = table.find(name);
+  if (found == table.end()) {
+    std::fprintf(stderr, "mgca: unknown command '%s'; run 'mgca --help' for the list\n",
+                 name.c_str());
+    return mgca::cli::kExitUsage;
+  }
+  std::string program = "mgca " + name;
+  argv[1] = program.data();
+  try {
+    return found->second.run(argc - 1, argv + 1);
+  } catch (const mgca::Error& error) {
+    std::fprintf(stderr, "mgca %s: error: %s\n", name.c_str(), error.what());
+    return mgca::cli::kExitError;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "[rank %d] mgca %s: error: %s\n", mgca::util::process_rank(),
+                 name.c_str(), error.what());
+    return mgca::cli::kExitError;
+  }
+}
