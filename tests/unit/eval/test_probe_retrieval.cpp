@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "mgca/eval/probe.h"
+#include "mgca/eval/protocol.h"
 #include "mgca/eval/retrieval.h"
 #include "mgca/eval/results.h"
 #include "mgca/util/error.h"
@@ -234,6 +235,67 @@ TEST(Results, TableAndJson) {
   EXPECT_DOUBLE_EQ(j["results"][2]["mean"].get<double>(), 0.875);
   EXPECT_EQ(j["results"][2]["values"][1].get<double>(), 0.90);
   EXPECT_THROW(results.add({"m", "d", "s", "AUROC", {}, {}}), mgca::Error);
+}
+
+}  // namespace
+}  // namespace mgca::eval
+
+namespace mgca::eval {
+namespace {
+
+TEST(Protocol, ProbeGridFractionsAndSeeds) {
+  const auto train = separable_multilabel(1000, 21);
+  const auto val = separable_multilabel(200, 22);
+  const auto test = separable_multilabel(500, 23);
+  Results results("probe");
+  ProbeGridOptions options;
+  options.fractions = {0.01, 0.1, 1.0};
+  options.seeds = 2;
+  options.base_seed = 5;
+  options.probe.max_epochs = 20;
+  options.probe.learning_rate = 1e-2;
+  run_probe_grid("signal", "toy", {train.x, train.targets}, {val.x, val.targets},
+                 {test.x, test.targets}, options, results);
+  // The same features with the labels' link to them destroyed: a baseline near 0.5.
+  auto shuffled = train.x.index_select(0, torch::randperm(1000));
+  run_probe_grid("noise", "toy", {shuffled, train.targets}, {val.x, val.targets},
+                 {test.x, test.targets}, options, results);
+  ASSERT_EQ(results.entries().size(), 6u);
+  const auto& one = results.entries()[0];
+  EXPECT_EQ(one.setting, "1%");
+  EXPECT_EQ(one.metric, "macro AUROC");
+  EXPECT_EQ(one.seeds, (std::vector<uint64_t>{5, 6}));
+  EXPECT_EQ(one.details["runs"][0]["requested_rows"], 10);
+  EXPECT_GE(one.details["runs"][0]["train_rows"].get<int64_t>(), 10);
+  const auto& full = results.entries()[2];
+  EXPECT_EQ(full.setting, "100%");
+  EXPECT_EQ(full.details["runs"][1]["train_rows"], 1000);
+  for (double v : full.values) EXPECT_GT(v, 0.98);
+  EXPECT_TRUE(full.details["runs"][0]["per_label"].contains("a"));
+  for (double v : results.entries()[5].values) EXPECT_LT(std::abs(v - 0.5), 0.1);
+  // 10 % of the data is already enough here; 1 % (10 rows) is weaker than 100 %.
+  EXPECT_LT(mean_std(results.entries()[0].values).mean, mean_std(full.values).mean);
+  const std::string table = results.table("Linear probe");
+  EXPECT_NE(table.find("toy 10%"), std::string::npos) << table;
+  EXPECT_EQ(fraction_label(0.005), "0.5%");
+}
+
+TEST(Protocol, RetrievalRowsStateChance) {
+  torch::manual_seed(1);
+  auto image = torch::randn({40, 8});
+  Results results("retrieval");
+  add_retrieval_results("paired", "toy", evaluate_retrieval(image, image, {}), results);
+  add_retrieval_results("unrelated", "toy", evaluate_retrieval(image, torch::randn({40, 8}), {}), results);
+  const std::string table = results.table("Retrieval");
+  // Rows: paired, unrelated, then chance (K/N = 2.5 %, 12.5 %, 25 %).
+  EXPECT_LT(table.find("| paired"), table.find("| unrelated")) << table;
+  EXPECT_LT(table.find("| unrelated"), table.find("| chance")) << table;
+  EXPECT_NE(table.find("toy I→R R@10"), std::string::npos) << table;
+  EXPECT_NE(table.find("12.50"), std::string::npos) << table;
+  EXPECT_NE(table.find("25.00"), std::string::npos) << table;
+  int chance_rows = 0;
+  for (const auto& e : results.entries()) chance_rows += e.method == "chance";
+  EXPECT_EQ(chance_rows, 6);  // one per column, not per method
 }
 
 }  // namespace
