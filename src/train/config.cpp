@@ -83,25 +83,31 @@ void visit_fields(C& c, F&& f) {
   f("data.limit_samples", d.limit_samples, "use only the first n samples; 0 = all", Choices{});
 
   auto& o = c.objectives;
-  f("objectives.variant", o.variant, "official code's choices or the paper's (SPEC §2)",
-    Choices{"official", "paper"});
-  f("objectives.lambda_ita", o.lambda_ita, "weight of the instance-wise loss", Choices{});
-  f("objectives.lambda_cta", o.lambda_cta, "weight of the token-wise loss", Choices{});
-  f("objectives.lambda_cpa", o.lambda_cpa, "weight of the prototype loss", Choices{});
-  f("objectives.ita_temperature", o.ita_temperature, "τ1", Choices{});
-  f("objectives.cta_temperature", o.cta_temperature, "τ2", Choices{});
-  f("objectives.cpa_temperature", o.cpa_temperature, "τ3", Choices{});
+  f("objectives.variant", o.variant, "the official code's choices or the paper's (SPEC §2); sets the five "
+    "booleans below unless they are given", Choices{"official", "paper"});
+  f("objectives.lambda_ita", o.lambda_ita, "λ1, weight of the instance-wise loss", Choices{});
+  f("objectives.lambda_cta", o.lambda_cta, "λ2, weight of the token-wise loss", Choices{});
+  f("objectives.lambda_cpa", o.lambda_cpa, "λ3, weight of the prototype loss", Choices{});
+  f("objectives.ita_temperature", o.ita_temperature, "τ1 (ITA)", Choices{});
+  f("objectives.local_temperature", o.local_temperature, "τ2 (CTA)", Choices{});
+  f("objectives.proto_temperature", o.proto_temperature, "τ3 (CPA softmax)", Choices{});
   f("objectives.sinkhorn_epsilon", o.sinkhorn_epsilon, "ε of the Sinkhorn codes", Choices{});
   f("objectives.sinkhorn_iterations", o.sinkhorn_iterations, "Sinkhorn-Knopp iterations", Choices{});
   f("objectives.freeze_prototypes_epochs", o.freeze_prototypes_epochs,
     "the prototype gradient is dropped during the first n epochs", Choices{});
-  f("objectives.unmasked_pad_words", o.unmasked_pad_words,
-    "quirk (a): pad words stay in the word-loss softmax (default: variant == official)", Choices{});
-  f("objectives.shifted_word_attention", o.shifted_word_attention,
-    "quirk (b): [CLS] attention paired off by one with the tokens (default: variant == official)", Choices{});
-  f("objectives.vit_unnormalized_patch_output", o.vit_unnormalized_patch_output,
-    "quirk (c): patch→word output not normalized for ViT (default: variant == official)", Choices{});
-  f("objectives.convirt_lambda", o.convirt_lambda, "ConVIRT: weight of image→text", Choices{});
+  f("objectives.weight_quantile_low", o.weight_quantile_low, "CTA weights are clipped to this quantile …",
+    Choices{});
+  f("objectives.weight_quantile_high", o.weight_quantile_high, "… and this one", Choices{});
+  f("objectives.quirk_pad_words_in_softmax", o.quirk_pad_words_in_softmax,
+    "SPEC §2.2 (a): pad words stay in the word-loss softmax", Choices{});
+  f("objectives.quirk_cls_attention_off_by_one", o.quirk_cls_attention_off_by_one,
+    "SPEC §2.2 (b): [CLS] attention paired off by one with the tokens", Choices{});
+  f("objectives.quirk_vit_patch_output_unnormalized", o.quirk_vit_patch_output_unnormalized,
+    "SPEC §2.2 (c): patch→word output not normalized for ViT", Choices{});
+  f("objectives.ita_sum_directions", o.ita_sum_directions, "L_ITA sums both directions (false: their mean)",
+    Choices{});
+  f("objectives.cta_sum_parts", o.cta_sum_parts, "L_CTA = L_word + L_patch (false: their mean)", Choices{});
+  f("objectives.convirt_lambda", o.convirt_lambda, "ConVIRT: λ, weight of image→text", Choices{});
   f("objectives.convirt_temperature", o.convirt_temperature, "ConVIRT: τ", Choices{});
 
   auto& p = c.optimizer;
@@ -155,8 +161,10 @@ void visit_fields(C& c, F&& f) {
     "seconds between plain progress lines when stderr is not a terminal", Choices{});
 }
 
-const char* section_of_quirk_keys[] = {"objectives.unmasked_pad_words", "objectives.shifted_word_attention",
-                                       "objectives.vit_unnormalized_patch_output"};
+// The booleans objectives.variant sets unless they are given.
+const char* variant_keys[] = {"objectives.quirk_pad_words_in_softmax", "objectives.quirk_cls_attention_off_by_one",
+                              "objectives.quirk_vit_patch_output_unnormalized", "objectives.ita_sum_directions",
+                              "objectives.cta_sum_parts"};
 
 // ---- type names -------------------------------------------------------------
 
@@ -440,8 +448,8 @@ void check_values(const Config& c, const std::string& source) {
     require(value >= 0 && std::isfinite(value), key, fmt::format("{} must be >= 0", value));
   }
   for (auto [key, value] : {std::pair{"objectives.ita_temperature", o.ita_temperature},
-                            std::pair{"objectives.cta_temperature", o.cta_temperature},
-                            std::pair{"objectives.cpa_temperature", o.cpa_temperature},
+                            std::pair{"objectives.local_temperature", o.local_temperature},
+                            std::pair{"objectives.proto_temperature", o.proto_temperature},
                             std::pair{"objectives.sinkhorn_epsilon", o.sinkhorn_epsilon},
                             std::pair{"objectives.convirt_temperature", o.convirt_temperature}}) {
     require(value > 0 && std::isfinite(value), key, fmt::format("{} must be > 0", value));
@@ -450,6 +458,10 @@ void check_values(const Config& c, const std::string& source) {
           fmt::format("{} must be >= 1", o.sinkhorn_iterations));
   require(o.freeze_prototypes_epochs >= 0, "objectives.freeze_prototypes_epochs",
           fmt::format("{} must be >= 0", o.freeze_prototypes_epochs));
+  require(o.weight_quantile_low >= 0 && o.weight_quantile_low <= o.weight_quantile_high &&
+              o.weight_quantile_high <= 1,
+          "objectives.weight_quantile_low", fmt::format("need 0 <= low ({}) <= high ({}) <= 1",
+                                                        o.weight_quantile_low, o.weight_quantile_high));
   require(o.convirt_lambda >= 0 && o.convirt_lambda <= 1, "objectives.convirt_lambda",
           fmt::format("{} must be in [0, 1]", o.convirt_lambda));
   const auto& p = c.optimizer;
@@ -564,7 +576,7 @@ Config parse_config(const std::string& toml_text, const std::string& source,
 
   // Defaults that follow other keys.
   const bool official = config.objectives.variant == "official";
-  for (const char* key : section_of_quirk_keys) {
+  for (const char* key : variant_keys) {
     if (explicit_keys.count(key) != 0) continue;
     visit_fields(config, [&](const char* field_key, auto& value, const char*, Choices) {
       if constexpr (std::is_same_v<std::decay_t<decltype(value)>, bool>) {

@@ -58,21 +58,26 @@ struct DataConfig {
   int64_t limit_samples = 0;   // use only the first n samples of the dataset; 0 = all
 };
 
+// Key names follow objectives::ObjectiveOptions (mgca/objectives/options.h).
 struct ObjectivesConfig {
-  std::string variant = "official";  // official | paper (SPEC §2)
+  std::string variant = "official";  // official | paper (SPEC §2); sets the five booleans below
   double lambda_ita = 1.0;
   double lambda_cta = 1.0;
   double lambda_cpa = 1.0;
-  double ita_temperature = 0.07;
-  double cta_temperature = 0.1;
-  double cpa_temperature = 0.2;
+  double ita_temperature = 0.07;    // τ1
+  double local_temperature = 0.1;   // τ2 (CTA)
+  double proto_temperature = 0.2;   // τ3 (CPA)
   double sinkhorn_epsilon = 0.05;
   int64_t sinkhorn_iterations = 3;
   int64_t freeze_prototypes_epochs = 1;  // prototype gradient dropped during these first epochs
-  // SPEC §2.2 quirks; when not given they follow `variant` (true for official).
-  bool unmasked_pad_words = true;        // (a)
-  bool shifted_word_attention = true;    // (b)
-  bool vit_unnormalized_patch_output = true;  // (c)
+  double weight_quantile_low = 0.1;      // CTA word/patch weight clipping quantiles
+  double weight_quantile_high = 0.9;
+  // Set by `variant` unless given (official: true, paper: false).
+  bool quirk_pad_words_in_softmax = true;           // SPEC §2.2 (a)
+  bool quirk_cls_attention_off_by_one = true;       // SPEC §2.2 (b)
+  bool quirk_vit_patch_output_unnormalized = true;  // SPEC §2.2 (c)
+  bool ita_sum_directions = true;                   // L_ITA = sum of both directions (paper: mean)
+  bool cta_sum_parts = true;                        // L_CTA = L_word + L_patch (paper: mean)
   double convirt_lambda = 0.75;
   double convirt_temperature = 0.1;
 };

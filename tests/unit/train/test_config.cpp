@@ -88,25 +88,25 @@ TEST(Config, OverridesUseDottedKeysAndTomlValues) {
 }
 
 TEST(Config, QuirksFollowTheVariantUnlessGiven) {
-  Config official = parse_config(kMinimal, "job.toml");
-  EXPECT_TRUE(official.objectives.unmasked_pad_words);
-  EXPECT_TRUE(official.objectives.shifted_word_attention);
-  EXPECT_TRUE(official.objectives.vit_unnormalized_patch_output);
-  Config paper = parse_config(std::string(kMinimal) + "[objectives]\nvariant = \"paper\"\n", "job.toml");
-  EXPECT_FALSE(paper.objectives.unmasked_pad_words);
-  EXPECT_FALSE(paper.objectives.shifted_word_attention);
-  EXPECT_FALSE(paper.objectives.vit_unnormalized_patch_output);
-  Config mixed = parse_config(kMinimal, "job.toml",
-                              {"objectives.variant=paper", "objectives.shifted_word_attention=true"});
-  EXPECT_FALSE(mixed.objectives.unmasked_pad_words);
-  EXPECT_TRUE(mixed.objectives.shifted_word_attention);
+  const Config official = parse_config(kMinimal, "job.toml");
+  const auto& o = official.objectives;
+  EXPECT_TRUE(o.quirk_pad_words_in_softmax && o.quirk_cls_attention_off_by_one &&
+              o.quirk_vit_patch_output_unnormalized && o.ita_sum_directions && o.cta_sum_parts);
+  const Config paper = parse_config(std::string(kMinimal) + "[objectives]\nvariant = \"paper\"\n", "job.toml");
+  const auto& p = paper.objectives;
+  EXPECT_FALSE(p.quirk_pad_words_in_softmax || p.quirk_cls_attention_off_by_one ||
+               p.quirk_vit_patch_output_unnormalized || p.ita_sum_directions || p.cta_sum_parts);
+  const Config mixed = parse_config(kMinimal, "job.toml",
+                                    {"objectives.variant=paper", "objectives.quirk_cls_attention_off_by_one=true"});
+  EXPECT_FALSE(mixed.objectives.quirk_pad_words_in_softmax);
+  EXPECT_TRUE(mixed.objectives.quirk_cls_attention_off_by_one);
 }
 
 TEST(Config, ResolvedTomlReadsBackIdentically) {
   Config c = parse_config(kMinimal, "job.toml",
                           {"optimizer.lr=3.3e-5", "schedule.min_lr=1e-9", "optimizer.no_decay=[\"bias\"]",
                            "name=with \"quotes\" and \\ backslash", "objectives.variant=paper",
-                           "objectives.unmasked_pad_words=true", "comm.timeout_s=0.1"});
+                           "objectives.quirk_pad_words_in_softmax=true", "comm.timeout_s=0.1"});
   const std::string text = to_toml(c);
   const Config again = parse_config(text, "resolved.toml");
   EXPECT_TRUE(again == c) << text;
