@@ -10,6 +10,8 @@
 #include <regex>
 
 #include "mgca/data/synth.h"
+#include "mgca/io/dataset_file.h"
+#include "support/test_support.h"
 #include "mgca/util/error.h"
 
 namespace mgca::data {
@@ -178,6 +180,55 @@ TEST(Synth, LinearProbeOnPixelsBeatsChance) {
   const double side_auroc = auroc(side_scores.select(1, 0), side.slice(0, split).select(1, 0));
   std::printf("  effusion side      AUROC %.3f (%zu images)\n", side_auroc, rows.size());
   EXPECT_GT(side_auroc, 0.8);
+}
+
+}  // namespace
+}  // namespace mgca::data
+
+namespace mgca::data {
+namespace {
+
+// `mgca synth` writes a dataset whose samples are generate_synth_sample's.
+TEST(SynthCommand, WritesTheGeneratedSamples) {
+  test::TempDir dir;
+  const auto out = dir / "synth";
+  const auto run = test::run_command(fmt::format("OMP_NUM_THREADS=2 {} synth --out {} --num 50 --image-size 64 "
+                                                 "--shard-size 16 --seed 7 --split val",
+                                                 test::mgca_program().string(), out.string()));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto dataset = io::Dataset::open(out, {.verify_checksums = true});
+  ASSERT_EQ(dataset->size(), 50);
+  EXPECT_EQ(dataset->manifest().shards.size(), 4u);
+  EXPECT_EQ(dataset->manifest().split, "val");
+  EXPECT_EQ(dataset->manifest().source, "synth");
+  EXPECT_EQ(dataset->manifest().label_names, synth_label_names());
+  SynthOptions options;
+  options.image_size = 64;
+  options.seed = 7;
+  options.split = "val";
+  SynthSample expected;
+  std::vector<uint8_t> image(64 * 64);
+  for (int64_t i = 0; i < 50; ++i) {
+    generate_synth_sample(options, i, expected);
+    dataset->read_image(i, image.data());
+    ASSERT_EQ(image, expected.image) << i;
+    EXPECT_EQ(dataset->report(i), expected.report);
+    EXPECT_EQ(dataset->id(i), expected.id);
+    EXPECT_EQ(std::vector<float>(dataset->labels(i), dataset->labels(i) + 7), expected.labels);
+  }
+  // A second run into the same folder refuses without --overwrite, and works with it.
+  const auto again = test::run_command(fmt::format("{} synth --out {} --num 5 --image-size 64",
+                                                   test::mgca_program().string(), out.string()));
+  EXPECT_EQ(again.exit_code, 1) << again.output;
+  EXPECT_NE(again.output.find("already holds a dataset (pass --overwrite"), std::string::npos) << again.output;
+  const auto replaced = test::run_command(fmt::format("{} synth --out {} --num 5 --image-size 64 --overwrite",
+                                                      test::mgca_program().string(), out.string()));
+  ASSERT_EQ(replaced.exit_code, 0) << replaced.output;
+  EXPECT_EQ(io::Dataset::open(out)->size(), 5);
+  // Bad arguments are usage errors.
+  const auto bad = test::run_command(fmt::format("{} synth --out {} --num 5 --image-size 8",
+                                                 test::mgca_program().string(), out.string()));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
 }
 
 }  // namespace
