@@ -114,6 +114,24 @@ std::string describe(const torch::Tensor& t) {
                      c10::str(t.sizes()));
 }
 
+// What the watchdog prints about a tensor collective, formatted only if it fires.
+struct TensorCall {
+  enum Kind { kPlain, kOp, kRoot };
+  const torch::Tensor* tensor;
+  Kind kind;
+  int value;  // the ReduceOp or the root
+  bool async;
+};
+
+std::string describe_call(const void* context) {
+  const auto& call = *static_cast<const TensorCall*>(context);
+  std::string text = describe(*call.tensor);
+  if (call.kind == TensorCall::kOp) text += fmt::format(" {}", reduce_op_name(static_cast<ReduceOp>(call.value)));
+  if (call.kind == TensorCall::kRoot) text += fmt::format(" from rank {}", call.value);
+  if (call.async) text += " (async)";
+  return text;
+}
+
 void check_defined(const torch::Tensor& tensor, const char* what) {
   MGCA_CHECK(tensor.defined(), "{}: undefined tensor", what);
   MGCA_CHECK(tensor.device().is_cpu() || tensor.device().is_cuda(),
@@ -240,8 +258,8 @@ class WorldCommunicator final : public Communicator {
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
     check_defined(tensor, "all_reduce");
     check_reduction(tensor, op, "all_reduce");
-    const std::string detail = fmt::format("{} {}", comm::describe(tensor), reduce_op_name(op));
-    detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
+    const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), false};
+    detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
     validate(kAllReduce, static_cast<int>(op), &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
     if (buffer.is_cuda() && device_) {
@@ -268,9 +286,8 @@ class WorldCommunicator final : public Communicator {
       std::lock_guard<std::mutex> lock(queue_mutex_);
       queue_.push_back([this, tensor, op, work, ready, validate_call]() mutable {
         try {
-          const std::string detail =
-              fmt::format("{} {} (async)", comm::describe(tensor), reduce_op_name(op));
-          detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
+          const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), true};
+          detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
           if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, async_comm_);
           if (ready) {
             auto done = tensor.numel() > 0 ? device_async_->launch_all_reduce(tensor, op, *ready) : ready;
@@ -350,8 +367,8 @@ class WorldCommunicator final : public Communicator {
     check_defined(tensor, "broadcast");
     MGCA_CHECK(root >= 0 && root < size_, "broadcast root {} outside [0, {})", root, size_);
     mpi_type(tensor.scalar_type());
-    const std::string detail = fmt::format("{} from rank {}", comm::describe(tensor), root);
-    detail::CollectiveGuard guard("broadcast", &detail, options_.timeout_seconds);
+    const TensorCall call{&tensor, TensorCall::kRoot, root, false};
+    detail::CollectiveGuard guard("broadcast", &describe_call, &call, options_.timeout_seconds);
     validate(kBroadcast, root, &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
     if (buffer.is_cuda() && device_) {
@@ -531,8 +548,8 @@ class WorldCommunicator final : public Communicator {
 
   void gather_checked(torch::Tensor& output, const torch::Tensor& input, const char* what) {
     mpi_type(input.scalar_type());
-    const std::string detail = comm::describe(input);
-    detail::CollectiveGuard guard(what, &detail, options_.timeout_seconds);
+    const TensorCall call{&input, TensorCall::kPlain, 0, false};
+    detail::CollectiveGuard guard(what, &describe_call, &call, options_.timeout_seconds);
     validate(kAllGather, 0, &input, comm_);
     auto in = input.contiguous();
     if (in.is_cuda() && device_) {
@@ -548,8 +565,8 @@ class WorldCommunicator final : public Communicator {
 
   void scatter_checked(torch::Tensor& output, const torch::Tensor& input, ReduceOp op, const char* what) {
     check_reduction(input, op, what);
-    const std::string detail = fmt::format("{} {}", comm::describe(input), reduce_op_name(op));
-    detail::CollectiveGuard guard(what, &detail, options_.timeout_seconds);
+    const TensorCall call{&input, TensorCall::kOp, static_cast<int>(op), false};
+    detail::CollectiveGuard guard(what, &describe_call, &call, options_.timeout_seconds);
     validate(kReduceScatter, static_cast<int>(op), &input, comm_);
     auto in = input.contiguous();
     if (in.is_cuda() && device_) {
