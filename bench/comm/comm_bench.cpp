@@ -262,6 +262,7 @@ int main(int argc, char** argv) {
                                     {"variant", variants[k].name},
                                     {"iterations", iters},
                                     {"time_us", t * 1e6},
+                                    {"time_us_min", *std::min_element(times[k].begin(), times[k].end()) * 1e6},
                                     {"algbw_GBps", algbw},
                                     {"busbw_GBps", algbw * bus_factor(collective, n)}});
         }
