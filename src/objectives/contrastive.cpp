@@ -10,8 +10,6 @@
 namespace mgca::objectives {
 namespace {
 
-namespace F = torch::nn::functional;
-
 // Top-1 and top-5 accuracy (%) of local rows `logits` [b, N] against
 // `targets`; NaN for k > N.
 std::pair<torch::Tensor, torch::Tensor> top1_top5(const torch::Tensor& logits,
@@ -27,6 +25,57 @@ std::pair<torch::Tensor, torch::Tensor> top1_top5(const torch::Tensor& logits,
                                    logits.options().dtype(torch::kFloat));
   return {acc1, acc5};
 }
+
+// Cross-entropy of local rows against gathered columns with targets at
+// offset + i, fused: forward keeps the logits z = (rows·colsᵀ)/τ [b, N] and
+// their row logsumexp; backward turns z in place into the gradient
+// (softmax − one-hot)·g/(b·τ) and multiplies it out. Against
+// mm + F::cross_entropy this allocates one b×N tensor per direction instead
+// of three (log-softmax output, nll gradient, log-softmax gradient) and
+// makes two passes over it instead of six. Once-differentiable: a second
+// backward through the same graph (retain_graph) is an error.
+class LocalContrastiveCE : public torch::autograd::Function<LocalContrastiveCE> {
+ public:
+  // Returns {loss (mean over rows), top-1 %, top-5 %}; accuracies carry no grad.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& rows,
+                                                const torch::Tensor& cols, int64_t offset, double inv_tau) {
+    const int64_t b = rows.size(0);
+    auto z = torch::mm(rows, cols.t());
+    z.mul_(inv_tau);
+    auto targets = torch::arange(offset, offset + b, rows.options().dtype(torch::kLong));
+    auto lse = z.logsumexp(1);
+    auto loss = (lse - z.gather(1, targets.unsqueeze(1)).squeeze(1)).mean();
+    auto [acc1, acc5] = top1_top5(z, targets);
+    ctx->save_for_backward({rows, cols});
+    ctx->saved_data["z"] = z;
+    ctx->saved_data["lse"] = lse;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["inv_tau"] = inv_tau;
+    ctx->mark_non_differentiable({acc1, acc5});
+    return {loss, acc1, acc5};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto it = ctx->saved_data.find("z");
+    MGCA_CHECK(it != ctx->saved_data.end(),
+               "contrastive loss: backward ran twice through the same graph (retain_graph is not supported)");
+    auto z = it->second.toTensor();
+    ctx->saved_data.erase(it);  // z is ours alone now: reuse it for the gradient
+    auto saved = ctx->get_saved_variables();
+    const auto& rows = saved[0];
+    const auto& cols = saved[1];
+    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const int64_t b = rows.size(0);
+    const int64_t offset = ctx->saved_data["offset"].toInt();
+    const double inv_tau = ctx->saved_data["inv_tau"].toDouble();
+    auto idx = torch::arange(offset, offset + b, rows.options().dtype(torch::kLong)).unsqueeze(1);
+    z.sub_(ctx->saved_data["lse"].toTensor().unsqueeze(1)).exp_();  // softmax
+    z.scatter_(1, idx, z.gather(1, idx) - 1.0);                      // − one-hot
+    z.mul_(grads[0].to(z.scalar_type()) * (inv_tau / static_cast<double>(b)));
+    return {torch::mm(z, cols), torch::mm(z.t(), rows), torch::Tensor(), torch::Tensor()};
+  }
+};
 
 // Both directions of the contrastive loss at temperature `tau` over local rows
 // × gathered columns; `loss` is left for the caller to combine.
@@ -48,17 +97,16 @@ ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double
   auto img_all = detail::upcast(gathered.narrow(1, 0, d));
   auto txt_all = detail::upcast(gathered.narrow(1, d, d));
   const int64_t offset = static_cast<int64_t>(comm->rank()) * b;
-  auto targets = torch::arange(offset, offset + b, img.options().dtype(torch::kLong));
-
-  // Scaling the b×d operand instead of the b×N product keeps one b×N tensor.
-  auto z_i2t = torch::mm(detail::upcast(img) / tau, txt_all.t());  // [b, N]
-  auto z_t2i = torch::mm(detail::upcast(txt) / tau, img_all.t());
 
   ItaResult r;
-  r.loss_i2t = F::cross_entropy(z_i2t, targets);
-  r.loss_t2i = F::cross_entropy(z_t2i, targets);
-  std::tie(r.acc1, r.acc5) = top1_top5(z_i2t, targets);
-  std::tie(r.acc1_t2i, r.acc5_t2i) = top1_top5(z_t2i, targets);
+  auto i2t = LocalContrastiveCE::apply(detail::upcast(img), txt_all, offset, 1.0 / tau);
+  auto t2i = LocalContrastiveCE::apply(detail::upcast(txt), img_all, offset, 1.0 / tau);
+  r.loss_i2t = i2t[0];
+  r.acc1 = i2t[1];
+  r.acc5 = i2t[2];
+  r.loss_t2i = t2i[0];
+  r.acc1_t2i = t2i[1];
+  r.acc5_t2i = t2i[2];
   return r;
 }
 

@@ -149,6 +149,21 @@ TEST(BadInput, PrototypeAlignmentAndSinkhorn) {
   EXPECT_ERROR(mgca_objective(in, o, single()), "patch_emb [3, 2, 8] and img_emb [4, 8] disagree");
 }
 
+TEST(BadInput, SecondBackwardThroughTheFusedContrastiveLoss) {
+  // The fused cross-entropy reuses its logits for the gradient: a second
+  // backward through the same graph must fail loudly, not compute garbage.
+  auto v = unit_rows({4, 8}, 1).requires_grad_(true), t = unit_rows({4, 8}, 2).requires_grad_(true);
+  auto r = instance_alignment(v, t, ObjectiveOptions(), single());
+  r.loss.backward({}, /*retain_graph=*/true);
+  std::string msg;
+  try {
+    r.loss.backward();
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("retain_graph is not supported"), std::string::npos) << msg;
+}
+
 // ---------------------------------------------------------------- Sinkhorn
 
 // SwAV's non-distributed form written out on the host in double, with its
