@@ -17,12 +17,14 @@
 // W-rank run; communication time is not included (bench/comm measures it).
 //
 //   bench_objectives [--reps 5] [--threads 1] [--json FILE] [--quick] [--reference]
-//   bench_objectives --point OBJECTIVE,b,N,d [--reps R] [--threads T]   (one point, one JSON line)
+//   bench_objectives --point OBJECTIVE,b,N,d [--reps R] [--threads T] [--profile TRACE.json]
+//       one point, one JSON line; --profile writes a chrome trace of one more step
 //
 // --reference also times the official MGCA loss code's structure in PyTorch
 // (official_objective.py, /usr/bin/python3) at W = 1 for the "mgca" points.
 #include <c10/core/CPUAllocator.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -40,6 +42,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "mgca/build_config.h"
 #include "mgca/comm/communicator.h"
@@ -155,12 +159,20 @@ struct Point {
 
 constexpr int64_t kWords = 111, kPatches = 196, kPrototypes = 500;
 
+// CPU time of this process (all threads): steadier than wall time on a
+// shared machine, equal to it × threads on an idle one.
+double cpu_now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-json run_point(const Point& p, int reps) {
+json run_point(const Point& p, int reps, const std::string& profile) {
   MGCA_CHECK(p.b > 0 && p.N % p.b == 0, "point {}: N must be a multiple of b", p.spec());
   const int W = static_cast<int>(p.N / p.b);
   std::shared_ptr<Communicator> comm =
@@ -185,7 +197,8 @@ json run_point(const Point& p, int reps) {
 
   // Normalization is the heads' job; it is part of the timed graph here as
   // in a train step (cheap next to the objectives).
-  auto step = [&](double* fwd_ms) {
+  auto step = [&](double* fwd_ms, double* cpu_ms) {
+    const double c0 = cpu_now_ms();
     const auto t0 = std::chrono::steady_clock::now();
     torch::Tensor loss;
     if (p.objective == "ita") {
@@ -215,21 +228,27 @@ json run_point(const Point& p, int reps) {
     const auto t1 = std::chrono::steady_clock::now();
     loss.backward();
     const auto t2 = std::chrono::steady_clock::now();
+    *cpu_ms = cpu_now_ms() - c0;
     for (auto* t : {&img, &txt, &word, &patch, &proto}) t->mutable_grad() = torch::Tensor();
     *fwd_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
     return std::chrono::duration<double, std::milli>(t2 - t0).count();
   };
 
-  double fwd = 0;
-  step(&fwd);  // warm-up: first touch, the emulated world's buffers
+  double fwd = 0, cpu = 0;
+  step(&fwd, &cpu);  // warm-up: first touch, the emulated world's buffers
   const int64_t baseline = g_current.load();
   g_peak.store(baseline);
-  std::vector<double> fwd_ms, total_ms;
+  std::vector<double> fwd_ms, total_ms, cpu_ms;
   for (int r = 0; r < reps; ++r) {
-    total_ms.push_back(step(&fwd));
+    total_ms.push_back(step(&fwd, &cpu));
     fwd_ms.push_back(fwd);
+    cpu_ms.push_back(cpu);
   }
   const int64_t peak_step = g_peak.load() - baseline;
+  if (!profile.empty()) {  // one more step under the autograd profiler (chrome trace)
+    torch::autograd::profiler::RecordProfile guard(profile);
+    step(&fwd, &cpu);
+  }
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   const int64_t logits = p.b * p.N * 4;
@@ -243,6 +262,8 @@ json run_point(const Point& p, int reps) {
               {"reps", reps},
               {"fwd_ms", median(fwd_ms)},
               {"fwd_bwd_ms", median(total_ms)},
+              {"fwd_bwd_cpu_ms", median(cpu_ms)},
+              {"fwd_bwd_min_ms", *std::min_element(total_ms.begin(), total_ms.end())},
               {"peak_step_bytes", peak_step},
               {"baseline_bytes", baseline},
               {"logits_bytes", logits},
@@ -303,7 +324,7 @@ int main(int argc, char** argv) {
   try {
     int reps = 5, threads = 1;
     bool quick = false, reference = false;
-    std::string point, json_path;
+    std::string point, json_path, profile;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto next = [&]() -> std::string {
@@ -316,6 +337,8 @@ int main(int argc, char** argv) {
         threads = std::stoi(next());
       } else if (a == "--point") {
         point = next();
+      } else if (a == "--profile") {
+        profile = next();
       } else if (a == "--json") {
         json_path = next();
       } else if (a == "--quick") {
@@ -324,7 +347,7 @@ int main(int argc, char** argv) {
         reference = true;
       } else {
         std::cerr << "usage: bench_objectives [--reps 5] [--threads 1] [--json FILE] [--quick] [--reference]\n"
-                     "       bench_objectives --point OBJECTIVE,b,N,d [--reps R] [--threads T]\n";
+                     "       bench_objectives --point OBJECTIVE,b,N,d [--reps R] [--threads T] [--profile TRACE.json]\n";
         return 2;
       }
     }
@@ -333,14 +356,14 @@ int main(int argc, char** argv) {
 
     if (!point.empty()) {
       install_counting_allocator();
-      std::cout << run_point(parse_point(point), reps).dump() << std::endl;
+      std::cout << run_point(parse_point(point), reps, profile).dump() << std::endl;
       return 0;
     }
 
     const std::string self = self_path();
     json results = json::array();
-    std::printf("%-8s %5s %5s %7s %4s %10s %12s %14s %10s %11s\n", "obj", "W", "b", "N", "d", "fwd ms",
-                "fwd+bwd ms", "peak step MiB", "peak/b·N·4", "maxrss MiB");
+    std::printf("%-8s %5s %5s %7s %4s %9s %11s %9s %14s %10s %11s\n", "obj", "W", "b", "N", "d", "fwd ms",
+                "fwd+bwd ms", "cpu ms", "peak step MiB", "peak/b·N·4", "maxrss MiB");
     for (const auto& p : sweep(quick)) {
       auto out = run_capture(self + " --point " + p.spec() + " --reps " + std::to_string(reps) + " --threads " +
                              std::to_string(threads));
@@ -352,16 +375,22 @@ int main(int argc, char** argv) {
                                std::to_string(reps) + " --threads " + std::to_string(threads));
         auto rj = json::parse(ref.substr(ref.rfind('{')));
         r["reference_fwd_bwd_ms"] = rj["fwd_bwd_ms"];
+        r["reference_fwd_bwd_cpu_ms"] = rj["fwd_bwd_cpu_ms"];
         r["speedup_vs_reference"] = rj["fwd_bwd_ms"].get<double>() / r["fwd_bwd_ms"].get<double>();
+        r["cpu_speedup_vs_reference"] = rj["fwd_bwd_cpu_ms"].get<double>() / r["fwd_bwd_cpu_ms"].get<double>();
       }
-      std::printf("%-8s %5lld %5lld %7lld %4lld %10.2f %12.2f %14.2f %10.2f %11.1f%s\n",
+      std::printf("%-8s %5lld %5lld %7lld %4lld %9.2f %11.2f %9.2f %14.2f %10.2f %11.1f%s\n",
                   r["objective"].get<std::string>().c_str(), (long long)r["W"].get<int64_t>(),
                   (long long)p.b, (long long)p.N, (long long)p.d, r["fwd_ms"].get<double>(),
-                  r["fwd_bwd_ms"].get<double>(), r["peak_step_bytes"].get<double>() / (1 << 20),
+                  r["fwd_bwd_ms"].get<double>(), r["fwd_bwd_cpu_ms"].get<double>(),
+                  r["peak_step_bytes"].get<double>() / (1 << 20),
                   r["peak_over_logits"].get<double>(), r["maxrss_kib"].get<double>() / 1024.0,
                   r.contains("speedup_vs_reference")
-                      ? (" (PyTorch reference " + std::to_string(r["reference_fwd_bwd_ms"].get<double>()) +
-                         " ms)")
+                      ? fmt::format("  PyTorch reference {:.2f} ms, cpu {:.2f} ms: ×{:.2f} (cpu ×{:.2f})",
+                                    r["reference_fwd_bwd_ms"].get<double>(),
+                                    r["reference_fwd_bwd_cpu_ms"].get<double>(),
+                                    r["speedup_vs_reference"].get<double>(),
+                                    r["cpu_speedup_vs_reference"].get<double>())
                             .c_str()
                       : "");
       std::fflush(stdout);
