@@ -6,7 +6,9 @@
 // --point), so ru_maxrss is that point's own peak. Tensor memory is counted
 // exactly by a counting CPU allocator installed before the first tensor:
 // `peak_step` is the most bytes alive during one forward+backward above what
-// was alive before it (inputs, the emulated world's columns).
+// was alive before it (inputs, the emulated world's columns); also reported:
+// the peak during the forward alone and what the forward leaves alive for
+// the backward.
 //
 // EMULATION: one process stands for rank 0 of a world of W = N/b ranks. The
 // benchmark-only EmulatedCommunicator reports size W; its all_gather returns
@@ -197,6 +199,7 @@ json run_point(const Point& p, int reps, const std::string& profile) {
 
   // Normalization is the heads' job; it is part of the timed graph here as
   // in a train step (cheap next to the objectives).
+  int64_t peak_fwd = 0, alive_after_fwd = 0;
   auto step = [&](double* fwd_ms, double* cpu_ms) {
     const double c0 = cpu_now_ms();
     const auto t0 = std::chrono::steady_clock::now();
@@ -226,6 +229,8 @@ json run_point(const Point& p, int reps, const std::string& profile) {
       MGCA_FAIL("unknown objective '{}' (ita, cta, cpa, mgca, convirt)", p.objective);
     }
     const auto t1 = std::chrono::steady_clock::now();
+    peak_fwd = std::max(peak_fwd, g_peak.load());
+    alive_after_fwd = g_current.load();
     loss.backward();
     const auto t2 = std::chrono::steady_clock::now();
     *cpu_ms = cpu_now_ms() - c0;
@@ -238,6 +243,7 @@ json run_point(const Point& p, int reps, const std::string& profile) {
   step(&fwd, &cpu);  // warm-up: first touch, the emulated world's buffers
   const int64_t baseline = g_current.load();
   g_peak.store(baseline);
+  peak_fwd = baseline;
   std::vector<double> fwd_ms, total_ms, cpu_ms;
   for (int r = 0; r < reps; ++r) {
     total_ms.push_back(step(&fwd, &cpu));
@@ -265,6 +271,8 @@ json run_point(const Point& p, int reps, const std::string& profile) {
               {"fwd_bwd_cpu_ms", median(cpu_ms)},
               {"fwd_bwd_min_ms", *std::min_element(total_ms.begin(), total_ms.end())},
               {"peak_step_bytes", peak_step},
+              {"peak_forward_bytes", peak_fwd - baseline},
+              {"saved_for_backward_bytes", alive_after_fwd - baseline},
               {"baseline_bytes", baseline},
               {"logits_bytes", logits},
               {"peak_over_logits", static_cast<double>(peak_step) / static_cast<double>(logits)},

@@ -109,6 +109,9 @@ TEST(BadInput, InstanceAlignment) {
   EXPECT_ERROR(instance_alignment(a.slice(0, 0, 0), a.slice(0, 0, 0), o, single()), "empty batch");
   EXPECT_ERROR(instance_alignment(a, torch::Tensor(), o, single()), "'txt' is undefined");
   EXPECT_ERROR(convirt_loss(a, a, o, nullptr), "convirt_loss: no communicator");
+  auto cold = o;
+  cold.ita_temperature = 0;
+  EXPECT_ERROR(instance_alignment(a, a, cold, single()), "instance_alignment: temperature must be > 0");
 }
 
 TEST(BadInput, TokenAlignment) {
