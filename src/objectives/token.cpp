@@ -170,11 +170,17 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
 
   // patch → word: every patch attends over the non-pad words (softmax over S).
   auto p2w = torch::softmax(A.masked_fill(pad.unsqueeze(2), neg_inf), 1);  // [b, S, P]
-  auto patch_out = torch::bmm(p2w.transpose(1, 2), W);                      // [b, P, d]
-  if (!(opts.quirk_vit_patch_output_unnormalized && opts.patches_from_vit)) {
-    patch_out = F::normalize(patch_out, F::NormalizeFuncOptions().dim(-1));
+  torch::Tensor patch_out, patch_sim;                                       // [b, P, d], [b, P, P]
+  if (opts.quirk_vit_patch_output_unnormalized && opts.patches_from_vit) {
+    // Unnormalized output o_l = Σ_j α_jl w_j, so p_k·o_l/τ2 = Σ_j A_jk α_jl:
+    // patch_sim = Aᵀ·α (P·S·P multiply-adds per sample instead of
+    // P·S·d + P·P·d, and no o in the graph).
+    patch_sim = torch::bmm(A.transpose(1, 2), p2w);
+    if (trace != nullptr) patch_out = torch::bmm(p2w.transpose(1, 2), W).detach();
+  } else {
+    patch_out = F::normalize(torch::bmm(p2w.transpose(1, 2), W), F::NormalizeFuncOptions().dim(-1));
+    patch_sim = torch::bmm(Pt, patch_out.transpose(1, 2)).mul_(inv_tau);
   }
-  auto patch_sim = torch::bmm(Pt, patch_out.transpose(1, 2)).mul_(inv_tau);  // [b, P, P]
   auto patch_ce = TokenCE::apply(patch_sim, patch_w, pad, /*mask_pads=*/false, inv_b);
 
   CtaResult r;
