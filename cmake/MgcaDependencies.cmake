@@ -3,6 +3,9 @@
 find_package(Threads REQUIRED)
 find_package(Torch REQUIRED)
 find_package(MPI REQUIRED COMPONENTS C)
+# The C API only: keep OpenMPI's deprecated C++ bindings out (set for every target so
+# all targets share the same flags and the torch PCH).
+add_compile_definitions(OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 find_package(HDF5 REQUIRED COMPONENTS C CXX)
 find_package(Boost REQUIRED COMPONENTS serialization)
 find_package(fmt REQUIRED)

@@ -16,6 +16,8 @@
 #include <memory>
 #include <string>
 
+#include "mgca/comm/runtime.h"
+
 namespace mgca::comm {
 
 enum class ReduceOp { Sum, Avg, Max, Min };
@@ -26,13 +28,6 @@ struct CommOptions {
   double timeout_seconds = 600.0;  // watchdog for every collective
   bool validate = true;            // cross-rank shape/dtype check before each collective
 };
-
-// MPI lifetime. init() is idempotent and requests MPI_THREAD_MULTIPLE; it
-// records the rank for error messages (util::set_process_rank). finalize()
-// is called at exit by init()'s atexit hook if the program did not.
-void init(int* argc, char*** argv);
-void finalize();
-bool is_initialized();
 
 // An asynchronous collective in flight.
 class Work {
@@ -48,7 +43,8 @@ class Communicator {
  public:
   virtual ~Communicator() = default;
 
-  // All ranks of the job (MPI_COMM_WORLD). Requires init().
+  // All ranks of the job (a duplicate of MPI_COMM_WORLD). Requires init().
+  // Collective: every rank creates its communicators in the same order.
   static std::shared_ptr<Communicator> world(const CommOptions& options = {});
   // A communicator of this process alone, usable without MPI: every
   // collective is the identity (all_gather returns a copy, Avg/Sum of one).

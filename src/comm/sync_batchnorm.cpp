@@ -1,0 +1,140 @@
+#include "mgca/comm/sync_batchnorm.h"
+
+#include <torch/torch.h>
+
+#include "autograd_support.h"
+#include "mgca/util/error.h"
+
+namespace mgca::comm {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Statistics are combined across ranks from per-rank (count, mean, M2)
+// (Chan et al.), not from sums of squares, so large means do not cancel.
+// Forward communicates once (an all-gather of 2C+1 values per rank), backward
+// once (an all-reduce of 2C values). Weight and bias gradients stay local:
+// the gradient sync averages them like every other parameter.
+class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               torch::Tensor running_mean, torch::Tensor running_var,
+                               double eps, double momentum, const std::shared_ptr<Communicator>& comm) {
+    const int64_t batch = input.size(0);
+    const int64_t channels = input.size(1);
+    const auto compute_type = input.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+    auto x = input.reshape({batch, channels, -1}).to(compute_type);
+    const int64_t local_count = batch * x.size(2);
+
+    torch::Tensor local_mean, local_m2;
+    if (local_count > 0) {
+      local_mean = x.mean(std::vector<int64_t>{0, 2});
+      local_m2 = (x - local_mean.view({1, channels, 1})).square().sum(std::vector<int64_t>{0, 2});
+    } else {
+      local_mean = torch::zeros({channels}, x.options());
+      local_m2 = torch::zeros({channels}, x.options());
+    }
+    auto packed = torch::cat({torch::full({1}, static_cast<double>(local_count), torch::kFloat64),
+                              local_mean.to(torch::kFloat64), local_m2.to(torch::kFloat64)});
+    auto gathered = comm->all_gather(packed.unsqueeze(0));  // [W, 2C+1]
+    auto counts = gathered.select(1, 0).unsqueeze(1);      // [W, 1]
+    auto means = gathered.narrow(1, 1, channels);
+    auto m2s = gathered.narrow(1, 1 + channels, channels);
+    const double total = counts.sum().item<double>();
+    MGCA_CHECK(total > 1, "SyncBatchNorm needs more than one value per channel over all ranks, got {}",
+               total);
+    auto mean = (counts * means).sum(0) / total;
+    auto m2 = (m2s + counts * (means - mean.unsqueeze(0)).square()).sum(0);
+    auto var = m2 / total;
+
+    if (running_mean.defined()) {
+      torch::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+      running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
+    }
+
+    auto invstd = (var + eps).rsqrt().to(compute_type);
+    auto xhat = (x - mean.to(compute_type).view({1, channels, 1})) * invstd.view({1, channels, 1});
+    auto y = xhat;
+    if (weight.defined()) {
+      y = xhat * weight.to(compute_type).view({1, channels, 1}) + bias.to(compute_type).view({1, channels, 1});
+    }
+    ctx->save_for_backward({xhat, invstd, weight});
+    ctx->saved_data["comm"] = detail::hold(comm);
+    ctx->saved_data["total"] = total;
+    ctx->saved_data["shape"] = input.sizes().vec();
+    return y.to(input.scalar_type()).reshape(input.sizes());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    auto xhat = saved[0];
+    auto invstd = saved[1];
+    auto weight = saved[2];
+    auto comm = detail::held(ctx->saved_data["comm"]);
+    const double total = ctx->saved_data["total"].toDouble();
+    const auto shape = ctx->saved_data["shape"].toIntVector();
+    const int64_t channels = xhat.size(1);
+
+    auto grad = grad_outputs[0].reshape(xhat.sizes()).to(xhat.scalar_type());
+    auto local_sum_grad = grad.sum(std::vector<int64_t>{0, 2});
+    auto local_sum_grad_xhat = (grad * xhat).sum(std::vector<int64_t>{0, 2});
+    auto sums = torch::cat({local_sum_grad, local_sum_grad_xhat}).to(torch::kFloat64);
+    comm->all_reduce(sums, ReduceOp::Sum);
+    auto mean_grad = (sums.narrow(0, 0, channels) / total).to(xhat.scalar_type());
+    auto mean_grad_xhat = (sums.narrow(0, channels, channels) / total).to(xhat.scalar_type());
+
+    auto scale = invstd;
+    if (weight.defined()) scale = scale * weight.to(xhat.scalar_type());
+    auto grad_input = scale.view({1, channels, 1}) *
+                      (grad - mean_grad.view({1, channels, 1}) - xhat * mean_grad_xhat.view({1, channels, 1}));
+    torch::Tensor grad_weight, grad_bias;
+    if (weight.defined()) {
+      grad_weight = local_sum_grad_xhat.to(weight.scalar_type());
+      grad_bias = local_sum_grad.to(weight.scalar_type());
+    }
+    return {grad_input.reshape(shape).to(grad_outputs[0].scalar_type()), grad_weight, grad_bias,
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+SyncBatchNormImpl::SyncBatchNormImpl(SyncBatchNormOptions options, std::shared_ptr<Communicator> comm)
+    : options_(options), comm_(std::move(comm)) {
+  MGCA_CHECK(options_.num_features > 0, "SyncBatchNorm needs num_features > 0, got {}",
+             options_.num_features);
+  reset();
+}
+
+void SyncBatchNormImpl::reset() {
+  const int64_t c = options_.num_features;
+  if (options_.affine) {
+    weight = register_parameter("weight", torch::ones({c}));
+    bias = register_parameter("bias", torch::zeros({c}));
+  }
+  if (options_.track_running_stats) {
+    running_mean = register_buffer("running_mean", torch::zeros({c}));
+    running_var = register_buffer("running_var", torch::ones({c}));
+    num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kInt64));
+  }
+}
+
+torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
+  MGCA_CHECK(input.dim() >= 2 && input.size(1) == options_.num_features,
+             "SyncBatchNorm({}) expects input [N, {}, *], got {}", options_.num_features,
+             options_.num_features, c10::str(input.sizes()));
+  const bool use_batch_stats = is_training() || !options_.track_running_stats;
+  if (is_training() && options_.track_running_stats) num_batches_tracked.add_(1);
+  if (!use_batch_stats || comm_ == nullptr || comm_->size() == 1) {
+    return torch::batch_norm(input, weight, bias, running_mean, running_var, use_batch_stats,
+                             options_.momentum, options_.eps, /*cudnn_enabled=*/true);
+  }
+  torch::Tensor rm = options_.track_running_stats ? running_mean : torch::Tensor();
+  torch::Tensor rv = options_.track_running_stats ? running_var : torch::Tensor();
+  return SyncBatchNormFunction::apply(input, weight, bias, rm, rv, options_.eps, options_.momentum, comm_);
+}
+
+}  // namespace mgca::comm

@@ -1,0 +1,437 @@
+#include "mgca/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+#include <set>
+
+#include "mgca/util/error.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors data is little-endian; a big-endian host would need byte swaps");
+
+namespace mgca::io {
+namespace {
+
+using ordered_json = nlohmann::ordered_json;
+
+// The reference implementation refuses headers above 100 MB; so do we, which
+// also stops a corrupt length from making us read gigabytes of "JSON".
+constexpr uint64_t kMaxHeaderSize = 100'000'000;
+
+struct DtypeEntry {
+  const char* name;
+  torch::ScalarType type;
+  int64_t size;
+};
+
+constexpr DtypeEntry kDtypes[] = {
+    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
+    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8}, {"I32", torch::kInt32, 4},
+    {"I16", torch::kInt16, 2},   {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
+    {"BOOL", torch::kBool, 1},
+};
+
+const DtypeEntry* find_dtype(const std::string& name) {
+  for (const auto& entry : kDtypes) {
+    if (name == entry.name) return &entry;
+  }
+  return nullptr;
+}
+
+std::string supported_dtypes() {
+  std::string list;
+  for (const auto& entry : kDtypes) {
+    if (!list.empty()) list += ", ";
+    list += entry.name;
+  }
+  return list;
+}
+
+std::string prefix(const std::string& context) { return context.empty() ? "" : context + ": "; }
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Levenshtein distance, for suggesting the names closest to a missing one.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  std::iota(row.begin(), row.end(), size_t{0});
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// A non-negative JSON integer, or an error naming `what`.
+int64_t json_size(const ordered_json& value, const std::string& what) {
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<uint64_t>();
+    MGCA_CHECK(v <= static_cast<uint64_t>(INT64_MAX), "{} is too large: {}", what, v);
+    return static_cast<int64_t>(v);
+  }
+  if (value.is_number_integer()) {
+    MGCA_FAIL("{} must not be negative: {}", what, value.dump());
+  }
+  MGCA_FAIL("{} must be a non-negative integer, found {}", what, value.dump());
+}
+
+}  // namespace
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (const int64_t d : shape) n *= d;
+  return n;
+}
+
+torch::ScalarType scalar_type_from_dtype(const std::string& dtype, const std::string& context) {
+  const DtypeEntry* entry = find_dtype(dtype);
+  MGCA_CHECK(entry != nullptr, "{}unknown or unsupported dtype '{}' (supported: {})",
+             prefix(context), dtype, supported_dtypes());
+  return entry->type;
+}
+
+std::string dtype_from_scalar_type(torch::ScalarType type, const std::string& context) {
+  for (const auto& entry : kDtypes) {
+    if (entry.type == type) return entry.name;
+  }
+  MGCA_FAIL("{}torch dtype {} has no safetensors equivalent here (supported: {})",
+            prefix(context), c10::toString(type), supported_dtypes());
+}
+
+int64_t dtype_size(const std::string& dtype) {
+  const DtypeEntry* entry = find_dtype(dtype);
+  return entry == nullptr ? 0 : entry->size;
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+struct SafetensorsFile::Mapping {
+  void* address = MAP_FAILED;
+  size_t length = 0;
+  ~Mapping() {
+    if (address != MAP_FAILED) munmap(address, length);
+  }
+  const uint8_t* bytes() const { return static_cast<const uint8_t*>(address); }
+};
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
+    : path_(path), mapping_(std::make_unique<Mapping>()) {
+  const std::string file = path.string();
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  MGCA_CHECK(fd >= 0, "cannot open safetensors file {}: {}", file, errno_text());
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) {
+    const std::string reason = errno_text();
+    ::close(fd);
+    MGCA_FAIL("cannot stat {}: {}", file, reason);
+  }
+  if (!S_ISREG(status.st_mode)) {
+    ::close(fd);
+    MGCA_FAIL("{} is not a regular file", file);
+  }
+  const uint64_t file_size = static_cast<uint64_t>(status.st_size);
+  if (file_size < 8) {
+    ::close(fd);
+    MGCA_FAIL("{} is truncated: {} bytes, too short for the 8-byte header length", file,
+              file_size);
+  }
+  mapping_->length = file_size;
+  mapping_->address = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const std::string mmap_error = errno_text();
+  ::close(fd);  // the mapping keeps the file alive
+  MGCA_CHECK(mapping_->address != MAP_FAILED, "cannot mmap {}: {}", file, mmap_error);
+  const uint8_t* bytes = mapping_->bytes();
+
+  uint64_t header_length = 0;
+  std::memcpy(&header_length, bytes, 8);  // little-endian host (static_assert above)
+  MGCA_CHECK(header_length <= file_size - 8,
+             "{} is truncated or not a safetensors file: header length {} bytes runs past the "
+             "end of the file ({} bytes)",
+             file, header_length, file_size);
+  MGCA_CHECK(header_length <= kMaxHeaderSize, "{}: header length {} bytes exceeds the limit of {}",
+             file, header_length, kMaxHeaderSize);
+  MGCA_CHECK(header_length >= 2, "{}: header length {} bytes is too short for a JSON object",
+             file, header_length);
+  header_size_ = static_cast<int64_t>(header_length);
+  data_size_ = static_cast<int64_t>(file_size - 8 - header_length);
+  const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
+
+  // Parse, noticing duplicate top-level keys (JSON parsers keep one silently).
+  std::set<std::string> top_keys;
+  std::string duplicate;
+  const auto callback = [&](int depth, nlohmann::json::parse_event_t event, ordered_json& value) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
+      const auto& key = value.get_ref<const std::string&>();
+      if (!top_keys.insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
+  ordered_json header;
+  try {
+    header = ordered_json::parse(header_begin, header_begin + header_length, callback);
+  } catch (const nlohmann::json::exception& error) {
+    MGCA_FAIL("{}: the header ({} bytes) is not valid JSON: {}", file, header_length, error.what());
+  }
+  MGCA_CHECK(header.is_object(), "{}: the header must be a JSON object, found {}", file,
+             header.type_name());
+  MGCA_CHECK(duplicate.empty(), "{}: the header names '{}' twice", file, duplicate);
+
+  std::vector<std::pair<size_t, const TensorInfo*>> by_header_order;
+  size_t position = 0;
+  for (const auto& [key, value] : header.items()) {
+    ++position;
+    if (key == "__metadata__") {
+      MGCA_CHECK(value.is_object(), "{}: __metadata__ must be an object of strings, found {}",
+                 file, value.type_name());
+      for (const auto& [meta_key, meta_value] : value.items()) {
+        MGCA_CHECK(meta_value.is_string(), "{}: __metadata__ entry '{}' must be a string, found {}",
+                   file, meta_key, meta_value.type_name());
+        metadata_[meta_key] = meta_value.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = fmt::format("tensor '{}' in {}", key, file);
+    MGCA_CHECK(value.is_object(), "{}: entry must be an object with dtype, shape and data_offsets, found {}",
+               where, value.type_name());
+    TensorInfo info;
+    info.name = key;
+    MGCA_CHECK(value.contains("dtype") && value["dtype"].is_string(),
+               "{}: missing or non-string 'dtype'", where);
+    info.dtype = value["dtype"].get<std::string>();
+    const DtypeEntry* dtype = find_dtype(info.dtype);
+    MGCA_CHECK(dtype != nullptr, "{}: unknown or unsupported dtype '{}' (supported: {})", where,
+               info.dtype, supported_dtypes());
+    MGCA_CHECK(value.contains("shape") && value["shape"].is_array(), "{}: missing or non-array 'shape'",
+               where);
+    int64_t numel = 1;
+    bool overflow = false;
+    for (const auto& dim : value["shape"]) {
+      info.shape.push_back(json_size(dim, where + ": shape entry"));
+      overflow |= __builtin_mul_overflow(numel, info.shape.back(), &numel);
+    }
+    MGCA_CHECK(value.contains("data_offsets") && value["data_offsets"].is_array() &&
+                   value["data_offsets"].size() == 2,
+               "{}: 'data_offsets' must be an array [begin, end]", where);
+    info.data_begin = json_size(value["data_offsets"][0], where + ": data_offsets begin");
+    info.data_end = json_size(value["data_offsets"][1], where + ": data_offsets end");
+    MGCA_CHECK(info.data_begin <= info.data_end, "{}: data_offsets [{}, {}] end before they begin",
+               where, info.data_begin, info.data_end);
+    MGCA_CHECK(info.data_end <= data_size_,
+               "{}: data_offsets [{}, {}] run past the data section ({} bytes); the file is "
+               "truncated or corrupt",
+               where, info.data_begin, info.data_end, data_size_);
+    int64_t expected_bytes = 0;
+    overflow |= __builtin_mul_overflow(numel, dtype->size, &expected_bytes);
+    MGCA_CHECK(!overflow, "{}: shape {} is too large", where, shape_string(info.shape));
+    MGCA_CHECK(expected_bytes == info.num_bytes(),
+               "{}: data_offsets [{}, {}] hold {} bytes, but {} {} needs {} bytes", where,
+               info.data_begin, info.data_end, info.num_bytes(), info.dtype,
+               shape_string(info.shape), expected_bytes);
+    const auto inserted = infos_.emplace(key, std::move(info));
+    by_header_order.emplace_back(position, &inserted.first->second);
+  }
+
+  // Data order: by offsets, header order among equal offsets (empty tensors).
+  std::stable_sort(by_header_order.begin(), by_header_order.end(), [](const auto& a, const auto& b) {
+    return std::make_pair(a.second->data_begin, a.second->data_end) <
+           std::make_pair(b.second->data_begin, b.second->data_end);
+  });
+  // Like the reference: the tensors tile the data section exactly, no
+  // overlaps, no gaps, no trailing bytes.
+  int64_t covered = 0;
+  const TensorInfo* previous = nullptr;
+  for (const auto& [unused, info] : by_header_order) {
+    (void)unused;
+    MGCA_CHECK(info->data_begin >= covered,
+               "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap in the data section", file,
+               previous ? previous->name : "", previous ? previous->data_begin : 0, covered,
+               info->name, info->data_begin, info->data_end);
+    MGCA_CHECK(info->data_begin == covered,
+               "{}: bytes [{}, {}) of the data section belong to no tensor (gap before '{}')",
+               file, covered, info->data_begin, info->name);
+    covered = info->data_end;
+    previous = info;
+    order_.push_back(info->name);
+  }
+  MGCA_CHECK(covered == data_size_,
+             "{}: the data section has {} bytes but the tensors cover only {} (trailing bytes or "
+             "missing header entries)",
+             file, data_size_, covered);
+}
+
+SafetensorsFile::~SafetensorsFile() = default;
+
+std::vector<std::string> SafetensorsFile::names() const { return order_; }
+
+bool SafetensorsFile::contains(const std::string& name) const { return infos_.count(name) != 0; }
+
+const TensorInfo& SafetensorsFile::info(const std::string& name) const {
+  const auto found = infos_.find(name);
+  if (found != infos_.end()) return found->second;
+  std::vector<std::pair<size_t, std::string>> ranked;
+  for (const auto& candidate : order_) ranked.emplace_back(edit_distance(name, candidate), candidate);
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::string> closest;
+  for (size_t i = 0; i < ranked.size() && i < 5; ++i) closest.push_back("'" + ranked[i].second + "'");
+  if (closest.empty()) {
+    MGCA_FAIL("tensor '{}' not found in {}: the file holds no tensors", name, path_.string());
+  }
+  MGCA_FAIL("tensor '{}' not found in {} ({} tensors; closest names: {})", name, path_.string(),
+            order_.size(), fmt::join(closest, ", "));
+}
+
+torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
+  const TensorInfo& entry = info(name);
+  const auto type = scalar_type_from_dtype(entry.dtype);
+  torch::Tensor result = torch::empty(entry.shape, torch::TensorOptions().dtype(type));
+  if (entry.num_bytes() == 0) return result;
+  const uint8_t* source = mapping_->bytes() + 8 + header_size_ + entry.data_begin;
+  if (type == torch::kBool) {
+    // Bytes other than 0/1 would be undefined behaviour as C++ bool.
+    for (int64_t i = 0; i < entry.num_bytes(); ++i) {
+      MGCA_CHECK(source[i] <= 1, "tensor '{}' in {}: BOOL element {} has byte value {}", name,
+                 path_.string(), i, static_cast<int>(source[i]));
+    }
+  }
+  std::memcpy(result.data_ptr(), source, static_cast<size_t>(entry.num_bytes()));
+  return result;
+}
+
+torch::Tensor SafetensorsFile::tensor(const std::string& name, torch::ScalarType dtype,
+                                      const std::vector<int64_t>& shape) const {
+  const TensorInfo& entry = info(name);
+  const std::string expected_dtype =
+      dtype_from_scalar_type(dtype, fmt::format("tensor '{}' in {}", name, path_.string()));
+  MGCA_CHECK(entry.dtype == expected_dtype && entry.shape == shape,
+             "tensor '{}' in {}: expected {} {}, found {} {}", name, path_.string(), expected_dtype,
+             shape_string(shape), entry.dtype, shape_string(entry.shape));
+  return tensor(name);
+}
+
+std::map<std::string, torch::Tensor> load_safetensors(const std::filesystem::path& path) {
+  SafetensorsFile file(path);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& name : file.names()) tensors.emplace(name, file.tensor(name));
+  return tensors;
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+namespace {
+
+void write_all(int fd, const void* data, size_t length, const std::string& file) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  while (length > 0) {
+    const ssize_t written = ::write(fd, bytes, length);
+    if (written < 0 && errno == EINTR) continue;
+    MGCA_CHECK(written > 0, "writing {} failed: {}", file, errno_text());
+    bytes += written;
+    length -= static_cast<size_t>(written);
+  }
+}
+
+// Closes the fd and removes the temporary file unless committed.
+struct TempFile {
+  std::string path;
+  int fd = -1;
+  bool committed = false;
+  ~TempFile() {
+    if (fd >= 0) ::close(fd);
+    if (!committed) ::unlink(path.c_str());
+  }
+};
+
+}  // namespace
+
+void save_safetensors(const std::filesystem::path& path,
+                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  const std::string file = path.string();
+  std::vector<torch::Tensor> contiguous;
+  contiguous.reserve(tensors.size());
+  ordered_json header = ordered_json::object();
+  std::set<std::string> seen;
+  int64_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    const std::string where = fmt::format("tensor '{}' for {}", name, file);
+    MGCA_CHECK(!name.empty(), "{}: tensor names must not be empty", file);
+    MGCA_CHECK(name != "__metadata__", "{}: '__metadata__' is reserved", where);
+    MGCA_CHECK(seen.insert(name).second, "{}: the name is given twice", where);
+    MGCA_CHECK(tensor.defined(), "{}: undefined tensor", where);
+    torch::Tensor t = tensor.detach();
+    if (t.is_sparse()) t = t.to_dense();
+    t = t.to(torch::kCPU).contiguous();
+    const std::string dtype = dtype_from_scalar_type(t.scalar_type(), where);
+    const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+    header[name] = ordered_json{{"dtype", dtype},
+                                {"shape", t.sizes().vec()},
+                                {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    contiguous.push_back(std::move(t));
+  }
+  // After the tensors, keys sorted: the layout of the golden files the
+  // reference library wrote, which the tests reproduce byte for byte.
+  if (!metadata.empty()) {
+    ordered_json meta = ordered_json::object();
+    for (const auto& [key, value] : metadata) meta[key] = value;
+    header["__metadata__"] = std::move(meta);
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& error) {
+    MGCA_FAIL("{}: cannot encode the header (names and metadata must be UTF-8): {}", file,
+              error.what());
+  }
+  // Pad with spaces to a multiple of 8 so the data section is 8-byte aligned,
+  // as the reference writer does.
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t header_length = text.size();
+
+  TempFile tmp;
+  tmp.path = file + ".tmp";
+  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  MGCA_CHECK(tmp.fd >= 0, "cannot create {}: {}", tmp.path, errno_text());
+  write_all(tmp.fd, &header_length, 8, tmp.path);
+  write_all(tmp.fd, text.data(), text.size(), tmp.path);
+  for (const auto& t : contiguous) {
+    write_all(tmp.fd, t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), tmp.path);
+  }
+  MGCA_CHECK(::fsync(tmp.fd) == 0, "fsync of {} failed: {}", tmp.path, errno_text());
+  const int fd = tmp.fd;
+  tmp.fd = -1;
+  MGCA_CHECK(::close(fd) == 0, "closing {} failed: {}", tmp.path, errno_text());
+  MGCA_CHECK(::rename(tmp.path.c_str(), file.c_str()) == 0, "renaming {} to {} failed: {}",
+             tmp.path, file, errno_text());
+  tmp.committed = true;
+  // Make the rename itself durable.
+  const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : ".";
+  const int dir_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+}
+
+}  // namespace mgca::io
