@@ -341,6 +341,9 @@ LoadReport load_weights(torch::nn::Module& module, const std::map<std::string, t
       value = resize_position_embedding(value, vit->config().grid());
       report.resized.push_back(fmt::format("{}: {} → {}", name, old_shape, shape_string(value)));
     }
+    if (value.numel() == 1 && target.numel() == 1 && value.dim() <= 1 && target.dim() <= 1) {
+      value = value.reshape(target.sizes());  // scalars saved as [] or [1] (num_batches_tracked)
+    }
     if (value.sizes() != target.sizes()) {
       report.mismatched.push_back(fmt::format("{}: checkpoint {}, model {}{}", name, shape_string(value),
                                               shape_string(target), theirs == name ? "" : " (from " + theirs + ")"));

@@ -30,7 +30,7 @@ DTYPES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64", np.dtype("int6
 def write_safetensors(path, tensors, metadata=None):
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
-        a = np.ascontiguousarray(t.detach().cpu().numpy() if torch.is_tensor(t) else t)
+        a = np.array(t.detach().cpu().numpy() if torch.is_tensor(t) else t, order="C")  # keeps 0-d shapes
         data = a.tobytes()
         header[name] = {"dtype": DTYPES[a.dtype], "shape": list(a.shape),
                         "data_offsets": [offset, offset + len(data)]}
@@ -74,30 +74,42 @@ def resnet_case(out):
     model = torchvision.models.resnet50()
     randomize(model, g)
     gray = torch.rand(2, 1, 224, 224, generator=g)
-    rgb = gray.expand(2, 3, 224, 224)  # the official pipeline replicates gray to RGB
 
-    def forward(x):  # MGCA's ImageEncoder.resnet_forward
-        x = nn.Upsample(size=(299, 299), mode="bilinear", align_corners=True)(x)
-        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-        x = model.layer3(model.layer2(model.layer1(x)))
+    def forward(m, x, size):  # MGCA's ImageEncoder.resnet_forward
+        x = nn.Upsample(size=(size, size), mode="bilinear", align_corners=True)(x)
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        x = m.layer3(m.layer2(m.layer1(x)))
         local = x.flatten(2).transpose(1, 2)
-        x = model.layer4(x)
-        return torch.flatten(model.avgpool(x), 1), local
+        x = m.layer4(x)
+        return torch.flatten(m.avgpool(x), 1), local
 
-    tensors = dict(model.state_dict())
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}  # before training mutates BN stats
+    f64 = torchvision.models.resnet50()
+    f64.load_state_dict(tensors)
+    rgb = gray.expand(2, 3, 224, 224)  # the official pipeline replicates gray to RGB
     model.eval()
     with torch.no_grad():
-        glob, local = forward(rgb)
+        glob, local = forward(model, rgb, 299)
     tensors.update({"ref.input": gray, "ref.eval.global": glob, "ref.eval.local": local})
     model.train()
-    glob, local = forward(rgb)
-    r1 = torch.randn(glob.shape, generator=g)
-    r2 = torch.randn(local.shape, generator=g)
-    ((glob * r1).sum() + (local * r2).sum()).backward()
-    tensors.update({"ref.train.global": glob, "ref.train.local": local, "ref.r_global": r1, "ref.r_local": r2,
+    with torch.no_grad():
+        glob, local = forward(model, rgb, 299)
+    tensors.update({"ref.train.global": glob, "ref.train.local": local,
                     "ref.train.layer1.0.bn1.running_mean": model.layer1[0].bn1.running_mean,
                     "ref.train.layer1.0.bn1.running_var": model.layer1[0].bn1.running_var})
-    tensors.update(grads(model, ["conv1.weight", "layer2.1.conv2.weight", "layer4.2.bn3.bias"]))
+    # Gradients in float64 (small input): in float32, rounding flips ReLU masks of
+    # near-zero activations and the weight gradients of a random ResNet differ by
+    # percents between any two conv implementations.
+    f64.double().train()
+    gray64 = torch.rand(2, 1, 64, 64, generator=g, dtype=torch.float64)
+    glob, local = forward(f64, gray64.expand(2, 3, 64, 64), 96)
+    r1 = torch.randn(glob.shape, generator=g, dtype=torch.float64)
+    r2 = torch.randn(local.shape, generator=g, dtype=torch.float64)
+    ((glob * r1).sum() + (local * r2).sum()).backward()
+    tensors.update({"ref.f64.input": gray64, "ref.f64.global": glob, "ref.f64.local": local,
+                    "ref.f64.r_global": r1, "ref.f64.r_local": r2})
+    tensors.update({"ref.f64." + k[4:]: v for k, v in grads(f64, ["conv1.weight", "layer2.1.conv2.weight",
+                                                                  "layer4.2.bn3.bias"]).items()})
     write_safetensors(out, tensors)
 
 
@@ -132,7 +144,7 @@ def vit_case(out):
     r1 = torch.randn(glob.shape, generator=g)
     r2 = torch.randn(local.shape, generator=g)
     ((glob * r1).sum() + (local * r2).sum()).backward()
-    tensors = dict(model.state_dict())
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
     tensors.update({"ref.input": gray, "ref.global": glob, "ref.local": local, "ref.patch_attention": attn,
                     "ref.r_global": r1, "ref.r_local": r2})
     tensors.update(grads(model, ["conv_proj.weight", "encoder.layers.encoder_layer_5.self_attention.in_proj_weight",
