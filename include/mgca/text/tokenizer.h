@@ -35,10 +35,13 @@ class Tokenizer {
                                    TokenizerOptions options = {});
 
   // Word pieces of `text` (UTF-8), without [CLS]/[SEP]: FullTokenizer.tokenize.
+  // Invalid UTF-8 reads as U+FFFD, which the cleaning step deletes.
   std::vector<std::string> tokenize(std::string_view text) const;
+  // A token that is not in the vocab maps to unk_id() (as Hugging Face does).
   std::vector<int64_t> tokens_to_ids(const std::vector<std::string>& tokens) const;
-  const std::string& id_to_token(int64_t id) const;
+  const std::string& id_to_token(int64_t id) const;  // error outside [0, vocab_size)
 
+  // max_length >= 2. Thread-safe (const), like every method here.
   Encoding encode(std::string_view text, int64_t max_length) const;
 
   // True for ids whose token starts with "##" (a word continuation): the

@@ -1,0 +1,57 @@
+// Checkpoint folders on disk (layout in checkpoint.h): the per-rank state,
+// listing, pruning and atomic files. No torch here.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mgca::train {
+
+// What one rank needs to continue bit for bit (no torch inside).
+struct RankState {
+  int64_t step = 0;            // optimizer steps completed
+  int64_t epoch = 0;           // epoch of the next micro-batch
+  int64_t batch_in_epoch = 0;  // micro-batches of that epoch already consumed (loader position)
+  int64_t samples_seen = 0;    // global samples consumed so far
+  int32_t rank = 0;
+  int32_t world_size = 1;
+  int64_t seed = 0;
+  std::vector<uint8_t> cpu_rng;   // torch's default CPU generator state
+  std::vector<uint8_t> cuda_rng;  // this rank's CUDA generator state (empty on CPU)
+  double train_seconds = 0;       // wall time spent training before this checkpoint
+};
+
+std::string serialize(const RankState& state);
+RankState deserialize_rank_state(const std::string& archive, const std::string& source);
+
+struct CheckpointEntry {
+  std::filesystem::path path;
+  int64_t step = 0;
+};
+
+// "step-00001000".
+std::string checkpoint_name(int64_t step);
+// Complete checkpoints (folders step-N with DONE) under `dir`, oldest first.
+// A missing `dir` gives an empty list.
+std::vector<CheckpointEntry> complete_checkpoints(const std::filesystem::path& dir);
+std::optional<CheckpointEntry> newest_checkpoint(const std::filesystem::path& dir);
+// Removes all but the newest `keep` complete checkpoints and any *.tmp folder
+// (a checkpoint whose writing was interrupted).
+void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
+// True when `path` is a complete checkpoint folder (has DONE).
+bool is_complete_checkpoint(const std::filesystem::path& path);
+
+// Writes `bytes` to `path` atomically: "<path>.tmp", fsync, rename, fsync of the folder.
+void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace mgca::train
+
+namespace mgca::train::detail {
+// Steps of save_checkpoint: fsync a folder; write the DONE marker (fsynced).
+void fsync_directory(const std::filesystem::path& dir);
+void mark_done(const std::filesystem::path& checkpoint);
+}  // namespace mgca::train::detail

@@ -1,0 +1,173 @@
+// Checkpoint folders on disk: listing, pruning, atomic files, and the
+// per-rank state archive (Boost.Serialization). No torch here (Boost's
+// compile definitions must stay out of the torch precompiled header).
+#include "mgca/train/checkpoint_files.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <boost/archive/archive_exception.hpp>
+#include <boost/archive/text_iarchive.hpp>
+#include <boost/archive/text_oarchive.hpp>
+#include <boost/serialization/vector.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "mgca/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace mgca::train {
+namespace {
+
+constexpr unsigned kRankStateVersion = 1;
+constexpr const char* kDoneFile = "DONE";
+
+std::string errno_text() { return std::strerror(errno); }
+
+void fsync_path(const fs::path& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  MGCA_CHECK(fd >= 0, "cannot open '{}' to fsync it: {}", path.string(), errno_text());
+  const int result = ::fsync(fd);
+  const std::string error = errno_text();
+  ::close(fd);
+  MGCA_CHECK(result == 0, "fsync of '{}' failed: {}", path.string(), error);
+}
+
+// step-00001000 → 1000; -1 for anything else.
+int64_t step_of(const std::string& name) {
+  if (name.size() < 6 || name.compare(0, 5, "step-") != 0) return -1;
+  int64_t step = 0;
+  for (size_t i = 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
+template <typename Archive, typename State>
+void visit(Archive& archive, State& s) {
+  archive& s.step& s.epoch& s.batch_in_epoch& s.samples_seen& s.rank& s.world_size& s.seed& s.cpu_rng& s.cuda_rng&
+      s.train_seconds;
+}
+
+}  // namespace
+
+std::string serialize(const RankState& state) {
+  std::ostringstream out;
+  {
+    boost::archive::text_oarchive archive(out);
+    unsigned version = kRankStateVersion;
+    archive << version;
+    RankState copy = state;
+    visit(archive, copy);
+  }
+  return out.str();
+}
+
+RankState deserialize_rank_state(const std::string& text, const std::string& source) {
+  RankState state;
+  try {
+    std::istringstream in(text);
+    boost::archive::text_iarchive archive(in);
+    unsigned version = 0;
+    archive >> version;
+    MGCA_CHECK(version == kRankStateVersion, "{}: rank state version {} (this build reads {})", source, version,
+               kRankStateVersion);
+    visit(archive, state);
+  } catch (const boost::archive::archive_exception& error) {
+    MGCA_FAIL("{}: not a readable rank state: {}", source, error.what());
+  }
+  return state;
+}
+
+std::string checkpoint_name(int64_t step) { return fmt::format("step-{:08d}", step); }
+
+bool is_complete_checkpoint(const fs::path& path) {
+  std::error_code ignored;
+  return fs::is_regular_file(path / kDoneFile, ignored);
+}
+
+std::vector<CheckpointEntry> complete_checkpoints(const fs::path& dir) {
+  std::vector<CheckpointEntry> found;
+  std::error_code error;
+  if (!fs::is_directory(dir, error)) return found;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const int64_t step = step_of(entry.path().filename().string());
+    if (step < 0 || !entry.is_directory() || !is_complete_checkpoint(entry.path())) continue;
+    found.push_back(CheckpointEntry{entry.path(), step});
+  }
+  MGCA_CHECK(!error, "cannot list checkpoint folder '{}': {}", dir.string(), error.message());
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  return found;
+}
+
+std::optional<CheckpointEntry> newest_checkpoint(const fs::path& dir) {
+  auto all = complete_checkpoints(dir);
+  if (all.empty()) return std::nullopt;
+  return all.back();
+}
+
+void prune_checkpoints(const fs::path& dir, int64_t keep) {
+  const auto all = complete_checkpoints(dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].path);
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 &&
+        name.rfind("step-", 0) == 0) {
+      fs::remove_all(entry.path());
+    }
+  }
+}
+
+void write_file_atomic(const fs::path& path, const std::string& bytes) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  MGCA_CHECK(fd >= 0, "cannot create '{}': {}", tmp.string(), errno_text());
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string error = errno_text();
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      MGCA_FAIL("writing '{}' failed: {}", tmp.string(), error);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const std::string error = errno_text();
+    ::close(fd);
+    MGCA_FAIL("fsync of '{}' failed: {}", tmp.string(), error);
+  }
+  MGCA_CHECK(::close(fd) == 0, "closing '{}' failed: {}", tmp.string(), errno_text());
+  MGCA_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "renaming '{}' to '{}' failed: {}", tmp.string(),
+             path.string(), errno_text());
+  fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path(), true);
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  MGCA_CHECK(in.good(), "cannot read '{}'", path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+namespace detail {
+// Used by save_checkpoint (checkpoint.cpp): the folder steps that need no torch.
+void fsync_directory(const fs::path& dir) { fsync_path(dir, true); }
+void mark_done(const fs::path& checkpoint) {
+  write_file_atomic(checkpoint / kDoneFile, "complete\n");
+  fsync_path(checkpoint.parent_path(), true);
+}
+}  // namespace detail
+
+}  // namespace mgca::train

@@ -1,0 +1,162 @@
+// Checkpoint folders: the rank-state archive, listing/pruning, the complete
+// save/load cycle (bit-exact tensors), and the errors for bad checkpoints.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "mgca/comm/communicator.h"
+#include "mgca/train/checkpoint.h"
+#include "mgca/util/error.h"
+#include "support/test_support.h"
+
+namespace fs = std::filesystem;
+
+namespace mgca::train {
+namespace {
+
+template <typename F>
+std::string error_of(F&& body) {
+  try {
+    body();
+  } catch (const mgca::Error& error) {
+    return error.message();
+  }
+  return "";
+}
+
+struct Net : torch::nn::Module {
+  Net() {
+    fc = register_module("fc", torch::nn::Linear(4, 3));
+    bn = register_module("bn", torch::nn::BatchNorm1d(3));
+  }
+  torch::nn::Linear fc{nullptr};
+  torch::nn::BatchNorm1d bn{nullptr};
+};
+
+TEST(RankState, ArchiveRoundTrip) {
+  RankState s;
+  s.step = 123;
+  s.epoch = 4;
+  s.batch_in_epoch = 17;
+  s.samples_seen = 98765;
+  s.rank = 3;
+  s.world_size = 8;
+  s.seed = 42;
+  s.cpu_rng = {0, 1, 2, 255, 128};
+  s.train_seconds = 12.25;
+  const RankState back = deserialize_rank_state(serialize(s), "x");
+  EXPECT_EQ(back.step, 123);
+  EXPECT_EQ(back.epoch, 4);
+  EXPECT_EQ(back.batch_in_epoch, 17);
+  EXPECT_EQ(back.samples_seen, 98765);
+  EXPECT_EQ(back.rank, 3);
+  EXPECT_EQ(back.world_size, 8);
+  EXPECT_EQ(back.seed, 42);
+  EXPECT_EQ(back.cpu_rng, s.cpu_rng);
+  EXPECT_TRUE(back.cuda_rng.empty());
+  EXPECT_EQ(back.train_seconds, 12.25);
+  EXPECT_NE(error_of([] { deserialize_rank_state("not an archive", "ckpt/rank-00000.state"); })
+                .find("ckpt/rank-00000.state: not a readable rank state"),
+            std::string::npos);
+}
+
+TEST(CheckpointFiles, ListingIgnoresIncompleteAndPrunes) {
+  test::TempDir dir("mgca-ckpt");
+  EXPECT_TRUE(complete_checkpoints(dir / "absent").empty());
+  for (int64_t step : {5, 20, 10}) {
+    fs::create_directories(dir / checkpoint_name(step));
+    write_file_atomic(dir / checkpoint_name(step) / "DONE", "x");
+  }
+  fs::create_directories(dir / checkpoint_name(30));  // no DONE: interrupted
+  fs::create_directories(dir / (checkpoint_name(40) + ".tmp"));
+  fs::create_directories(dir / "other");
+  EXPECT_EQ(checkpoint_name(20), "step-00000020");
+  const auto all = complete_checkpoints(dir.path());
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].step, 5);
+  EXPECT_EQ(all[2].step, 20);
+  EXPECT_EQ(newest_checkpoint(dir.path())->step, 20);
+  prune_checkpoints(dir.path(), 2);
+  EXPECT_FALSE(fs::exists(dir / checkpoint_name(5)));
+  EXPECT_TRUE(fs::exists(dir / checkpoint_name(10)));
+  EXPECT_TRUE(fs::exists(dir / checkpoint_name(20)));
+  EXPECT_FALSE(fs::exists(dir / (checkpoint_name(40) + ".tmp")));
+  EXPECT_TRUE(fs::exists(dir / "other"));
+}
+
+TEST(CheckpointFiles, AtomicWriteLeavesNoTemporary) {
+  test::TempDir dir("mgca-ckpt");
+  write_file_atomic(dir / "a.txt", "hello");
+  EXPECT_EQ(read_file(dir / "a.txt"), "hello");
+  EXPECT_FALSE(fs::exists(dir / "a.txt.tmp"));
+  EXPECT_NE(error_of([&] { write_file_atomic(dir / "no" / "such" / "b.txt", "x"); }).find("cannot create"),
+            std::string::npos);
+}
+
+TEST(Checkpoint, SaveAndLoadAreBitExact) {
+  test::TempDir dir("mgca-ckpt");
+  torch::manual_seed(3);
+  Net net;
+  net.train();
+  net.bn->forward(torch::randn({6, 3}));  // running statistics become non-trivial
+  auto comm = comm::Communicator::single();
+  CheckpointContent content;
+  content.model = module_state(net);
+  content.optimizer = {{"exp_avg/fc.weight", torch::randn({3, 4})}, {"step/fc.weight", torch::full({1}, 7, torch::kInt64)}};
+  content.metadata = {{"format", "mgca-checkpoint"}, {"step", "11"}};
+  content.config_toml = "name = \"x\"\n";
+  RankState state;
+  state.step = 11;
+  state.cpu_rng = {9, 8, 7};
+  const fs::path saved = save_checkpoint(dir.path(), 11, content, state, 2, *comm);
+  EXPECT_EQ(saved, dir / "step-00000011");
+  EXPECT_TRUE(is_complete_checkpoint(saved));
+  EXPECT_EQ(read_file(saved / "config.toml"), "name = \"x\"\n");
+  EXPECT_EQ(load_model_metadata(saved).at("step"), "11");
+
+  torch::manual_seed(99);
+  Net other;
+  load_module_state(other, load_model_tensors(saved), saved.string());
+  for (const auto& [name, tensor] : module_state(other)) {
+    bool found = false;
+    for (const auto& [n, t] : content.model) {
+      if (n == name) {
+        EXPECT_TRUE(torch::equal(t, tensor)) << name;
+        found = true;
+      }
+    }
+    EXPECT_TRUE(found) << name;
+  }
+  const auto optimizer = load_optimizer_tensors(saved);
+  EXPECT_TRUE(torch::equal(optimizer.at("exp_avg/fc.weight"), content.optimizer[0].second));
+  EXPECT_EQ(optimizer.at("step/fc.weight").item<int64_t>(), 7);
+  EXPECT_EQ(load_rank_state(saved, 0)->cpu_rng, state.cpu_rng);
+  EXPECT_FALSE(load_rank_state(saved, 1).has_value());
+
+  // Saving more steps keeps the newest two.
+  save_checkpoint(dir.path(), 12, content, state, 2, *comm);
+  save_checkpoint(dir.path(), 13, content, state, 2, *comm);
+  const auto all = complete_checkpoints(dir.path());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].step, 12);
+  EXPECT_EQ(all[1].step, 13);
+}
+
+TEST(Checkpoint, ModelMismatchListsEveryProblem) {
+  Net net;
+  auto tensors = std::map<std::string, torch::Tensor>();
+  for (const auto& [name, t] : module_state(net)) tensors[name] = t.clone();
+  tensors.erase("fc.bias");
+  tensors["fc.weight"] = torch::zeros({3, 5});
+  tensors["head.weight"] = torch::zeros({1});
+  const std::string e = error_of([&] { load_module_state(net, tensors, "ckpt/model.safetensors"); });
+  EXPECT_NE(e.find("ckpt/model.safetensors: the checkpoint does not match the model (3 problems)"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("missing 'fc.bias'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'fc.weight' is Float [3, 5] but the model has Float [3, 4]"), std::string::npos) << e;
+  EXPECT_NE(e.find("unexpected 'head.weight'"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace mgca::train
