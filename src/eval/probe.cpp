@@ -175,6 +175,9 @@ ProbeFit train_linear_probe(const torch::Tensor& train_features, const Targets& 
       auto index = torch::tensor(std::vector<int64_t>(order.begin() + cursor, order.begin() + cursor + take),
                                  torch::kInt64);
       cursor += take;
+      if (options.record_batches) {
+        fit.history.batches.emplace_back(order.begin() + cursor - take, order.begin() + cursor);
+      }
       auto logits = torch::addmm(bias, xs_train.index_select(0, index), weight.t());
       auto loss = loss_of(logits, train_t, index);
       optimizer.zero_grad();

@@ -89,6 +89,9 @@ std::string Results::table(const std::string& title) const {
     cell[{e.method, e.dataset, e.setting}] = &e;
     max_seeds = std::max(max_seeds, e.values.size());
   }
+  // The chance row goes last, under the methods it qualifies.
+  std::stable_partition(methods.begin(), methods.end(),
+                        [](const std::string& m) { return m != "chance"; });
   // Rows of strings: header, then one per method.
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> header = {"Method"};

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "mgca/io/safetensors.h"
+#include "mgca/train/collective_error.h"
 #include "mgca/util/error.h"
 
 namespace fs = std::filesystem;
@@ -31,8 +32,8 @@ void on_every_rank_or_fail(comm::Communicator& comm, const char* what, F&& body)
   }
   const bool any_failed = comm.any(!error.empty());
   if (!any_failed) return;
-  if (!error.empty()) MGCA_FAIL("{}: {}", what, error);
-  MGCA_FAIL("{}: failed on another rank (see its message)", what);
+  if (!error.empty()) MGCA_COLLECTIVE_FAIL(false, "{}: {}", what, error);
+  MGCA_COLLECTIVE_FAIL(true, "{}: failed on another rank (see its message)", what);
 }
 
 }  // namespace

@@ -37,6 +37,7 @@ struct ProbeOptions {
   int64_t patience = 10;             // epochs without a lower validation loss
   int64_t min_steps_per_epoch = 25;
   bool standardize = true;
+  bool record_batches = false;       // keep every step's row indices (tests replay them in PyTorch)
 };
 
 struct ProbeModel {
@@ -56,6 +57,7 @@ struct ProbeHistory {
   int64_t best_epoch = 0;          // 0-based epoch whose weights were kept
   int64_t steps = 0;
   bool stopped_early = false;
+  std::vector<std::vector<int64_t>> batches;  // per step, when options.record_batches
 };
 
 struct ProbeFit {

@@ -5,6 +5,9 @@
 
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
 
 #define MGCA_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||       \
@@ -14,5 +17,85 @@ namespace mgca::compat {
 
 inline constexpr int kTorchMajor = TORCH_VERSION_MAJOR;
 inline constexpr int kTorchMinor = TORCH_VERSION_MINOR;
+
+// ---- attention (model module) ----------------------------------------------
+// True where libtorch has a public fused scaled-dot-product attention with
+// autograd (2.x: flash/memory-efficient kernels on GPU, a flash kernel on CPU
+// from 2.1). libtorch 1.13's at::_scaled_dot_product_attention is its math
+// path on CPU (the same matmul/softmax/matmul) and its fused kernels have no
+// backward, so 1.13 uses the plain path below.
+inline constexpr bool kFusedAttention = MGCA_TORCH_AT_LEAST(2, 0);
+
+// Plain multi-head attention: softmax(q·kᵀ·scale + mask)·v. q, k, v:
+// [B, H, L, Dh] (any strides); attn_mask: undefined, or an additive float mask
+// broadcastable to [B, H, L, L]; dropout on the probabilities when p > 0.
+// Returns [B, H, L, Dh].
+inline at::Tensor plain_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& attn_mask, double dropout_p) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  // Scaling q (L·Dh values) is cheaper than scaling the scores (L·L).
+  at::Tensor scores = at::matmul(q * scale, k.transpose(-2, -1));
+  if (attn_mask.defined()) scores.add_(attn_mask);  // matmul's backward does not need its output
+  at::Tensor probs = at::softmax(scores, -1);
+  if (dropout_p > 0.0) probs = at::dropout(probs, dropout_p, /*train=*/true);
+  return at::matmul(probs, v);
+}
+
+// The fastest attention this libtorch has for training (forward + backward);
+// same contract as plain_attention. Never returns the probabilities: callers
+// that need them compute the rows they need (see model/attention).
+inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k,
+                                               const at::Tensor& v, const at::Tensor& attn_mask,
+                                               double dropout_p) {
+#if MGCA_TORCH_AT_LEAST(2, 0)
+  c10::optional<at::Tensor> mask;
+  if (attn_mask.defined()) mask = attn_mask.to(q.scalar_type());
+  return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
+#else
+  return plain_attention(q, k, v, attn_mask, dropout_p);
+#endif
+}
+
+// ---- mixed precision (train module) -----------------------------------------
+// Autocast for the scope of the guard on CUDA (the trainer's forward under
+// runtime.autocast = bf16); a disabled guard does nothing. libtorch 2.4 took
+// a device type in the autocast API and deprecated the 1.x calls.
+class CudaAutocastGuard {
+ public:
+  CudaAutocastGuard(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+    if (!enabled_) return;
+#if MGCA_TORCH_AT_LEAST(2, 4)
+    previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    previous_enabled_ = at::autocast::is_enabled();
+    previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocastGuard() {
+    if (!enabled_) return;
+    // Leaving the outermost autocast region frees the cached casts of the weights.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if MGCA_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+#else
+    at::autocast::set_enabled(previous_enabled_);
+    at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+#endif
+  }
+  CudaAutocastGuard(const CudaAutocastGuard&) = delete;
+  CudaAutocastGuard& operator=(const CudaAutocastGuard&) = delete;
+
+ private:
+  bool enabled_;
+  bool previous_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kFloat;
+};
 
 }  // namespace mgca::compat

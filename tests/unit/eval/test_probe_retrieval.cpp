@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "mgca/eval/probe.h"
+#include "mgca/eval/protocol.h"
 #include "mgca/eval/retrieval.h"
 #include "mgca/eval/results.h"
 #include "mgca/util/error.h"
@@ -234,6 +235,181 @@ TEST(Results, TableAndJson) {
   EXPECT_DOUBLE_EQ(j["results"][2]["mean"].get<double>(), 0.875);
   EXPECT_EQ(j["results"][2]["values"][1].get<double>(), 0.90);
   EXPECT_THROW(results.add({"m", "d", "s", "AUROC", {}, {}}), mgca::Error);
+}
+
+}  // namespace
+}  // namespace mgca::eval
+
+namespace mgca::eval {
+namespace {
+
+TEST(Protocol, ProbeGridFractionsAndSeeds) {
+  const auto train = separable_multilabel(1000, 21);
+  const auto val = separable_multilabel(200, 22);
+  const auto test = separable_multilabel(500, 23);
+  Results results("probe");
+  ProbeGridOptions options;
+  options.fractions = {0.01, 0.1, 1.0};
+  options.seeds = 2;
+  options.base_seed = 5;
+  options.probe.max_epochs = 20;
+  options.probe.learning_rate = 1e-2;
+  run_probe_grid("signal", "toy", {train.x, train.targets}, {val.x, val.targets},
+                 {test.x, test.targets}, options, results);
+  // The same features with the labels' link to them destroyed: a baseline near 0.5.
+  auto shuffled = train.x.index_select(0, torch::randperm(1000));
+  run_probe_grid("noise", "toy", {shuffled, train.targets}, {val.x, val.targets},
+                 {test.x, test.targets}, options, results);
+  ASSERT_EQ(results.entries().size(), 6u);
+  const auto& one = results.entries()[0];
+  EXPECT_EQ(one.setting, "1%");
+  EXPECT_EQ(one.metric, "macro AUROC");
+  EXPECT_EQ(one.seeds, (std::vector<uint64_t>{5, 6}));
+  EXPECT_EQ(one.details["runs"][0]["requested_rows"], 10);
+  EXPECT_GE(one.details["runs"][0]["train_rows"].get<int64_t>(), 10);
+  const auto& full = results.entries()[2];
+  EXPECT_EQ(full.setting, "100%");
+  EXPECT_EQ(full.details["runs"][1]["train_rows"], 1000);
+  for (double v : full.values) EXPECT_GT(v, 0.98);
+  EXPECT_TRUE(full.details["runs"][0]["per_label"].contains("a"));
+  for (double v : results.entries()[5].values) EXPECT_LT(std::abs(v - 0.5), 0.1);
+  // 10 % of the data is already enough here; 1 % (10 rows) is weaker than 100 %.
+  EXPECT_LT(mean_std(results.entries()[0].values).mean, mean_std(full.values).mean);
+  const std::string table = results.table("Linear probe");
+  EXPECT_NE(table.find("toy 10%"), std::string::npos) << table;
+  EXPECT_EQ(fraction_label(0.005), "0.5%");
+}
+
+TEST(Protocol, RetrievalRowsStateChance) {
+  torch::manual_seed(1);
+  auto image = torch::randn({40, 8});
+  Results results("retrieval");
+  add_retrieval_results("paired", "toy", evaluate_retrieval(image, image, {}), results);
+  add_retrieval_results("unrelated", "toy", evaluate_retrieval(image, torch::randn({40, 8}), {}), results);
+  const std::string table = results.table("Retrieval");
+  // Rows: paired, unrelated, then chance (K/N = 2.5 %, 12.5 %, 25 %).
+  EXPECT_LT(table.find("| paired"), table.find("| unrelated")) << table;
+  EXPECT_LT(table.find("| unrelated"), table.find("| chance")) << table;
+  EXPECT_NE(table.find("toy I→R R@10"), std::string::npos) << table;
+  EXPECT_NE(table.find("12.50"), std::string::npos) << table;
+  EXPECT_NE(table.find("25.00"), std::string::npos) << table;
+  int chance_rows = 0;
+  for (const auto& e : results.entries()) chance_rows += e.method == "chance";
+  EXPECT_EQ(chance_rows, 6);  // one per column, not per method
+}
+
+}  // namespace
+}  // namespace mgca::eval
+
+namespace mgca::eval {
+namespace {
+
+// The C++ probe against PyTorch's torch.optim.AdamW and losses, replaying
+// the same mini-batches (tests/unit/eval/probe_reference.py).
+ProbeHistory compare_with_pytorch(const torch::Tensor& xtr, const Targets& ytr,
+                                  const torch::Tensor& xva, const Targets& yva, ProbeOptions options) {
+  options.record_batches = true;
+  const auto fit = train_linear_probe(xtr, ytr, xva, yva, options, 3);
+  auto rows = [](const torch::Tensor& x) {
+    nlohmann::json out = nlohmann::json::array();
+    auto d = x.to(torch::kFloat64).contiguous();
+    for (int64_t r = 0; r < d.size(0); ++r) {
+      std::vector<double> row(d[r].data_ptr<double>(), d[r].data_ptr<double>() + d.size(1));
+      out.push_back(row);
+    }
+    return out;
+  };
+  auto labels = [](const Targets& t) {
+    nlohmann::json out = nlohmann::json::array();
+    if (t.kind == TaskKind::MultiClass) return nlohmann::json(t.classes);
+    for (int64_t r = 0; r < t.multilabel.rows; ++r) {
+      nlohmann::json row = nlohmann::json::array();
+      for (int64_t c = 0; c < t.multilabel.cols; ++c) {
+        const double v = t.multilabel.at(r, c);
+        row.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+      }
+      out.push_back(row);
+    }
+    return out;
+  };
+  const int64_t n = xtr.size(0);
+  const int64_t steps_per_epoch =
+      std::max((n + options.batch_size - 1) / options.batch_size, options.min_steps_per_epoch);
+  nlohmann::json job = {
+      {"kind", ytr.kind == TaskKind::MultiLabel ? "multilabel" : "multiclass"},
+      {"classes", ytr.names.size()},
+      {"x_train", rows(xtr)},
+      {"y_train", labels(ytr)},
+      {"x_val", rows(xva)},
+      {"y_val", labels(yva)},
+      {"options",
+       {{"lr", options.learning_rate},
+        {"weight_decay", options.weight_decay},
+        {"max_epochs", options.max_epochs},
+        {"patience", options.patience}}},
+      {"batches", fit.history.batches},
+      {"steps_per_epoch", steps_per_epoch}};
+  mgca::test::TempDir dir;
+  mgca::test::write_text_file(dir / "job.json", job.dump());
+  const auto script = mgca::test::source_dir() / "tests/unit/eval/probe_reference.py";
+  const auto run = mgca::test::run_command("/usr/bin/python3 " + script.string() + " " +
+                                           (dir / "job.json").string() + " " +
+                                           (dir / "out.json").string());
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  if (run.exit_code != 0) return fit.history;
+  const auto ref = nlohmann::json::parse(mgca::test::read_text_file(dir / "out.json"));
+  EXPECT_EQ(ref["best_epoch"].get<int64_t>(), fit.history.best_epoch);
+  const auto val_ref = ref["val_loss"].get<std::vector<double>>();
+  EXPECT_EQ(val_ref.size(), fit.history.val_loss.size());
+  if (val_ref.size() != fit.history.val_loss.size()) return fit.history;
+  for (size_t e = 0; e < val_ref.size(); ++e) {
+    EXPECT_NEAR(fit.history.val_loss[e], val_ref[e], 1e-5 * std::max(1.0, val_ref[e])) << "epoch " << e;
+  }
+  std::vector<float> w_flat;
+  for (const auto& row : ref["weight"]) {
+    for (const auto& v : row) w_flat.push_back(v.get<float>());
+  }
+  const auto w_ref = torch::tensor(w_flat).reshape(fit.model.weight.sizes());
+  const auto b_ref = torch::tensor(ref["bias"].get<std::vector<float>>());
+  // float32 on both sides; the reassociation differences stay far below this.
+  EXPECT_TRUE(mgca::test::AllClose(fit.model.weight, w_ref, 1e-4, 1e-5));
+  EXPECT_TRUE(mgca::test::AllClose(fit.model.bias, b_ref, 1e-4, 1e-5));
+  return fit.history;
+}
+
+TEST(Probe, MatchesPyTorchAdamWMultiLabel) {
+  auto train = separable_multilabel(70, 31);
+  const auto val = separable_multilabel(40, 32);
+  train.targets.multilabel.at(3, 0) = NAN;  // masked entries
+  train.targets.multilabel.at(9, 1) = NAN;
+  ProbeOptions options;
+  options.learning_rate = 3e-3;
+  options.batch_size = 16;
+  options.max_epochs = 6;
+  options.min_steps_per_epoch = 7;  // the permutation wraps within an epoch
+  compare_with_pytorch(train.x, train.targets, val.x, val.targets, options);
+}
+
+TEST(Probe, MatchesPyTorchAdamWMultiClassWithEarlyStopping) {
+  torch::manual_seed(12);
+  auto make = [](int64_t n) {
+    Targets t;
+    t.kind = TaskKind::MultiClass;
+    t.names = {"a", "b", "c"};
+    auto y = torch::randint(0, 3, {n}, torch::kInt64);
+    t.classes.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + n);
+    return std::make_pair(torch::randn({n, 6}) * 3.0, t);  // noise labels: early stopping
+  };
+  const auto [xtr, ytr] = make(30);
+  const auto [xva, yva] = make(50);
+  ProbeOptions options;
+  options.learning_rate = 5e-2;
+  options.batch_size = 8;
+  options.max_epochs = 40;
+  options.patience = 3;
+  const auto history = compare_with_pytorch(xtr, ytr, xva, yva, options);
+  EXPECT_TRUE(history.stopped_early);
+  EXPECT_LT(history.val_loss.size(), 40u);
 }
 
 }  // namespace

@@ -1,0 +1,275 @@
+// The trainer under mpirun -np 1, 2, 4 with a small contrastive task:
+// W ranks × b equal one rank × W·b (losses per step and final weights),
+// interrupted-and-resumed runs continue bit for bit, a signal on one rank
+// checkpoints every rank at the same step, and a NaN loss stops every rank
+// naming the step and the loss part.
+#include <gtest/gtest.h>
+#include <mpi.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "mgca/comm/communicator.h"
+#include "mgca/train/checkpoint.h"
+#include "mgca/train/collective_error.h"
+#include "mgca/train/preemption.h"
+#include "mgca/train/trainer.h"
+#include "support/tensor_checks.h"
+#include "support/test_support.h"
+#include "toy_task.h"
+
+namespace fs = std::filesystem;
+
+namespace mgca::train {
+namespace {
+using toy::ToyOptions;
+using toy::ToyTask;
+
+std::shared_ptr<comm::Communicator> world() {
+  static auto comm = comm::Communicator::world();
+  return comm;
+}
+
+// A folder every rank shares (rank 0 creates and removes it).
+class SharedDir {
+ public:
+  SharedDir() {
+    if (world()->rank() == 0) dir_ = std::make_unique<mgca::test::TempDir>("mgca-trainer");
+    path_ = world()->broadcast_string(world()->rank() == 0 ? dir_->path().string() : "", 0);
+  }
+  ~SharedDir() { world()->barrier(); }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::unique_ptr<mgca::test::TempDir> dir_;
+  fs::path path_;
+};
+
+Config toy_config(const fs::path& out, const std::string& name, int64_t steps) {
+  Config c;
+  c.name = name;
+  c.output_dir = out.string();
+  c.data.train = "unused";
+  c.optimizer.lr = 3e-3;
+  c.optimizer.weight_decay = 0.05;
+  c.optimizer.grad_clip_norm = 1.0;
+  c.schedule.max_steps = steps;
+  c.schedule.warmup_fraction = 0.25;
+  c.schedule.min_lr = 1e-5;
+  c.checkpoint.every_steps = 0;
+  c.checkpoint.keep = 5;
+  c.checkpoint.resume = "auto";
+  c.logging.progress_interval_s = 1e9;
+  return c;
+}
+
+RunResult train(const Config& config, ToyOptions options, std::shared_ptr<comm::Communicator> comm,
+                uint64_t init_seed = 11) {
+  torch::manual_seed(init_seed);  // the initial weights (rank 0's are broadcast)
+  auto task = std::make_unique<ToyTask>(options, comm);
+  Trainer trainer(config, comm, std::move(task), torch::kCPU);
+  return trainer.run();
+}
+
+std::vector<nlohmann::json> read_metrics(const fs::path& run_dir) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
+  }
+  return lines;
+}
+
+std::map<std::string, torch::Tensor> final_weights(const Config& config) {
+  return load_model_tensors(newest_checkpoint(config.checkpoint_dir())->path);
+}
+
+TEST(Trainer, WRanksEqualOneRankWithTheGlobalBatch) {
+  SharedDir dir;
+  auto comm = world();
+  const int w = comm->size();
+  const int64_t b = 2;
+  // 20 steps over 48 samples: several epochs, so the prototype freeze ends and epochs reshuffle.
+  const Config distributed = toy_config(dir / "out", "distributed", 20);
+  ToyOptions options;
+  options.batch_size = b;
+  const RunResult result = train(distributed, options, comm);
+  EXPECT_EQ(result.status, RunStatus::Completed);
+  EXPECT_EQ(result.step, 20);
+
+  // One rank with the whole global batch (each rank runs it alone, in its own folder).
+  const Config single = toy_config(dir / ("single-" + std::to_string(comm->rank())), "single", 20);
+  options.batch_size = b * w;
+  train(single, options, comm::Communicator::single());
+
+  if (comm->rank() == 0) {
+    const auto a = read_metrics(distributed.run_dir());
+    const auto s = read_metrics(single.run_dir());
+    ASSERT_EQ(a.size(), 20u);
+    ASSERT_EQ(s.size(), 20u);
+    for (size_t i = 0; i < a.size(); ++i) {
+      for (const char* key : {"loss", "loss_ita", "loss_proto", "lr", "grad_norm"}) {
+        const double x = a[i][key].get<double>(), y = s[i][key].get<double>();
+        EXPECT_NEAR(x, y, 1e-5 * std::abs(y) + 1e-7) << "step " << i + 1 << " " << key;
+      }
+    }
+  }
+  const auto weights = final_weights(distributed);
+  const auto reference = final_weights(single);
+  ASSERT_EQ(weights.size(), reference.size());
+  for (const auto& [name, tensor] : reference) {
+    EXPECT_TRUE(mgca::test::AllClose(weights.at(name), tensor, 1e-5, 1e-6)) << name;
+  }
+}
+
+TEST(Trainer, AccumulationSyncsOnceAndMatchesOneRank) {
+  SharedDir dir;
+  auto comm = world();
+  const int w = comm->size();
+  ToyOptions options;
+  options.batch_size = 2;
+  options.accumulate = 2;
+  Config overlapped = toy_config(dir / "out", "overlapped", 8);
+  overlapped.optimizer.accumulate = 2;
+  train(overlapped, options, comm);
+  Config plain = overlapped;
+  plain.name = "plain";
+  plain.comm.overlap = false;  // gradients averaged after backward instead of from hooks
+  train(plain, options, comm);
+  Config single = toy_config(dir / ("single-" + std::to_string(comm->rank())), "single", 8);
+  single.optimizer.accumulate = 2;
+  options.batch_size = 2 * w;
+  train(single, options, comm::Communicator::single());
+
+  const auto a = final_weights(overlapped), b = final_weights(plain), c = final_weights(single);
+  for (const auto& [name, tensor] : c) {
+    EXPECT_TRUE(torch::equal(a.at(name), b.at(name))) << name << ": the two sync paths differ";
+    EXPECT_TRUE(mgca::test::AllClose(a.at(name), tensor, 1e-5, 1e-6)) << name;
+  }
+  if (comm->rank() == 0) {
+    const auto ma = read_metrics(overlapped.run_dir()), mc = read_metrics(single.run_dir());
+    ASSERT_EQ(ma.size(), 8u);
+    for (size_t i = 0; i < ma.size(); ++i) {
+      EXPECT_NEAR(ma[i]["loss"].get<double>(), mc[i]["loss"].get<double>(), 1e-5 * std::abs(mc[i]["loss"].get<double>()));
+    }
+  }
+}
+
+bool same_bytes(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
+         std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.numel() * a.element_size()) == 0;
+}
+
+TEST(Trainer, InterruptedAndResumedRunIsBitIdentical) {
+  SharedDir dir;
+  auto comm = world();
+  ToyOptions options;
+  const Config straight = toy_config(dir / "out", "straight", 12);
+  EXPECT_EQ(train(straight, options, comm).status, RunStatus::Completed);
+
+  Config halves = toy_config(dir / "out", "halves", 12);
+  halves.schedule.stop_after_steps = 6;
+  const RunResult first = train(halves, options, comm);
+  EXPECT_EQ(first.status, RunStatus::Stopped);
+  EXPECT_EQ(first.step, 6);
+  halves.schedule.stop_after_steps = 0;
+  // Different initial weights: everything must come from the checkpoint.
+  const RunResult second = train(halves, options, comm, /*init_seed=*/12345);
+  EXPECT_EQ(second.status, RunStatus::Completed);
+  EXPECT_EQ(second.step, 12);
+
+  const auto a = final_weights(straight), b = final_weights(halves);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, tensor] : a) EXPECT_TRUE(same_bytes(tensor, b.at(name))) << name;
+  if (comm->rank() == 0) {
+    EXPECT_EQ(mgca::test::read_text_file(newest_checkpoint(straight.checkpoint_dir())->path / "model.safetensors"),
+              mgca::test::read_text_file(newest_checkpoint(halves.checkpoint_dir())->path / "model.safetensors"));
+    const auto ma = read_metrics(straight.run_dir()), mb = read_metrics(halves.run_dir());
+    ASSERT_EQ(ma.size(), 12u);
+    ASSERT_EQ(mb.size(), 12u);
+    for (size_t i = 0; i < ma.size(); ++i) {
+      EXPECT_EQ(ma[i]["loss"].get<double>(), mb[i]["loss"].get<double>()) << "step " << i + 1;
+      EXPECT_EQ(ma[i]["grad_norm"].get<double>(), mb[i]["grad_norm"].get<double>()) << "step " << i + 1;
+    }
+  }
+}
+
+TEST(Trainer, SignalOnOneRankCheckpointsEveryRankAndResumesExactly) {
+  SharedDir dir;
+  auto comm = world();
+  ToyOptions options;
+  const Config straight = toy_config(dir / "out", "straight", 10);
+  train(straight, options, comm);
+
+  const Config preempted = toy_config(dir / "out", "preempted", 10);
+  ToyOptions signalled = options;
+  signalled.signal_rank = comm->size() - 1;
+  signalled.signal_at_batch = 4;  // while loading step 5's batch
+  reset_preemption();
+  const RunResult stop = train(preempted, signalled, comm);
+  reset_preemption();
+  EXPECT_EQ(stop.status, RunStatus::Preempted);
+  EXPECT_EQ(stop.step, 5);  // agreed at the next step boundary
+  EXPECT_EQ(stop.signal, comm->rank() == comm->size() - 1 ? SIGUSR1 : 0);
+  EXPECT_TRUE(is_complete_checkpoint(stop.checkpoint));
+  const int64_t max_step = static_cast<int64_t>(comm->all_reduce_scalar(static_cast<double>(stop.step), comm::ReduceOp::Max));
+  EXPECT_EQ(max_step, stop.step) << "ranks stopped at different steps";
+
+  const RunResult resumed = train(preempted, options, comm, 999);
+  EXPECT_EQ(resumed.status, RunStatus::Completed);
+  const auto a = final_weights(straight), b = final_weights(preempted);
+  for (const auto& [name, tensor] : a) EXPECT_TRUE(same_bytes(tensor, b.at(name))) << name;
+}
+
+TEST(Trainer, NanLossStopsEveryRankNamingStepAndPart) {
+  SharedDir dir;
+  auto comm = world();
+  const Config config = toy_config(dir / "out", "nan", 10);
+  ToyOptions options;
+  options.nan_at_step = 3;
+  try {
+    train(config, options, comm);
+    ADD_FAILURE() << "expected an error";
+  } catch (const CollectiveError& e) {
+    EXPECT_EQ(e.echo(), comm->rank() != 0);
+    const int64_t epoch = 3 / (48 / (4 * comm->size()));
+    EXPECT_NE(e.message().find(fmt::format("step 4 (epoch {}): loss part 'loss_proto' is nan, loss part 'loss' is nan",
+                                           epoch)),
+              std::string::npos)
+        << e.message();
+  }
+  // The checkpoint written before (none: every_steps 0) is untouched; nothing half-written remains.
+  EXPECT_FALSE(newest_checkpoint(config.checkpoint_dir()).has_value());
+}
+
+TEST(Trainer, PrototypesStayFrozenDuringTheFirstEpoch) {
+  SharedDir dir;
+  auto comm = world();
+  ToyOptions options;
+  options.batch_size = 2;
+  // 48 samples / (W·2) per epoch: stop inside the first epoch.
+  const int64_t steps_per_epoch = 48 / (2 * comm->size());
+  Config config = toy_config(dir / "out", "frozen", steps_per_epoch + 2);
+  config.schedule.stop_after_steps = steps_per_epoch;
+  torch::manual_seed(11);
+  auto task = std::make_unique<ToyTask>(options, comm);
+  ToyTask* raw = task.get();
+  Trainer trainer(config, comm, std::move(task), torch::kCPU);
+  const torch::Tensor before = raw->module().named_parameters()["prototypes"].detach().clone();
+  torch::Tensor normalized = before / before.norm(2, 1, true);
+  trainer.run();
+  const torch::Tensor after = raw->module().named_parameters()["prototypes"].detach();
+  // Only re-normalized (rank 0's initial weights), never updated.
+  torch::Tensor reference = before.clone();
+  comm->broadcast(reference, 0);
+  reference = reference / reference.norm(2, 1, true);
+  EXPECT_TRUE(mgca::test::AllClose(after, reference, 1e-6, 1e-7));
+  (void)normalized;
+}
+
+}  // namespace
+}  // namespace mgca::train
