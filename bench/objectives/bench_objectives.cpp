@@ -116,11 +116,13 @@ class EmulatedCommunicator final : public Communicator {
   int local_size() const override { return 1; }
   const std::string& host() const override { return host_; }
   const mgca::comm::CommOptions& options() const override { return options_; }
+  int device_index() const override { return -1; }
+  std::string describe() const override { return "emulated world of " + std::to_string(size_) + " ranks (bench only)"; }
 
   void all_reduce(torch::Tensor& t, ReduceOp op) override {
     if (op == ReduceOp::Sum) t.mul_(size_);
   }
-  std::shared_ptr<mgca::comm::Work> all_reduce_async(torch::Tensor t, ReduceOp op) override {
+  std::shared_ptr<mgca::comm::Work> all_reduce_async(torch::Tensor t, ReduceOp op, bool) override {
     all_reduce(t, op);
     return std::make_shared<CompletedWork>();
   }
@@ -135,8 +137,14 @@ class EmulatedCommunicator final : public Communicator {
     }
     return torch::cat({t, rest});  // rank 0's rows first
   }
+  void all_gather_into(torch::Tensor& output, const torch::Tensor& input) override {
+    output.copy_(all_gather(input));
+  }
   torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp) override {
     return t.narrow(0, 0, t.size(0) / size_).clone();
+  }
+  void reduce_scatter_into(torch::Tensor& output, const torch::Tensor& input, ReduceOp) override {
+    output.copy_(input.narrow(0, 0, input.size(0) / size_));
   }
   void broadcast(torch::Tensor&, int) override {}
   void barrier() override {}
