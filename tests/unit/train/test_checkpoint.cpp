@@ -6,7 +6,10 @@
 #include <filesystem>
 
 #include "mgca/comm/communicator.h"
+#include "mgca/io/safetensors.h"
 #include "mgca/train/checkpoint.h"
+#include "mgca/train/config.h"
+#include "mgca/train/export.h"
 #include "mgca/util/error.h"
 #include "support/test_support.h"
 
@@ -156,6 +159,49 @@ TEST(Checkpoint, ModelMismatchListsEveryProblem) {
   EXPECT_NE(e.find("missing 'fc.bias'"), std::string::npos) << e;
   EXPECT_NE(e.find("'fc.weight' is Float [3, 5] but the model has Float [3, 4]"), std::string::npos) << e;
   EXPECT_NE(e.find("unexpected 'head.weight'"), std::string::npos) << e;
+}
+
+TEST(Export, ImageEncoderAloneWithTheMetadataEvalReads) {
+  test::TempDir dir("mgca-export");
+  const Config config = parse_config("data.train = \"/d\"\n[model]\nimage_encoder = \"vit_tiny\"\nimage_size = 64\n",
+                                     "job.toml", {"output_dir=" + dir.path().string(), "name=run"});
+  CheckpointContent content;
+  const torch::Tensor w = torch::randn({4, 3});
+  content.model = {{"image.patch_embed.weight", w}, {"image.cls_token", torch::zeros({1, 1, 3})},
+                   {"text.embeddings.weight", torch::ones({5, 3})}, {"prototypes.weight", torch::ones({2, 3})}};
+  content.metadata = {{"step", "7"}};
+  content.config_toml = to_toml(config);
+  RankState state;
+  auto comm = comm::Communicator::single();
+  save_checkpoint(config.checkpoint_dir(), 7, content, state, 3, *comm);
+
+  // A run folder resolves to its newest checkpoint.
+  EXPECT_EQ(resolve_checkpoint(config.run_dir()), config.checkpoint_dir() / "step-00000007");
+  const fs::path out = dir / "enc" / "encoder.safetensors";
+  EXPECT_EQ(export_image_encoder(config.run_dir(), out), 2);
+  io::SafetensorsFile file(out);
+  EXPECT_EQ(file.names().size(), 2u);
+  EXPECT_TRUE(torch::equal(file.tensor("patch_embed.weight"), w));
+  EXPECT_TRUE(file.contains("cls_token"));
+  EXPECT_FALSE(file.contains("text.embeddings.weight"));
+  EXPECT_EQ(file.metadata().at("format"), "mgca-image-encoder");
+  EXPECT_EQ(file.metadata().at("image_encoder"), "vit_tiny");
+  EXPECT_EQ(file.metadata().at("image_size"), "64");
+  EXPECT_EQ(file.metadata().at("resnet_input_size"), "299");
+  EXPECT_EQ(file.metadata().at("step"), "7");
+  EXPECT_TRUE(parse_config(file.metadata().at("config"), "meta") == config);
+}
+
+TEST(Export, ErrorsNameTheProblem) {
+  test::TempDir dir("mgca-export");
+  EXPECT_NE(error_of([&] { resolve_checkpoint(dir / "none"); }).find("does not exist"), std::string::npos);
+  EXPECT_NE(error_of([&] { resolve_checkpoint(dir.path()); }).find("holds no complete checkpoint"),
+            std::string::npos);
+  fs::create_directories(dir / "step-00000001");
+  write_file_atomic(dir / "step-00000001" / "DONE", "x");
+  EXPECT_NE(error_of([&] { export_image_encoder(dir / "step-00000001", dir / "e.safetensors"); })
+                .find("has no config.toml"),
+            std::string::npos);
 }
 
 }  // namespace

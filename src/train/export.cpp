@@ -1,0 +1,51 @@
+#include "mgca/train/export.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "mgca/io/safetensors.h"
+#include "mgca/train/checkpoint.h"
+#include "mgca/train/config.h"
+#include "mgca/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace mgca::train {
+
+fs::path resolve_checkpoint(const fs::path& path) {
+  MGCA_CHECK(fs::exists(path), "checkpoint '{}' does not exist", path.string());
+  if (is_complete_checkpoint(path)) return path;
+  MGCA_CHECK(fs::is_directory(path), "'{}' is not a checkpoint folder", path.string());
+  for (const fs::path& dir : {path, path / "checkpoints"}) {
+    if (auto newest = newest_checkpoint(dir)) return newest->path;
+  }
+  MGCA_FAIL("'{}' holds no complete checkpoint (a step-N folder with a DONE marker)", path.string());
+}
+
+int64_t export_image_encoder(const fs::path& given, const fs::path& out) {
+  const fs::path checkpoint = resolve_checkpoint(given);
+  const fs::path config_file = checkpoint / "config.toml";
+  MGCA_CHECK(fs::is_regular_file(config_file), "checkpoint '{}' has no config.toml", checkpoint.string());
+  const Config config = parse_config(read_file(config_file), config_file.string());
+  const std::string prefix = "image.";
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& [name, tensor] : load_model_tensors(checkpoint)) {
+    if (name.rfind(prefix, 0) == 0) tensors.emplace_back(name.substr(prefix.size()), tensor);
+  }
+  MGCA_CHECK(!tensors.empty(), "checkpoint '{}' has no image encoder tensors ('{}*')", checkpoint.string(), prefix);
+  const auto model_metadata = load_model_metadata(checkpoint);
+  std::map<std::string, std::string> metadata = {
+      {"format", "mgca-image-encoder"},
+      {"image_encoder", config.model.image_encoder},
+      {"image_size", std::to_string(config.model.image_size)},
+      {"resnet_input_size", std::to_string(config.model.resnet_input_size)},
+      {"config", to_toml(config)},
+      {"source_checkpoint", fs::absolute(checkpoint).string()},
+  };
+  if (auto step = model_metadata.find("step"); step != model_metadata.end()) metadata["step"] = step->second;
+  if (!out.parent_path().empty()) fs::create_directories(out.parent_path());
+  io::save_safetensors(out, tensors, metadata);
+  return static_cast<int64_t>(tensors.size());
+}
+
+}  // namespace mgca::train
