@@ -158,7 +158,7 @@ def run(args):
         t2 = clock.now()
         loss.backward()
         t3 = clock.now()
-        model.on_after_backward(epoch=0)
+        model.on_after_backward(epoch=step // pool)  # as bench_step: the pool is one epoch
         norm = grad_norm(model) if args.check else None
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
