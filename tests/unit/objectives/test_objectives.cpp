@@ -109,6 +109,9 @@ TEST(BadInput, InstanceAlignment) {
   EXPECT_ERROR(instance_alignment(a.slice(0, 0, 0), a.slice(0, 0, 0), o, single()), "empty batch");
   EXPECT_ERROR(instance_alignment(a, torch::Tensor(), o, single()), "'txt' is undefined");
   EXPECT_ERROR(convirt_loss(a, a, o, nullptr), "convirt_loss: no communicator");
+  auto cold = o;
+  cold.ita_temperature = 0;
+  EXPECT_ERROR(instance_alignment(a, a, cold, single()), "instance_alignment: temperature must be > 0");
 }
 
 TEST(BadInput, TokenAlignment) {
@@ -147,6 +150,21 @@ TEST(BadInput, PrototypeAlignmentAndSinkhorn) {
   in.img_emb = v;
   in.patch_emb = unit_rows({3, 2, 8}, 4);
   EXPECT_ERROR(mgca_objective(in, o, single()), "patch_emb [3, 2, 8] and img_emb [4, 8] disagree");
+}
+
+TEST(BadInput, SecondBackwardThroughTheFusedContrastiveLoss) {
+  // The fused cross-entropy reuses its logits for the gradient: a second
+  // backward through the same graph must fail loudly, not compute garbage.
+  auto v = unit_rows({4, 8}, 1).requires_grad_(true), t = unit_rows({4, 8}, 2).requires_grad_(true);
+  auto r = instance_alignment(v, t, ObjectiveOptions(), single());
+  r.loss.backward({}, /*retain_graph=*/true);
+  std::string msg;
+  try {
+    r.loss.backward();
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("retain_graph is not supported"), std::string::npos) << msg;
 }
 
 // ---------------------------------------------------------------- Sinkhorn
