@@ -65,7 +65,7 @@ std::string read_nul_separated(const fs::path& path) {
 }
 }  // namespace
 
-pid_t find_rank_process(int rank, const std::string& marker) {
+pid_t find_rank_process(int rank, const std::vector<std::string>& markers) {
   std::error_code error;
   for (const auto& entry : fs::directory_iterator("/proc", error)) {
     const std::string name = entry.path().filename().string();
@@ -73,7 +73,9 @@ pid_t find_rank_process(int rank, const std::string& marker) {
     const std::string environment = read_nul_separated(entry.path() / "environ");
     if (environment.find("\nOMPI_COMM_WORLD_RANK=" + std::to_string(rank) + "\n") == std::string::npos) continue;
     const std::string command = read_nul_separated(entry.path() / "cmdline");
-    if (command.find(marker) == std::string::npos || command.find("mgca") == std::string::npos) continue;
+    bool all = command.find("mgca") != std::string::npos;
+    for (const auto& marker : markers) all = all && command.find(marker) != std::string::npos;
+    if (!all) continue;
     return static_cast<pid_t>(std::stol(name));
   }
   return -1;

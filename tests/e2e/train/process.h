@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace mgca::test {
 
@@ -26,7 +27,8 @@ class Background {
 };
 
 // The pid of the process whose environment has OMPI_COMM_WORLD_RANK=rank and
-// whose command line contains `marker` (e.g. the run's output folder); -1 if none.
-pid_t find_rank_process(int rank, const std::string& marker);
+// whose command line contains every one of `markers` (e.g. the run's output
+// folder and name); -1 if none.
+pid_t find_rank_process(int rank, const std::vector<std::string>& markers);
 
 }  // namespace mgca::test

@@ -233,7 +233,7 @@ TEST_F(TrainE2E, SignalToOneRankCheckpointsAllAndResumesExactly) {
   const std::string name = "preempted";
   Background run(train_command(2, name, job), *dir_ / "preempted.log");
   ASSERT_TRUE(wait_for([&] { return metrics(name).size() >= 3; }, 300)) << read_text_file(*dir_ / "preempted.log");
-  const pid_t rank1 = find_rank_process(1, run_dir(name).string());
+  const pid_t rank1 = find_rank_process(1, {"output_dir=" + runs().string(), "name=" + name});
   ASSERT_GT(rank1, 0) << "rank 1 of the job not found";
   ASSERT_EQ(kill(rank1, SIGUSR1), 0);
   const int code = run.wait(300);
@@ -267,7 +267,7 @@ TEST_F(TrainE2E, KilledRankEndsTheJobAndTheNewestCheckpointStillLoads) {
                                         "comm.timeout_s=" + std::to_string(timeout)};
   Background run(train_command(2, name, job), *dir_ / "killed.log");
   ASSERT_TRUE(wait_for([&] { return metrics(name).size() >= 7; }, 300)) << read_text_file(*dir_ / "killed.log");
-  const pid_t rank1 = find_rank_process(1, run_dir(name).string());
+  const pid_t rank1 = find_rank_process(1, {"output_dir=" + runs().string(), "name=" + name});
   ASSERT_GT(rank1, 0);
   const auto killed_at = std::chrono::steady_clock::now();
   ASSERT_EQ(kill(rank1, SIGKILL), 0);
