@@ -153,7 +153,10 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
                      ? clip_and_normalize_weights(patch_weight, lo, hi, /*nonzero_only=*/false).to(opt)
                      : torch::full({b, P}, 1.0 / static_cast<double>(P), opt);
   const auto neg_inf = -std::numeric_limits<double>::infinity();
+  // A sample with no non-pad word (not produced by the text side: [SEP] is a
+  // word) would make the patch→word softmax NaN; it attends over all slots.
   auto pad = word_mask.to(W.device());
+  pad = pad.logical_and(pad.all(1, /*keepdim=*/true).logical_not());
   const double inv_tau = 1.0 / tau;
   const double inv_b = 1.0 / static_cast<double>(b);
 

@@ -367,6 +367,19 @@ TEST(Variants, ItaPaperIsHalfTheOfficialSum) {
   EXPECT_TRUE(test::AllClose(c.loss, 0.75 * c.loss_i2t + 0.25 * c.loss_t2i, 1e-15));
 }
 
+TEST(Variants, AllPadSampleStaysFinite) {
+  for (auto o : {ObjectiveOptions::official(), ObjectiveOptions::paper()}) {
+    auto t = token_data(3, 5, 4, 8, true, torch::kFloat64);
+    t.word_mask[1].fill_(true);
+    t.word_weight[1].zero_();
+    auto w = t.word.clone().requires_grad_(true);
+    auto r = token_alignment(w, t.word_weight, t.word_mask, t.patch, t.patch_weight, o);
+    r.loss.backward();
+    EXPECT_TRUE(r.loss.isfinite().item<bool>());
+    EXPECT_TRUE(w.grad().isfinite().all().item<bool>());
+  }
+}
+
 TEST(Variants, UniformPatchWeightsWhenNoneAreGiven) {
   auto t = token_data(3, 5, 4, 8, true, torch::kFloat64);
   CtaTrace trace;
