@@ -16,6 +16,11 @@ using torch::autograd::variable_list;
 // Forward communicates once (an all-gather of 2C+1 values per rank), backward
 // once (an all-reduce of 2C values). Weight and bias gradients stay local:
 // the gradient sync averages them like every other parameter.
+// libtorch 1.13's custom Function cannot take undefined tensors (it records
+// each input's device), so absent weight/bias/running statistics are passed
+// as empty tensors.
+bool present(const torch::Tensor& t) { return t.defined() && t.numel() > 0; }
+
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input,
@@ -49,23 +54,27 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto m2 = (m2s + counts * (means - mean.unsqueeze(0)).square()).sum(0);
     auto var = m2 / total;
 
-    if (running_mean.defined()) {
+    if (present(running_mean)) {
       torch::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
       running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
     }
 
     auto invstd = (var + eps).rsqrt().to(compute_type);
-    auto xhat = (x - mean.to(compute_type).view({1, channels, 1})) * invstd.view({1, channels, 1});
-    auto y = xhat;
-    if (weight.defined()) {
-      y = xhat * weight.to(compute_type).view({1, channels, 1}) + bias.to(compute_type).view({1, channels, 1});
-    }
-    ctx->save_for_backward({xhat, invstd, weight});
+    // Computed in the input's own shape: the output must be a tensor of its
+    // own, not a view (a reshape), so that callers may modify it in place
+    // (e.g. ReLU(inplace) after BatchNorm); autograd forbids in-place changes
+    // to views made inside a custom Function.
+    std::vector<int64_t> stat_shape(static_cast<size_t>(input.dim()), 1);
+    stat_shape[1] = channels;
+    auto xhat = (input.to(compute_type) - mean.to(compute_type).view(stat_shape)) * invstd.view(stat_shape);
+    auto y = present(weight) ? xhat * weight.to(compute_type).view(stat_shape) + bias.to(compute_type).view(stat_shape)
+                              : xhat.clone();  // xhat is saved for backward
+    ctx->save_for_backward({xhat.reshape({batch, channels, -1}), invstd, weight});
     ctx->saved_data["comm"] = detail::hold(comm);
     ctx->saved_data["total"] = total;
     ctx->saved_data["shape"] = input.sizes().vec();
-    return y.to(input.scalar_type()).reshape(input.sizes());
+    return y.to(input.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -87,11 +96,11 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto mean_grad_xhat = (sums.narrow(0, channels, channels) / total).to(xhat.scalar_type());
 
     auto scale = invstd;
-    if (weight.defined()) scale = scale * weight.to(xhat.scalar_type());
+    if (present(weight)) scale = scale * weight.to(xhat.scalar_type());
     auto grad_input = scale.view({1, channels, 1}) *
                       (grad - mean_grad.view({1, channels, 1}) - xhat * mean_grad_xhat.view({1, channels, 1}));
     torch::Tensor grad_weight, grad_bias;
-    if (weight.defined()) {
+    if (present(weight)) {
       grad_weight = local_sum_grad_xhat.to(weight.scalar_type());
       grad_bias = local_sum_grad.to(weight.scalar_type());
     }
@@ -132,9 +141,11 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
     return torch::batch_norm(input, weight, bias, running_mean, running_var, use_batch_stats,
                              options_.momentum, options_.eps, /*cudnn_enabled=*/true);
   }
-  torch::Tensor rm = options_.track_running_stats ? running_mean : torch::Tensor();
-  torch::Tensor rv = options_.track_running_stats ? running_var : torch::Tensor();
-  return SyncBatchNormFunction::apply(input, weight, bias, rm, rv, options_.eps, options_.momentum, comm_);
+  const torch::Tensor none = torch::empty({0}, input.options());
+  const torch::Tensor w = options_.affine ? weight : none, b = options_.affine ? bias : none;
+  torch::Tensor rm = options_.track_running_stats ? running_mean : none;
+  torch::Tensor rv = options_.track_running_stats ? running_var : none;
+  return SyncBatchNormFunction::apply(input, w, b, rm, rv, options_.eps, options_.momentum, comm_);
 }
 
 }  // namespace mgca::comm
