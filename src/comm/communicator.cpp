@@ -160,7 +160,12 @@ class AsyncWork final : public Work {
     std::unique_lock<std::mutex> lock(mutex_);
     done_signal_.wait(lock, [&] { return done_; });
     if (error_) std::rethrow_exception(error_);
-    if (device_done_ && join_) join_(*device_done_);
+    if (finish_) {
+      // Runs on the waiting thread, so device work lands on its current stream.
+      auto finish = std::move(finish_);
+      finish_ = nullptr;
+      finish();
+    }
   }
   bool test() override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -168,16 +173,17 @@ class AsyncWork final : public Work {
     if (!done_) return false;
     return device_done_ ? device_done_->query() : true;
   }
-  // `device_done`: for device tensors, the completion event of the enqueued
-  // collective; `join` orders the waiting thread's stream after it.
+  // `finish` runs once, in the first wait(): for device tensors it orders the
+  // waiting thread's stream after the collective (`device_done` is its
+  // completion event) or copies a staged host result back.
   void complete(std::exception_ptr error, std::shared_ptr<nccl::Event> device_done = nullptr,
-                std::function<void(nccl::Event&)> join = nullptr) {
+                std::function<void()> finish = nullptr) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
       error_ = std::move(error);
       device_done_ = std::move(device_done);
-      join_ = std::move(join);
+      finish_ = std::move(finish);
     }
     done_signal_.notify_all();
   }
@@ -188,7 +194,7 @@ class AsyncWork final : public Work {
   bool done_ = false;
   std::exception_ptr error_;
   std::shared_ptr<nccl::Event> device_done_;
-  std::function<void(nccl::Event&)> join_;
+  std::function<void()> finish_;
 };
 
 class DoneWork final : public Work {
@@ -281,27 +287,29 @@ class WorldCommunicator final : public Communicator {
                comm::describe(tensor));
     auto work = std::make_shared<AsyncWork>();
     std::shared_ptr<nccl::Event> ready;
-    if (tensor.is_cuda() && device_async_) ready = device_async_->mark(tensor);
+    torch::Tensor staged;  // device tensor without NCCL: reduced through host memory
+    if (tensor.is_cuda() && device_async_) {
+      ready = device_async_->mark(tensor);
+    } else if (tensor.is_cuda()) {
+      staged = tensor.cpu();  // on the calling thread: ordered after its stream's work
+    }
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
-      queue_.push_back([this, tensor, op, work, ready, validate_call]() mutable {
+      queue_.push_back([this, tensor, staged, op, work, ready, validate_call]() mutable {
         try {
           const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), true};
           detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
           if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, async_comm_);
           if (ready) {
             auto done = tensor.numel() > 0 ? device_async_->launch_all_reduce(tensor, op, *ready) : ready;
-            work->complete(nullptr, done, [this](nccl::Event& e) { device_async_->join(e); });
-            return;
-          }
-          if (tensor.is_cuda()) {  // no NCCL: stage through host memory
-            auto host = tensor.cpu();
-            host_all_reduce(host, op, async_comm_);
-            tensor.copy_(host);
+            work->complete(nullptr, done, [this, done] { device_async_->join(*done); });
+          } else if (staged.defined()) {
+            host_all_reduce(staged, op, async_comm_);
+            work->complete(nullptr, nullptr, [tensor, staged]() mutable { tensor.copy_(staged); });
           } else {
             host_all_reduce(tensor, op, async_comm_);
+            work->complete(nullptr);
           }
-          work->complete(nullptr);
         } catch (...) {
           work->complete(std::current_exception());
         }

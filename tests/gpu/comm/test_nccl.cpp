@@ -180,6 +180,25 @@ TEST(NcclTensors, CollectivesOnDeviceTensorsMatchTheHost) {
   }
 }
 
+TEST(NcclTensors, MpiBackendStagesDeviceTensorsThroughTheHost) {
+  SKIP_WITHOUT_TORCH_CUDA();
+  ensure_mpi();
+  CommOptions options;
+  options.backend = Backend::Mpi;
+  auto comm = Communicator::world(options);
+  EXPECT_EQ(comm->device_index(), -1);
+  const torch::Device device(torch::kCUDA, 0);
+  const auto host = torch::randint(-50, 50, {1000, 3}, torch::kInt64).to(torch::kFloat32);
+  auto x = (host * 2).to(device);  // pending device work before the collective
+  comm->all_reduce(x, ReduceOp::Sum);
+  EXPECT_TRUE(x.cpu().equal(host * 2));
+  EXPECT_TRUE(comm->all_gather(host.to(device)).cpu().equal(host));
+  auto a = (host + 1).to(device);
+  auto work = comm->all_reduce_async(a, ReduceOp::Avg);
+  work->wait();
+  EXPECT_TRUE(a.cpu().equal(host + 1));
+}
+
 TEST(NcclTensors, GatherWithGradOnDevice) {
   SKIP_WITHOUT_TORCH_CUDA();
   auto comm = device_world();
