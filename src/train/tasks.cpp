@@ -5,6 +5,7 @@
 #include "mgca/data/loader.h"
 #include "mgca/io/dataset_file.h"
 #include "mgca/model/mgca_model.h"
+#include "mgca/model/module_cast.h"
 #include "mgca/model/weights.h"
 #include "mgca/objectives/objectives.h"
 #include "mgca/objectives/options.h"
@@ -126,7 +127,7 @@ class MgcaTask : public Task {
     load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
     load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
     model_->set_communicator(comm_);
-    model_->to(device, dtype_of(config));
+    model::to_device_and_dtype(*model_, device, dtype_of(config));
     model_->train();
     data_ = source ? std::move(source)
                    : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::Full, tokenizer);
@@ -198,7 +199,7 @@ class ConvirtTask : public Task {
     load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
     load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
     model_->set_communicator(comm_);
-    model_->to(device, dtype_of(config));
+    model::to_device_and_dtype(*model_, device, dtype_of(config));
     model_->train();
     data_ = source ? std::move(source)
                    : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::SampleSentence,
