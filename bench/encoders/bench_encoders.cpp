@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   app.add_option("--text-batch", o.text_batch, "reports per step");
   app.add_option("--tokens", o.tokens, "tokens per report");
   app.add_option("--variant", o.variant,
-                 "default | rgb (3-channel input, no fold) | contiguous (ResNet without channels-last)");
+                 "default | rgb (3-channel input, no fold) | channels_last (ResNet in NHWC)");
   app.add_option("--json", o.json, "write the results here (also printed)");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
         row = run_image(name, std::make_shared<model::ViTImpl>(model::ViTConfig::base16()), 224, o);
       } else if (name == "resnet50_224" || name == "resnet50_299") {
         auto config = model::ResNetConfig::resnet50(name == "resnet50_299" ? 299 : 0);
-        config.channels_last = o.variant != "contiguous";
+        config.channels_last = o.variant == "channels_last";
         row = run_image(name, std::make_shared<model::ResNetImpl>(config), 224, o);
       } else if (name == "bert6" || name == "bert12") {
         model::Bert bert(BertConfig::clinical(name == "bert6" ? 6 : 12));

@@ -2,7 +2,12 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+#define MGCA_DROPOUT_AVX2 1
+#else
+#define MGCA_DROPOUT_AVX2 0
+#endif
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -87,6 +92,7 @@ void backward_scalar<double>(const double* g, const uint8_t* bits, double* out, 
   }
 }
 
+#if MGCA_DROPOUT_AVX2
 // AVX2 float kernels (8 elements per step), selected at run time.
 __attribute__((target("avx2"))) inline __m256i mix32_avx2(__m256i x) {
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
@@ -131,6 +137,11 @@ bool has_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
 }
+#else
+bool has_avx2() { return false; }
+void forward_f32_avx2(const float*, float*, uint8_t*, int64_t, int64_t, const Key&) {}
+void backward_f32_avx2(const float*, const uint8_t*, float*, int64_t, int64_t, float) {}
+#endif
 
 // Runs fn(begin, end) over element ranges that start at multiples of 8.
 template <typename F>
