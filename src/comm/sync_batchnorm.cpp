@@ -36,20 +36,24 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
       local_mean = torch::zeros({channels}, x.options());
       local_m2 = torch::zeros({channels}, x.options());
     }
-    auto packed = torch::cat({torch::full({1}, static_cast<double>(local_count), torch::kFloat64),
+    auto packed = torch::cat({torch::full({1}, static_cast<double>(local_count), x.options().dtype(torch::kFloat64)),
                               local_mean.to(torch::kFloat64), local_m2.to(torch::kFloat64)});
     auto gathered = comm->all_gather(packed.unsqueeze(0));  // [W, 2C+1]
     auto counts = gathered.select(1, 0).unsqueeze(1);      // [W, 1]
     auto means = gathered.narrow(1, 1, channels);
     auto m2s = gathered.narrow(1, 1 + channels, channels);
-    const double total = counts.sum().item<double>();
-    MGCA_CHECK(total > 1, "SyncBatchNorm needs more than one value per channel over all ranks, got {}",
-               total);
+    // The total stays a tensor: reading it on the host would synchronise the
+    // GPU stream. On the host the check is free.
+    auto total = counts.sum();
+    if (!total.is_cuda()) {
+      const double n = total.item<double>();
+      MGCA_CHECK(n > 1, "SyncBatchNorm needs more than one value per channel over all ranks, got {}", n);
+    }
     auto mean = (counts * means).sum(0) / total;
     auto m2 = (m2s + counts * (means - mean.unsqueeze(0)).square()).sum(0);
     auto var = m2 / total;
 
-    if (running_mean.defined()) {
+    if (running_mean.numel() > 0) {
       torch::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
       running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
@@ -58,14 +62,21 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto invstd = (var + eps).rsqrt().to(compute_type);
     auto xhat = (x - mean.to(compute_type).view({1, channels, 1})) * invstd.view({1, channels, 1});
     auto y = xhat;
-    if (weight.defined()) {
+    if (weight.numel() > 0) {
       y = xhat * weight.to(compute_type).view({1, channels, 1}) + bias.to(compute_type).view({1, channels, 1});
     }
     ctx->save_for_backward({xhat, invstd, weight});
     ctx->saved_data["comm"] = detail::hold(comm);
-    ctx->saved_data["total"] = total;
+    ctx->saved_data["total"] = total;  // 0-dim float64 tensor
     ctx->saved_data["shape"] = input.sizes().vec();
-    return y.to(input.scalar_type()).reshape(input.sizes());
+    // The output must not be an autograd view (in-place ops such as the
+    // model's relu_ are forbidden on views made inside a custom Function) and
+    // must not share memory with the saved xhat: y is a fresh contiguous
+    // tensor, reshaped without view tracking (a copy only when affine=False
+    // and no dtype conversion made one already).
+    auto out = y.to(input.scalar_type());
+    if (out.data_ptr() == xhat.data_ptr()) out = out.clone();
+    return at::_unsafe_view(out, input.sizes());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -74,7 +85,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto invstd = saved[1];
     auto weight = saved[2];
     auto comm = detail::held(ctx->saved_data["comm"]);
-    const double total = ctx->saved_data["total"].toDouble();
+    const auto total = ctx->saved_data["total"].toTensor();
     const auto shape = ctx->saved_data["shape"].toIntVector();
     const int64_t channels = xhat.size(1);
 
@@ -87,11 +98,11 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto mean_grad_xhat = (sums.narrow(0, channels, channels) / total).to(xhat.scalar_type());
 
     auto scale = invstd;
-    if (weight.defined()) scale = scale * weight.to(xhat.scalar_type());
+    if (weight.numel() > 0) scale = scale * weight.to(xhat.scalar_type());
     auto grad_input = scale.view({1, channels, 1}) *
                       (grad - mean_grad.view({1, channels, 1}) - xhat * mean_grad_xhat.view({1, channels, 1}));
     torch::Tensor grad_weight, grad_bias;
-    if (weight.defined()) {
+    if (weight.numel() > 0) {
       grad_weight = local_sum_grad_xhat.to(weight.scalar_type());
       grad_bias = local_sum_grad.to(weight.scalar_type());
     }
@@ -128,13 +139,18 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
              options_.num_features, c10::str(input.sizes()));
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
   if (is_training() && options_.track_running_stats) num_batches_tracked.add_(1);
-  if (!use_batch_stats || comm_ == nullptr || comm_->size() == 1) {
+  if (!use_batch_stats || comm_ == nullptr || (comm_->size() == 1 && !options_.always_synchronize)) {
     return torch::batch_norm(input, weight, bias, running_mean, running_var, use_batch_stats,
                              options_.momentum, options_.eps, /*cudnn_enabled=*/true);
   }
-  torch::Tensor rm = options_.track_running_stats ? running_mean : torch::Tensor();
-  torch::Tensor rv = options_.track_running_stats ? running_var : torch::Tensor();
-  return SyncBatchNormFunction::apply(input, weight, bias, rm, rv, options_.eps, options_.momentum, comm_);
+  // libtorch 1.13's custom Functions cannot take undefined tensors: absent
+  // affine parameters and running statistics travel as empty placeholders.
+  const torch::Tensor none = torch::empty({0}, input.options());
+  torch::Tensor w = options_.affine ? weight : none;
+  torch::Tensor b = options_.affine ? bias : none;
+  torch::Tensor rm = options_.track_running_stats ? running_mean : none;
+  torch::Tensor rv = options_.track_running_stats ? running_var : none;
+  return SyncBatchNormFunction::apply(input, w, b, rm, rv, options_.eps, options_.momentum, comm_);
 }
 
 }  // namespace mgca::comm
