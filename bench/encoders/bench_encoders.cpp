@@ -18,6 +18,7 @@
 #include <iostream>
 
 #include "mgca/model/bert.h"
+#include "mgca/model/dropout.h"
 #include "mgca/model/resnet.h"
 #include "mgca/model/vit.h"
 #include "mgca/util/error.h"
@@ -169,13 +170,57 @@ nlohmann::json run_attention(const Options& o) {
   return rows;
 }
 
+// Dropout at BERT-6 shapes (hidden [b, L, 768], probabilities [b, 12, L, L]),
+// forward + backward: ours against at::dropout.
+nlohmann::json run_dropout(const Options& o) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"dropout_hidden", {o.text_batch, o.tokens, 768}}, {"dropout_probs", {o.text_batch, 12, o.tokens, o.tokens}}}) {
+    const auto x = torch::randn(shape, torch::requires_grad());
+    auto run = [&](bool ours) {
+      return time_it(o.warmup, o.reps, [&] {
+        x.mutable_grad() = torch::Tensor();
+        (ours ? model::fast_dropout(x, 0.1, true) : at::dropout(x, 0.1, true)).sum().backward();
+      });
+    };
+    const auto ours = run(true), library = run(false);
+    nlohmann::json row = {{"name", name}, {"batch", o.text_batch}};
+    row.update(timing_json("ours_train", ours, o.text_batch));
+    row.update(timing_json("library_train", library, o.text_batch));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// ViT-B/16 patch embedding forward: RGB convolution (what the official code
+// runs), 1-channel convolution with the folded weight, and the GEMM we use.
+nlohmann::json run_patch_embed(const Options& o) {
+  const auto gray = torch::rand({o.image_batch, 1, 224, 224});
+  const auto rgb = gray.expand({o.image_batch, 3, 224, 224}).contiguous();
+  const auto w3 = torch::randn({768, 3, 16, 16}), bias = torch::randn({768});
+  const auto w1 = w3.sum(1, true);
+  torch::NoGradGuard no_grad;
+  const int64_t b = o.image_batch;
+  const auto conv3 = time_it(o.warmup, o.reps, [&] { at::conv2d(rgb, w3, bias, 16).flatten(2).transpose(1, 2).contiguous(); });
+  const auto conv1 = time_it(o.warmup, o.reps, [&] { at::conv2d(gray, w1, bias, 16).flatten(2).transpose(1, 2).contiguous(); });
+  const auto gemm = time_it(o.warmup, o.reps, [&] {
+    const auto p = gray.reshape({b, 1, 14, 16, 14, 16}).permute({0, 2, 4, 1, 3, 5}).reshape({b * 196, 256});
+    at::addmm(bias, p, w1.reshape({768, 256}).t()).view({b, 196, 768});
+  });
+  nlohmann::json row = {{"name", "patch_embed"}, {"batch", b}};
+  row.update(timing_json("conv_rgb_forward", conv3, b));
+  row.update(timing_json("conv_gray_forward", conv1, b));
+  row.update(timing_json("gemm_gray_forward", gemm, b));
+  return nlohmann::json::array({row});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"Encoder forward and forward+backward time per sample (mgca-hpc)"};
   app.add_option("--models", o.models,
-                 "vit_b16 resnet50_224 resnet50_299 bert6 bert12 attention (default: all but attention)");
+                 "vit_b16 resnet50_224 resnet50_299 bert6 bert12; micro-benchmarks: attention dropout patch_embed");
   app.add_option("--threads", o.threads, "intra-op threads (at::set_num_threads)");
   app.add_option("--reps", o.reps, "timed repetitions (median reported)");
   app.add_option("--warmup", o.warmup, "untimed repetitions first");
@@ -200,8 +245,12 @@ int main(int argc, char** argv) {
       } else if (name == "bert6" || name == "bert12") {
         model::Bert bert(BertConfig::clinical(name == "bert6" ? 6 : 12));
         row = run_text(name, bert, o);
-      } else if (name == "attention") {
-        for (auto& r : run_attention(o)) results.push_back(r);
+      } else if (name == "attention" || name == "dropout" || name == "patch_embed") {
+        const auto rows = name == "attention" ? run_attention(o) : name == "dropout" ? run_dropout(o) : run_patch_embed(o);
+        for (const auto& r : rows) {
+          std::cerr << r.dump() << "\n";
+          results.push_back(r);
+        }
         continue;
       } else {
         MGCA_FAIL("unknown model '{}'", name);
