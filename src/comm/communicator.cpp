@@ -1,9 +1,11 @@
-// MPI communicator for host tensors, and the single-process communicator.
+// The world communicator (MPI for host tensors, NCCL or host staging for
+// device tensors) and the single-process communicator.
 #include "mgca/comm/communicator.h"
 
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <condition_variable>
@@ -12,9 +14,13 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include "device_backend.h"
+#include "mgca/build_config.h"
 #include "mgca/util/error.h"
+#include "mgca/util/log.h"
 #include "mpi_runtime.h"
 
 namespace mgca::comm {
@@ -23,10 +29,10 @@ namespace {
 // ---- dtype and reduction mapping ------------------------------------------
 
 template <typename T>
-void reduce_16bit(void* in, void* inout, int* len, ReduceOp op) {
-  auto* a = static_cast<T*>(in);
+void reduce_16bit(const void* in, void* inout, int len, ReduceOp op) {
+  const auto* a = static_cast<const T*>(in);
   auto* b = static_cast<T*>(inout);
-  for (int i = 0; i < *len; ++i) {
+  for (int i = 0; i < len; ++i) {
     const float x = static_cast<float>(a[i]);
     const float y = static_cast<float>(b[i]);
     const float r = op == ReduceOp::Max ? std::max(x, y) : op == ReduceOp::Min ? std::min(x, y) : x + y;
@@ -36,25 +42,40 @@ void reduce_16bit(void* in, void* inout, int* len, ReduceOp op) {
 
 template <typename T, ReduceOp kOp>
 void reduce_16bit_entry(void* in, void* inout, int* len, MPI_Datatype*) {
-  reduce_16bit<T>(in, inout, len, kOp);
+  reduce_16bit<T>(in, inout, *len, kOp);
+}
+
+// Integer sums that wrap around as torch's do. OpenMPI 4.1's AVX reduction
+// component saturates 8- and 16-bit integer sums on its vector path (large
+// messages only), so those dtypes get user-defined sums.
+template <typename T>
+void wrapping_sum_entry(void* in, void* inout, int* len, MPI_Datatype*) {
+  using U = std::make_unsigned_t<T>;
+  const auto* a = static_cast<const T*>(in);
+  auto* b = static_cast<T*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = static_cast<T>(static_cast<U>(static_cast<U>(a[i]) + static_cast<U>(b[i])));
 }
 
 // MPI has no bfloat16/half: they travel as 16-bit words with user reductions
 // that accumulate each pair in fp32 and round back (as NCCL does).
-struct SixteenBitOps {
+struct UserOps {
   MPI_Op bf16[3];
   MPI_Op f16[3];
+  MPI_Op sum_int8, sum_uint8, sum_int16;
 };
 
-const SixteenBitOps& sixteen_bit_ops() {
-  static const SixteenBitOps ops = [] {
-    SixteenBitOps o{};
-    MPI_Op_create(&reduce_16bit_entry<c10::BFloat16, ReduceOp::Sum>, 1, &o.bf16[0]);
-    MPI_Op_create(&reduce_16bit_entry<c10::BFloat16, ReduceOp::Max>, 1, &o.bf16[1]);
-    MPI_Op_create(&reduce_16bit_entry<c10::BFloat16, ReduceOp::Min>, 1, &o.bf16[2]);
-    MPI_Op_create(&reduce_16bit_entry<c10::Half, ReduceOp::Sum>, 1, &o.f16[0]);
-    MPI_Op_create(&reduce_16bit_entry<c10::Half, ReduceOp::Max>, 1, &o.f16[1]);
-    MPI_Op_create(&reduce_16bit_entry<c10::Half, ReduceOp::Min>, 1, &o.f16[2]);
+const UserOps& user_ops() {
+  static const UserOps ops = [] {
+    UserOps o{};
+    MGCA_MPI(MPI_Op_create(&reduce_16bit_entry<c10::BFloat16, ReduceOp::Sum>, 1, &o.bf16[0]));
+    MGCA_MPI(MPI_Op_create(&reduce_16bit_entry<c10::BFloat16, ReduceOp::Max>, 1, &o.bf16[1]));
+    MGCA_MPI(MPI_Op_create(&reduce_16bit_entry<c10::BFloat16, ReduceOp::Min>, 1, &o.bf16[2]));
+    MGCA_MPI(MPI_Op_create(&reduce_16bit_entry<c10::Half, ReduceOp::Sum>, 1, &o.f16[0]));
+    MGCA_MPI(MPI_Op_create(&reduce_16bit_entry<c10::Half, ReduceOp::Max>, 1, &o.f16[1]));
+    MGCA_MPI(MPI_Op_create(&reduce_16bit_entry<c10::Half, ReduceOp::Min>, 1, &o.f16[2]));
+    MGCA_MPI(MPI_Op_create(&wrapping_sum_entry<int8_t>, 1, &o.sum_int8));
+    MGCA_MPI(MPI_Op_create(&wrapping_sum_entry<uint8_t>, 1, &o.sum_uint8));
+    MGCA_MPI(MPI_Op_create(&wrapping_sum_entry<int16_t>, 1, &o.sum_int16));
     return o;
   }();
   return ops;
@@ -72,36 +93,45 @@ MPI_Datatype mpi_type(torch::ScalarType type) {
     case torch::kBool: return MPI_C_BOOL;
     case torch::kBFloat16:
     case torch::kHalf: return MPI_UINT16_T;
-    default: MGCA_FAIL("dtype {} is not supported by the MPI backend", c10::toString(type));
+    default: MGCA_FAIL("dtype {} is not supported by the communicator", c10::toString(type));
   }
-}
-
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Avg: return "avg";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-  }
-  return "?";
 }
 
 // Avg is computed as Sum followed by a division.
 MPI_Op mpi_op(torch::ScalarType type, ReduceOp op) {
   const int index = op == ReduceOp::Max ? 1 : op == ReduceOp::Min ? 2 : 0;
-  if (type == torch::kBFloat16) return sixteen_bit_ops().bf16[index];
-  if (type == torch::kHalf) return sixteen_bit_ops().f16[index];
+  if (type == torch::kBFloat16) return user_ops().bf16[index];
+  if (type == torch::kHalf) return user_ops().f16[index];
   if (type == torch::kBool) return op == ReduceOp::Min ? MPI_LAND : MPI_LOR;
+  if (index == 0 && type == torch::kInt8) return user_ops().sum_int8;
+  if (index == 0 && type == torch::kUInt8) return user_ops().sum_uint8;
+  if (index == 0 && type == torch::kInt16) return user_ops().sum_int16;
   return index == 1 ? MPI_MAX : index == 2 ? MPI_MIN : MPI_SUM;
 }
 
-int checked_count(int64_t numel, const char* what) {
-  MGCA_CHECK(numel <= INT_MAX, "{}: {} elements exceed the MPI count limit ({})", what, numel, INT_MAX);
-  return static_cast<int>(numel);
+std::string describe(const torch::Tensor& t) {
+  return fmt::format("{}{} {}", t.is_cuda() ? "cuda " : "", c10::toString(t.scalar_type()),
+                     c10::str(t.sizes()));
 }
 
-std::string describe(const torch::Tensor& t) {
-  return fmt::format("{} {}", c10::toString(t.scalar_type()), c10::str(t.sizes()));
+void check_defined(const torch::Tensor& tensor, const char* what) {
+  MGCA_CHECK(tensor.defined(), "{}: undefined tensor", what);
+  MGCA_CHECK(tensor.device().is_cpu() || tensor.device().is_cuda(),
+             "{}: tensors must be on the CPU or a CUDA device, got {}", what, tensor.device().str());
+}
+
+// Checked before anything moves, so a bad call fails on every rank alike.
+void check_reduction(const torch::Tensor& tensor, ReduceOp op, const char* what) {
+  mpi_type(tensor.scalar_type());  // fails on unsupported dtypes
+  MGCA_CHECK(op != ReduceOp::Avg || tensor.is_floating_point(),
+             "{}: Avg needs a floating-point tensor, got {} (use Sum and divide)", what, describe(tensor));
+}
+
+// The number of elements per message so that one message stays below
+// `max_bytes` (and below INT_MAX elements, the MPI count limit).
+int64_t chunk_elements(int64_t element_size, int64_t max_bytes) {
+  const int64_t by_bytes = std::max<int64_t>(1, max_bytes / element_size);
+  return std::min<int64_t>(by_bytes, INT_MAX);
 }
 
 // ---- asynchronous collectives: one worker thread per communicator ---------
@@ -112,17 +142,24 @@ class AsyncWork final : public Work {
     std::unique_lock<std::mutex> lock(mutex_);
     done_signal_.wait(lock, [&] { return done_; });
     if (error_) std::rethrow_exception(error_);
+    if (device_done_ && join_) join_(*device_done_);
   }
   bool test() override {
     std::lock_guard<std::mutex> lock(mutex_);
     if (done_ && error_) std::rethrow_exception(error_);
-    return done_;
+    if (!done_) return false;
+    return device_done_ ? device_done_->query() : true;
   }
-  void complete(std::exception_ptr error) {
+  // `device_done`: for device tensors, the completion event of the enqueued
+  // collective; `join` orders the waiting thread's stream after it.
+  void complete(std::exception_ptr error, std::shared_ptr<nccl::Event> device_done = nullptr,
+                std::function<void(nccl::Event&)> join = nullptr) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
       error_ = std::move(error);
+      device_done_ = std::move(device_done);
+      join_ = std::move(join);
     }
     done_signal_.notify_all();
   }
@@ -132,30 +169,53 @@ class AsyncWork final : public Work {
   std::condition_variable done_signal_;
   bool done_ = false;
   std::exception_ptr error_;
+  std::shared_ptr<nccl::Event> device_done_;
+  std::function<void(nccl::Event&)> join_;
 };
 
-class MpiCommunicator final : public Communicator {
+class DoneWork final : public Work {
  public:
-  explicit MpiCommunicator(const CommOptions& options) : options_(options) {
+  void wait() override {}
+  bool test() override { return true; }
+};
+
+// ---- the world communicator -------------------------------------------------
+
+class WorldCommunicator final : public Communicator {
+ public:
+  explicit WorldCommunicator(const CommOptions& options) : options_(options) {
     MGCA_CHECK(is_initialized(), "Communicator::world() needs comm::init() first");
+    MGCA_CHECK(options_.timeout_seconds > 0, "comm timeout must be positive, got {} s",
+               options_.timeout_seconds);
+    MGCA_CHECK(options_.max_message_bytes >= 16, "comm max_message_bytes must be at least 16, got {}",
+               options_.max_message_bytes);
     MGCA_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
     // A second communicator keeps the worker thread's collectives apart from
-    // the calling thread's: MPI orders collectives per communicator.
+    // the calling thread's: MPI (and NCCL) order collectives per communicator.
     MGCA_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &async_comm_));
     MGCA_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     MGCA_MPI(MPI_Comm_set_errhandler(async_comm_, MPI_ERRORS_RETURN));
     MGCA_MPI(MPI_Comm_rank(comm_, &rank_));
     MGCA_MPI(MPI_Comm_size(comm_, &size_));
+    try {
+      if (options_.backend != Backend::Mpi) open_device_backend();
+    } catch (...) {
+      MPI_Comm_free(&comm_);
+      MPI_Comm_free(&async_comm_);
+      throw;
+    }
     worker_ = std::thread([this] { worker_loop(); });
   }
 
-  ~MpiCommunicator() override {
+  ~WorldCommunicator() override {
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
       stopping_ = true;
     }
     queue_signal_.notify_all();
     worker_.join();
+    device_async_.reset();
+    device_.reset();
     if (is_initialized()) {
       MPI_Comm_free(&comm_);
       MPI_Comm_free(&async_comm_);
@@ -168,31 +228,66 @@ class MpiCommunicator final : public Communicator {
   int local_size() const override { return detail::local_size(); }
   const std::string& host() const override { return detail::host_name(); }
   const CommOptions& options() const override { return options_; }
+  int device_index() const override { return device_ ? device_->device_index() : -1; }
+  std::string describe() const override {
+    return fmt::format("MPI (host), {} (device), {} ranks, backend {}",
+                       device_ ? device_->describe() : "staged through host memory and MPI", size_,
+                       backend_name(options_.backend));
+  }
+
+  // ---- collectives --------------------------------------------------------
 
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
-    check_host(tensor, "all_reduce");
-    validate(kAllReduce, tensor, static_cast<int>(op), comm_);
+    check_defined(tensor, "all_reduce");
+    check_reduction(tensor, op, "all_reduce");
+    const std::string detail = fmt::format("{} {}", comm::describe(tensor), reduce_op_name(op));
+    detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
+    validate(kAllReduce, static_cast<int>(op), &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
-    run_all_reduce(buffer, op, comm_);
+    if (buffer.is_cuda() && device_) {
+      if (buffer.numel() > 0) device_->all_reduce(buffer, op);
+    } else if (buffer.is_cuda()) {
+      auto host = buffer.cpu();
+      host_all_reduce(host, op, comm_);
+      buffer.copy_(host);
+    } else {
+      host_all_reduce(buffer, op, comm_);
+    }
     if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
 
-  std::shared_ptr<Work> all_reduce_async(torch::Tensor tensor, ReduceOp op) override {
-    check_host(tensor, "all_reduce_async");
+  std::shared_ptr<Work> all_reduce_async(torch::Tensor tensor, ReduceOp op, bool validate_call) override {
+    check_defined(tensor, "all_reduce_async");
+    check_reduction(tensor, op, "all_reduce_async");
     MGCA_CHECK(tensor.is_contiguous(), "all_reduce_async needs a contiguous tensor, got {}",
-               describe(tensor));
+               comm::describe(tensor));
     auto work = std::make_shared<AsyncWork>();
+    std::shared_ptr<nccl::Event> ready;
+    if (tensor.is_cuda() && device_async_) ready = device_async_->mark(tensor);
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
-      queue_.push_back([this, tensor, op, work]() mutable {
-        std::exception_ptr error;
+      queue_.push_back([this, tensor, op, work, ready, validate_call]() mutable {
         try {
-          validate(kAllReduce, tensor, static_cast<int>(op), async_comm_);
-          run_all_reduce(tensor, op, async_comm_);
+          const std::string detail =
+              fmt::format("{} {} (async)", comm::describe(tensor), reduce_op_name(op));
+          detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
+          if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, async_comm_);
+          if (ready) {
+            auto done = tensor.numel() > 0 ? device_async_->launch_all_reduce(tensor, op, *ready) : ready;
+            work->complete(nullptr, done, [this](nccl::Event& e) { device_async_->join(e); });
+            return;
+          }
+          if (tensor.is_cuda()) {  // no NCCL: stage through host memory
+            auto host = tensor.cpu();
+            host_all_reduce(host, op, async_comm_);
+            tensor.copy_(host);
+          } else {
+            host_all_reduce(tensor, op, async_comm_);
+          }
+          work->complete(nullptr);
         } catch (...) {
-          error = std::current_exception();
+          work->complete(std::current_exception());
         }
-        work->complete(error);
       });
     }
     queue_signal_.notify_one();
@@ -200,55 +295,73 @@ class MpiCommunicator final : public Communicator {
   }
 
   torch::Tensor all_gather(const torch::Tensor& tensor) override {
-    check_host(tensor, "all_gather");
-    validate(kAllGather, tensor, 0, comm_);
+    check_defined(tensor, "all_gather");
     auto input = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
-    input = input.contiguous();
     std::vector<int64_t> shape = input.sizes().vec();
     shape[0] *= size_;
-    auto output = torch::empty(shape, input.options());
-    if (input.numel() > 0) {
-      const int count = checked_count(input.numel(), "all_gather");
-      const std::string detail = describe(input);
-      detail::CollectiveGuard guard("all_gather", &detail, options_.timeout_seconds);
-      MGCA_MPI(MPI_Allgather(input.data_ptr(), count, mpi_type(input.scalar_type()), output.data_ptr(),
-                             count, mpi_type(input.scalar_type()), comm_));
-    }
+    auto output = torch::empty(shape, input.options().memory_format(c10::MemoryFormat::Contiguous));
+    gather_checked(output, input, "all_gather");
     return output;
+  }
+
+  void all_gather_into(torch::Tensor& output, const torch::Tensor& input) override {
+    check_defined(input, "all_gather_into");
+    check_defined(output, "all_gather_into");
+    auto in = input.dim() == 0 ? input.reshape({1}) : input;
+    std::vector<int64_t> shape = in.sizes().vec();
+    shape[0] *= size_;
+    MGCA_CHECK(output.sizes() == c10::IntArrayRef(shape) && output.scalar_type() == in.scalar_type() &&
+                   output.device() == in.device() && output.is_contiguous(),
+               "all_gather_into: output must be a contiguous {} {} on {}, got {}{}",
+               c10::toString(in.scalar_type()), c10::str(c10::IntArrayRef(shape)), in.device().str(),
+               comm::describe(output), output.is_contiguous() ? "" : " (non-contiguous)");
+    gather_checked(output, in, "all_gather_into");
   }
 
   torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op) override {
-    check_host(tensor, "reduce_scatter");
+    check_defined(tensor, "reduce_scatter");
     MGCA_CHECK(tensor.dim() >= 1 && tensor.size(0) % size_ == 0,
                "reduce_scatter needs dim 0 divisible by the world size {}, got {}", size_,
-               describe(tensor));
-    validate(kReduceScatter, tensor, static_cast<int>(op), comm_);
-    auto input = tensor.contiguous();
-    std::vector<int64_t> shape = input.sizes().vec();
+               comm::describe(tensor));
+    std::vector<int64_t> shape = tensor.sizes().vec();
     shape[0] /= size_;
-    auto output = torch::empty(shape, input.options());
-    if (output.numel() > 0) {
-      const int count = checked_count(output.numel(), "reduce_scatter");
-      const std::string detail = describe(input);
-      detail::CollectiveGuard guard("reduce_scatter", &detail, options_.timeout_seconds);
-      MGCA_MPI(MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), count,
-                                        mpi_type(input.scalar_type()),
-                                        mpi_op(input.scalar_type(), op), comm_));
-    }
-    finish_average(output, op);
+    auto output = torch::empty(shape, tensor.options().memory_format(c10::MemoryFormat::Contiguous));
+    scatter_checked(output, tensor, op, "reduce_scatter");
     return output;
   }
 
+  void reduce_scatter_into(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) override {
+    check_defined(input, "reduce_scatter_into");
+    check_defined(output, "reduce_scatter_into");
+    MGCA_CHECK(input.dim() >= 1 && input.size(0) % size_ == 0,
+               "reduce_scatter_into needs dim 0 divisible by the world size {}, got {}", size_,
+               comm::describe(input));
+    std::vector<int64_t> shape = input.sizes().vec();
+    shape[0] /= size_;
+    MGCA_CHECK(output.sizes() == c10::IntArrayRef(shape) && output.scalar_type() == input.scalar_type() &&
+                   output.device() == input.device() && output.is_contiguous(),
+               "reduce_scatter_into: output must be a contiguous {} {} on {}, got {}{}",
+               c10::toString(input.scalar_type()), c10::str(c10::IntArrayRef(shape)), input.device().str(),
+               comm::describe(output), output.is_contiguous() ? "" : " (non-contiguous)");
+    scatter_checked(output, input, op, "reduce_scatter_into");
+  }
+
   void broadcast(torch::Tensor& tensor, int root) override {
-    check_host(tensor, "broadcast");
+    check_defined(tensor, "broadcast");
     MGCA_CHECK(root >= 0 && root < size_, "broadcast root {} outside [0, {})", root, size_);
-    validate(kBroadcast, tensor, root, comm_);
+    mpi_type(tensor.scalar_type());
+    const std::string detail = fmt::format("{} from rank {}", comm::describe(tensor), root);
+    detail::CollectiveGuard guard("broadcast", &detail, options_.timeout_seconds);
+    validate(kBroadcast, root, &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
-    if (buffer.numel() > 0) {
-      const int count = checked_count(buffer.numel(), "broadcast");
-      const std::string detail = describe(buffer);
-      detail::CollectiveGuard guard("broadcast", &detail, options_.timeout_seconds);
-      MGCA_MPI(MPI_Bcast(buffer.data_ptr(), count, mpi_type(buffer.scalar_type()), root, comm_));
+    if (buffer.is_cuda() && device_) {
+      if (buffer.numel() > 0) device_->broadcast(buffer, root);
+    } else if (buffer.is_cuda()) {
+      auto host = buffer.cpu();
+      host_broadcast(host, root);
+      buffer.copy_(host);
+    } else {
+      host_broadcast(buffer, root);
     }
     if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
@@ -256,107 +369,253 @@ class MpiCommunicator final : public Communicator {
   void barrier() override {
     static const std::string detail;
     detail::CollectiveGuard guard("barrier", &detail, options_.timeout_seconds);
+    validate(kBarrier, 0, nullptr, comm_);
     MGCA_MPI(MPI_Barrier(comm_));
   }
 
   double all_reduce_scalar(double value, ReduceOp op) override {
     double result = 0;
-    {
-      static const std::string detail = "double scalar";
-      detail::CollectiveGuard guard("all_reduce_scalar", &detail, options_.timeout_seconds);
-      MGCA_MPI(MPI_Allreduce(&value, &result, 1, MPI_DOUBLE, mpi_op(torch::kFloat64, op), comm_));
-    }
+    static const std::string detail = "of a double";
+    detail::CollectiveGuard guard("all_reduce_scalar", &detail, options_.timeout_seconds);
+    validate(kScalar, static_cast<int>(op), nullptr, comm_);
+    MGCA_MPI(MPI_Allreduce(&value, &result, 1, MPI_DOUBLE, mpi_op(torch::kFloat64, op), comm_));
     return op == ReduceOp::Avg ? result / size_ : result;
   }
 
   bool any(bool flag) override { return all_reduce_scalar(flag ? 1.0 : 0.0, ReduceOp::Max) > 0.0; }
 
   std::string broadcast_string(const std::string& value, int root) override {
-    int64_t length = static_cast<int64_t>(value.size());
-    static const std::string detail = "string";
+    MGCA_CHECK(root >= 0 && root < size_, "broadcast_string root {} outside [0, {})", root, size_);
+    static const std::string detail = "of a string";
     detail::CollectiveGuard guard("broadcast_string", &detail, options_.timeout_seconds);
+    validate(kString, root, nullptr, comm_);
+    int64_t length = static_cast<int64_t>(value.size());
     MGCA_MPI(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm_));
     std::string result = rank_ == root ? value : std::string(static_cast<size_t>(length), '\0');
-    if (length > 0) {
-      MGCA_MPI(MPI_Bcast(result.data(), checked_count(length, "broadcast_string"), MPI_CHAR, root, comm_));
+    const int64_t chunk = chunk_elements(1, options_.max_message_bytes);
+    for (int64_t offset = 0; offset < length; offset += chunk) {
+      const int count = static_cast<int>(std::min(chunk, length - offset));
+      MGCA_MPI(MPI_Bcast(result.data() + offset, count, MPI_CHAR, root, comm_));
     }
     return result;
   }
 
  private:
-  enum Collective : int64_t { kAllReduce = 1, kAllGather = 2, kReduceScatter = 3, kBroadcast = 4 };
+  enum Collective : int64_t {
+    kAllReduce = 1, kAllGather, kReduceScatter, kBroadcast, kBarrier, kScalar, kString
+  };
   static constexpr int kMaxDims = 8;
-  static constexpr int kMeta = 4 + kMaxDims;  // collective, op/root, dtype, ndim, dims
+  static constexpr int kMeta = 5 + kMaxDims;  // collective, op/root, dtype, device type, ndim, dims
 
-  static void check_host(const torch::Tensor& tensor, const char* what) {
-    MGCA_CHECK(tensor.defined(), "{}: undefined tensor", what);
-    MGCA_CHECK(tensor.device().is_cpu(),
-               "{}: the MPI backend takes host tensors, got a {} tensor (use the NCCL backend)", what,
-               tensor.device().str());
-  }
+  // ---- device backend -------------------------------------------------------
 
-  void finish_average(torch::Tensor& tensor, ReduceOp op) const {
-    if (op != ReduceOp::Avg) return;
-    MGCA_CHECK(tensor.is_floating_point(), "Avg reduction needs a floating-point tensor, got {}",
-               describe(tensor));
-    tensor.div_(size_);
-  }
-
-  void run_all_reduce(torch::Tensor& buffer, ReduceOp op, MPI_Comm comm) const {
-    if (buffer.numel() > 0) {
-      const int count = checked_count(buffer.numel(), "all_reduce");
-      const std::string detail = fmt::format("{} {}", describe(buffer), op_name(op));
-      detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
-      MGCA_MPI(MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(), count, mpi_type(buffer.scalar_type()),
-                             mpi_op(buffer.scalar_type(), op), comm));
+  // Collective: every rank learns whether every rank can use NCCL, so all of
+  // them create the NCCL communicators or none does.
+  void open_device_backend() {
+    std::string why;
+    const bool usable = detail::device_backend_usable(&why);
+    int all_usable = usable ? 1 : 0;
+    MGCA_MPI(MPI_Allreduce(MPI_IN_PLACE, &all_usable, 1, MPI_INT, MPI_MIN, comm_));
+    if (!all_usable) {
+      if (options_.backend == Backend::Nccl || usable) {
+        // Name every rank that cannot, with its reason.
+        constexpr int kReason = 160;
+        std::array<char, kReason> mine{};
+        std::snprintf(mine.data(), mine.size(), "%s", usable ? "" : why.c_str());
+        std::vector<char> all(static_cast<size_t>(kReason) * size_);
+        MGCA_MPI(MPI_Allgather(mine.data(), kReason, MPI_CHAR, all.data(), kReason, MPI_CHAR, comm_));
+        std::string ranks;
+        for (int r = 0; r < size_; ++r) {
+          const char* reason = &all[static_cast<size_t>(r) * kReason];
+          if (reason[0] != '\0') ranks += fmt::format("{}rank {}: {}", ranks.empty() ? "" : "; ", r, reason);
+        }
+        MGCA_CHECK(options_.backend != Backend::Nccl,
+                   "backend nccl was requested but NCCL cannot be used on every rank ({})", ranks);
+        log::warn("NCCL is usable on some ranks only ({}); device tensors are staged through MPI", ranks);
+      }
+      return;
     }
-    finish_average(buffer, op);
+    std::string count_why;
+    const int count = nccl::device_count(&count_why);
+    const int device = options_.device >= 0 ? options_.device : local_rank() % std::max(count, 1);
+    MGCA_CHECK(device < count, "comm device {} is not visible ({} CUDA devices)", device, count);
+    device_ = detail::make_nccl_backend(comm_, device, options_.timeout_seconds, "nccl");
+    device_async_ = detail::make_nccl_backend(async_comm_, device, options_.timeout_seconds, "nccl-async");
   }
 
-  // Every rank contributes (collective, op or root, dtype, shape); one
-  // all-reduce of [meta, -meta] with MIN yields min and max of each field.
-  // If any field differs, gather all ranks' metadata and fail on every rank
-  // with the same message naming each rank's values.
-  void validate(Collective collective, const torch::Tensor& tensor, int op_or_root, MPI_Comm comm) const {
+  // ---- host paths -------------------------------------------------------------
+
+  // In place on a contiguous host tensor, split into messages of at most
+  // max_message_bytes.
+  void host_all_reduce(torch::Tensor& buffer, ReduceOp op, MPI_Comm comm) const {
+    const int64_t n = buffer.numel();
+    if (n > 0) {
+      const auto type = buffer.scalar_type();
+      const int64_t esize = static_cast<int64_t>(buffer.element_size());
+      const int64_t chunk = chunk_elements(esize, options_.max_message_bytes);
+      auto* base = static_cast<char*>(buffer.data_ptr());
+      for (int64_t offset = 0; offset < n; offset += chunk) {
+        const int count = static_cast<int>(std::min(chunk, n - offset));
+        MGCA_MPI(MPI_Allreduce(MPI_IN_PLACE, base + offset * esize, count, mpi_type(type), mpi_op(type, op),
+                               comm));
+      }
+    }
+    if (op == ReduceOp::Avg) buffer.div_(size_);
+  }
+
+  void host_broadcast(torch::Tensor& buffer, int root) const {
+    const int64_t n = buffer.numel();
+    const int64_t esize = static_cast<int64_t>(buffer.element_size());
+    const int64_t chunk = chunk_elements(esize, options_.max_message_bytes);
+    auto* base = static_cast<char*>(buffer.data_ptr());
+    for (int64_t offset = 0; offset < n; offset += chunk) {
+      const int count = static_cast<int>(std::min(chunk, n - offset));
+      MGCA_MPI(MPI_Bcast(base + offset * esize, count, mpi_type(buffer.scalar_type()), root, comm_));
+    }
+  }
+
+  // output [W * n] contiguous, input [n] contiguous, both on the host.
+  void host_all_gather(torch::Tensor& output, const torch::Tensor& input) const {
+    const int64_t n = input.numel();
+    if (n == 0) return;
+    const MPI_Datatype type = mpi_type(input.scalar_type());
+    const int64_t esize = static_cast<int64_t>(input.element_size());
+    const int64_t chunk = chunk_elements(esize, options_.max_message_bytes);
+    const auto* in = static_cast<const char*>(input.data_ptr());
+    auto* out = static_cast<char*>(output.data_ptr());
+    if (n <= chunk) {
+      MGCA_MPI(MPI_Allgather(in, static_cast<int>(n), type, out, static_cast<int>(n), type, comm_));
+      return;
+    }
+    // Chunk k of every rank lands at out + r*n + k: receive one "block" of
+    // `count` elements per rank whose extent is a whole rank's row (n elements).
+    for (int64_t offset = 0; offset < n; offset += chunk) {
+      const int count = static_cast<int>(std::min(chunk, n - offset));
+      MPI_Datatype block = MPI_DATATYPE_NULL, row = MPI_DATATYPE_NULL;
+      MGCA_MPI(MPI_Type_contiguous(count, type, &block));
+      MGCA_MPI(MPI_Type_create_resized(block, 0, static_cast<MPI_Aint>(n * esize), &row));
+      MGCA_MPI(MPI_Type_commit(&row));
+      const int code = MPI_Allgather(in + offset * esize, count, type, out + offset * esize, 1, row, comm_);
+      MPI_Type_free(&row);
+      MPI_Type_free(&block);
+      MGCA_MPI(code);
+    }
+  }
+
+  // input [W * n] contiguous, output [n] contiguous, both on the host.
+  void host_reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) const {
+    const int64_t n = output.numel();
+    if (n > 0) {
+      const auto type = input.scalar_type();
+      const int64_t esize = static_cast<int64_t>(input.element_size());
+      const int64_t chunk = chunk_elements(esize, options_.max_message_bytes);
+      if (n <= chunk) {
+        MGCA_MPI(MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), static_cast<int>(n),
+                                          mpi_type(type), mpi_op(type, op), comm_));
+      } else {
+        // Pack column block k of every rank's row into [W, count] first:
+        // predefined MPI reductions need contiguous basic types.
+        auto rows = input.reshape({size_, n});
+        auto flat_out = output.view({n});
+        for (int64_t offset = 0; offset < n; offset += chunk) {
+          const int64_t count = std::min(chunk, n - offset);
+          auto pack = rows.narrow(1, offset, count).contiguous();
+          MGCA_MPI(MPI_Reduce_scatter_block(pack.data_ptr(), flat_out.narrow(0, offset, count).data_ptr(),
+                                            static_cast<int>(count), mpi_type(type), mpi_op(type, op),
+                                            comm_));
+        }
+      }
+    }
+    if (op == ReduceOp::Avg) output.div_(size_);
+  }
+
+  void gather_checked(torch::Tensor& output, const torch::Tensor& input, const char* what) {
+    mpi_type(input.scalar_type());
+    const std::string detail = comm::describe(input);
+    detail::CollectiveGuard guard(what, &detail, options_.timeout_seconds);
+    validate(kAllGather, 0, &input, comm_);
+    auto in = input.contiguous();
+    if (in.is_cuda() && device_) {
+      if (in.numel() > 0) device_->all_gather(output, in);
+    } else if (in.is_cuda()) {
+      auto host_out = torch::empty(output.sizes(), output.options().device(torch::kCPU));
+      host_all_gather(host_out, in.cpu());
+      output.copy_(host_out);
+    } else {
+      host_all_gather(output, in);
+    }
+  }
+
+  void scatter_checked(torch::Tensor& output, const torch::Tensor& input, ReduceOp op, const char* what) {
+    check_reduction(input, op, what);
+    const std::string detail = fmt::format("{} {}", comm::describe(input), reduce_op_name(op));
+    detail::CollectiveGuard guard(what, &detail, options_.timeout_seconds);
+    validate(kReduceScatter, static_cast<int>(op), &input, comm_);
+    auto in = input.contiguous();
+    if (in.is_cuda() && device_) {
+      if (output.numel() > 0) device_->reduce_scatter(output, in, op);
+    } else if (in.is_cuda()) {
+      auto host_out = torch::empty(output.sizes(), output.options().device(torch::kCPU));
+      host_reduce_scatter(host_out, in.cpu(), op);
+      output.copy_(host_out);
+    } else {
+      host_reduce_scatter(output, in, op);
+    }
+  }
+
+  // ---- cross-rank check -------------------------------------------------------
+
+  // Every rank contributes (collective, op or root, dtype, device type,
+  // shape); one all-reduce of [meta, -meta] with MIN yields min and max of
+  // each field. If any field differs, gather all ranks' metadata and fail on
+  // every rank with the same message naming each rank's values.
+  void validate(Collective collective, int op_or_root, const torch::Tensor* tensor, MPI_Comm comm) const {
     if (!options_.validate || size_ == 1) return;
-    MGCA_CHECK(tensor.dim() <= kMaxDims, "tensors of more than {} dims are not supported", kMaxDims);
     std::array<int64_t, kMeta> meta{};
     meta.fill(-1);
     meta[0] = collective;
     meta[1] = op_or_root;
-    meta[2] = static_cast<int64_t>(tensor.scalar_type());
-    meta[3] = tensor.dim();
-    for (int64_t d = 0; d < tensor.dim(); ++d) {
-      // all_gather may differ only in nothing; every collective here needs equal shapes.
-      meta[4 + d] = tensor.size(d);
+    if (tensor != nullptr) {
+      MGCA_CHECK(tensor->dim() <= kMaxDims, "the cross-rank check supports at most {} dims, got {}",
+                 kMaxDims, comm::describe(*tensor));
+      meta[2] = static_cast<int64_t>(tensor->scalar_type());
+      meta[3] = tensor->is_cuda() ? 1 : 0;
+      meta[4] = tensor->dim();
+      for (int64_t d = 0; d < tensor->dim(); ++d) meta[5 + d] = tensor->size(d);
     }
     std::array<int64_t, 2 * kMeta> both{};
     for (int i = 0; i < kMeta; ++i) {
       both[i] = meta[i];
       both[kMeta + i] = -meta[i];
     }
-    {
-      static const std::string detail = "shape check";
-      detail::CollectiveGuard guard("validate", &detail, options_.timeout_seconds);
-      MGCA_MPI(MPI_Allreduce(MPI_IN_PLACE, both.data(), 2 * kMeta, MPI_INT64_T, MPI_MIN, comm));
-    }
+    MGCA_MPI(MPI_Allreduce(MPI_IN_PLACE, both.data(), 2 * kMeta, MPI_INT64_T, MPI_MIN, comm));
     bool agree = true;
     for (int i = 0; i < kMeta; ++i) agree = agree && (both[i] == -both[kMeta + i]);
     if (agree) return;
     std::vector<int64_t> all(static_cast<size_t>(kMeta) * size_);
     MGCA_MPI(MPI_Allgather(meta.data(), kMeta, MPI_INT64_T, all.data(), kMeta, MPI_INT64_T, comm));
-    static const char* names[] = {"?", "all_reduce", "all_gather", "reduce_scatter", "broadcast"};
+    static const char* names[] = {"?",       "all_reduce", "all_gather",        "reduce_scatter",
+                                  "broadcast", "barrier",  "all_reduce_scalar", "broadcast_string"};
     std::string ranks;
     for (int r = 0; r < size_; ++r) {
       const int64_t* m = &all[static_cast<size_t>(r) * kMeta];
-      std::vector<int64_t> dims(m + 4, m + 4 + std::max<int64_t>(m[3], 0));
-      ranks += fmt::format("{}rank {}: {} {} [{}] ({} {})", r ? "; " : "", r,
-                           names[std::clamp<int64_t>(m[0], 0, 4)],
-                           c10::toString(static_cast<torch::ScalarType>(m[2])), fmt::join(dims, ", "),
-                           m[0] == kBroadcast ? "root" : "op", m[1]);
+      const int64_t kind = std::clamp<int64_t>(m[0], 0, 7);
+      ranks += fmt::format("{}rank {}: {}", r ? "; " : "", r, names[kind]);
+      if (m[4] >= 0) {
+        std::vector<int64_t> dims(m + 5, m + 5 + std::min<int64_t>(m[4], kMaxDims));
+        ranks += fmt::format(" {}{} [{}]", m[3] == 1 ? "cuda " : "",
+                             c10::toString(static_cast<torch::ScalarType>(m[2])), fmt::join(dims, ", "));
+      }
+      if (kind == kBroadcast || kind == kString) {
+        ranks += fmt::format(" (root {})", m[1]);
+      } else if (kind == kAllReduce || kind == kReduceScatter || kind == kScalar) {
+        ranks += fmt::format(" ({})", reduce_op_name(static_cast<ReduceOp>(std::clamp<int64_t>(m[1], 0, 3))));
+      }
     }
-    MGCA_FAIL("ranks disagree on a collective (every rank must pass the same dtype and shape): {}",
-              ranks);
+    MGCA_FAIL(
+        "ranks disagree on a collective (every rank must call the same collective with the same "
+        "dtype, device and shape): {}",
+        ranks);
   }
 
   void worker_loop() {
@@ -378,6 +637,8 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm async_comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<detail::DeviceBackend> device_;        // with comm_
+  std::unique_ptr<detail::DeviceBackend> device_async_;  // with async_comm_, used by the worker
 
   std::thread worker_;
   std::mutex queue_mutex_;
@@ -387,12 +648,6 @@ class MpiCommunicator final : public Communicator {
 };
 
 // ---- the single-process communicator ---------------------------------------
-
-class DoneWork final : public Work {
- public:
-  void wait() override {}
-  bool test() override { return true; }
-};
 
 class LocalCommunicator final : public Communicator {
  public:
@@ -407,23 +662,54 @@ class LocalCommunicator final : public Communicator {
   int local_size() const override { return 1; }
   const std::string& host() const override { return host_; }
   const CommOptions& options() const override { return options_; }
-  void all_reduce(torch::Tensor& tensor, ReduceOp) override {
-    MGCA_CHECK(tensor.defined(), "all_reduce: undefined tensor");
+  int device_index() const override { return -1; }
+  std::string describe() const override { return "single process (no communication)"; }
+  void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
+    check_defined(tensor, "all_reduce");
+    check_reduction(tensor, op, "all_reduce");
   }
-  std::shared_ptr<Work> all_reduce_async(torch::Tensor, ReduceOp) override {
+  std::shared_ptr<Work> all_reduce_async(torch::Tensor tensor, ReduceOp op, bool) override {
+    check_defined(tensor, "all_reduce_async");
+    check_reduction(tensor, op, "all_reduce_async");
     return std::make_shared<DoneWork>();
   }
   torch::Tensor all_gather(const torch::Tensor& tensor) override {
-    return tensor.dim() == 0 ? tensor.reshape({1}).clone() : tensor.clone();
+    check_defined(tensor, "all_gather");
+    return tensor.dim() == 0 ? tensor.reshape({1}).clone() : tensor.clone(c10::MemoryFormat::Contiguous);
   }
-  torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp) override { return tensor.clone(); }
-  void broadcast(torch::Tensor&, int root) override {
+  void all_gather_into(torch::Tensor& output, const torch::Tensor& input) override {
+    check_defined(input, "all_gather_into");
+    auto in = input.dim() == 0 ? input.reshape({1}) : input;
+    MGCA_CHECK(output.defined() && output.sizes() == in.sizes() && output.scalar_type() == in.scalar_type(),
+               "all_gather_into: output must be {}, got {}", comm::describe(in),
+               output.defined() ? comm::describe(output) : "undefined");
+    output.copy_(in);
+  }
+  torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op) override {
+    check_defined(tensor, "reduce_scatter");
+    check_reduction(tensor, op, "reduce_scatter");
+    MGCA_CHECK(tensor.dim() >= 1, "reduce_scatter needs a tensor with a dim 0, got {}", comm::describe(tensor));
+    return tensor.clone(c10::MemoryFormat::Contiguous);
+  }
+  void reduce_scatter_into(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) override {
+    check_defined(input, "reduce_scatter_into");
+    check_reduction(input, op, "reduce_scatter_into");
+    MGCA_CHECK(output.defined() && output.sizes() == input.sizes() && output.scalar_type() == input.scalar_type(),
+               "reduce_scatter_into: output must be {}, got {}", comm::describe(input),
+               output.defined() ? comm::describe(output) : "undefined");
+    output.copy_(input);
+  }
+  void broadcast(torch::Tensor& tensor, int root) override {
+    check_defined(tensor, "broadcast");
     MGCA_CHECK(root == 0, "broadcast root {} outside [0, 1)", root);
   }
   void barrier() override {}
   double all_reduce_scalar(double value, ReduceOp) override { return value; }
   bool any(bool flag) override { return flag; }
-  std::string broadcast_string(const std::string& value, int) override { return value; }
+  std::string broadcast_string(const std::string& value, int root) override {
+    MGCA_CHECK(root == 0, "broadcast_string root {} outside [0, 1)", root);
+    return value;
+  }
 
  private:
   std::string host_;
@@ -432,8 +718,20 @@ class LocalCommunicator final : public Communicator {
 
 }  // namespace
 
+#if !MGCA_TORCH_HAS_CUDA
+namespace detail {
+bool device_backend_usable(std::string* why) {
+  if (why) *why = "this build's libtorch has no CUDA";
+  return false;
+}
+std::unique_ptr<DeviceBackend> make_nccl_backend(MPI_Comm, int, double, const std::string&) {
+  MGCA_FAIL("NCCL on tensors needs a libtorch with CUDA; this build's libtorch is CPU-only");
+}
+}  // namespace detail
+#endif
+
 std::shared_ptr<Communicator> Communicator::world(const CommOptions& options) {
-  return std::make_shared<MpiCommunicator>(options);
+  return std::make_shared<WorldCommunicator>(options);
 }
 
 std::shared_ptr<Communicator> Communicator::single() {

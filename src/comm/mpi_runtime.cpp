@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "mgca/comm/runtime.h"
 #include "mgca/util/error.h"
@@ -29,7 +31,7 @@ struct Slot {
 constexpr int kSlots = 64;
 
 struct Runtime {
-  std::mutex mutex;
+  std::mutex mutex;  // slots, stopping, watchdog
   std::condition_variable stop_signal;
   std::array<Slot, kSlots> slots;
   std::thread watchdog;
@@ -38,6 +40,8 @@ struct Runtime {
   int local_rank = 0;
   int local_size = 1;
   std::string host;
+  std::mutex monitors_mutex;  // held while polling, so remove_monitor waits for a running poll
+  std::vector<detail::Monitor*> monitors;
 };
 
 Runtime& runtime() {
@@ -45,25 +49,40 @@ Runtime& runtime() {
   return *instance;
 }
 
+// The message for the first guarded collective past its timeout, or "".
+std::string overdue_collective(Runtime& rt, std::chrono::steady_clock::time_point now) {
+  for (const Slot& slot : rt.slots) {
+    if (!slot.used) continue;
+    const double waited = std::chrono::duration<double>(now - slot.start).count();
+    if (waited <= slot.timeout_seconds) continue;
+    return fmt::format(
+        "collective {}{}{} did not finish within {:g} s (a rank died, hangs, or skipped this "
+        "collective)",
+        slot.what, slot.detail && !slot.detail->empty() ? " " : "", slot.detail ? *slot.detail : "",
+        slot.timeout_seconds);
+  }
+  return {};
+}
+
 void watchdog_loop() {
   Runtime& rt = runtime();
-  std::unique_lock<std::mutex> lock(rt.mutex);
-  while (!rt.stopping) {
-    rt.stop_signal.wait_for(lock, std::chrono::milliseconds(200));
-    const auto now = std::chrono::steady_clock::now();
-    for (const Slot& slot : rt.slots) {
-      if (!slot.used) continue;
-      const double waited = std::chrono::duration<double>(now - slot.start).count();
-      if (waited <= slot.timeout_seconds) continue;
-      std::fprintf(stderr,
-                   "[rank %d] mgca watchdog: collective %s %s did not finish within %.0f s "
-                   "(a rank died, hangs, or skipped this collective); aborting the job\n",
-                   util::process_rank(), slot.what, slot.detail ? slot.detail->c_str() : "",
-                   slot.timeout_seconds);
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, detail::kWatchdogExitCode);
-      std::_Exit(detail::kWatchdogExitCode);
+  for (;;) {
+    std::string message;
+    {
+      std::unique_lock<std::mutex> lock(rt.mutex);
+      rt.stop_signal.wait_for(lock, std::chrono::milliseconds(200));
+      if (rt.stopping) return;
+      message = overdue_collective(rt, std::chrono::steady_clock::now());
     }
+    if (message.empty()) {
+      std::lock_guard<std::mutex> lock(rt.monitors_mutex);
+      const auto now = std::chrono::steady_clock::now();
+      for (detail::Monitor* monitor : rt.monitors) {
+        message = monitor->poll(now);
+        if (!message.empty()) break;
+      }
+    }
+    if (!message.empty()) detail::abort_job(message);
   }
 }
 
@@ -147,6 +166,30 @@ CollectiveGuard::~CollectiveGuard() {
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   rt.slots[slot_].used = false;
+}
+
+void add_monitor(Monitor* monitor) {
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.monitors_mutex);
+  rt.monitors.push_back(monitor);
+}
+
+void remove_monitor(Monitor* monitor) {
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.monitors_mutex);
+  rt.monitors.erase(std::remove(rt.monitors.begin(), rt.monitors.end(), monitor), rt.monitors.end());
+}
+
+void abort_job(const std::string& message) {
+  std::fprintf(stderr, "[rank %d] mgca watchdog: %s; aborting the job\n", util::process_rank(),
+               message.c_str());
+  std::fflush(stderr);
+  Runtime& rt = runtime();
+  // try_lock: abort_job may run while another thread is stuck holding the lock.
+  std::unique_lock<std::mutex> lock(rt.monitors_mutex, std::try_to_lock);
+  for (Monitor* monitor : rt.monitors) monitor->abort();
+  MPI_Abort(MPI_COMM_WORLD, kWatchdogExitCode);
+  std::_Exit(kWatchdogExitCode);
 }
 
 int local_rank() { return runtime().local_rank; }

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -13,7 +14,8 @@ namespace mgca::comm::detail {
 // otherwise block every other rank forever.
 class CollectiveGuard {
  public:
-  // `what` and `detail` must outlive the guard (string literals / members).
+  // `what` and `detail` must outlive the guard (string literals / locals of
+  // the enclosing scope); `detail` is only read if the watchdog fires.
   CollectiveGuard(const char* what, const std::string* detail, double timeout_seconds);
   ~CollectiveGuard();
   CollectiveGuard(const CollectiveGuard&) = delete;
@@ -23,8 +25,25 @@ class CollectiveGuard {
   int slot_;
 };
 
-// Exit code of a job aborted by the watchdog.
+// Work the host does not block on (NCCL kernels on a stream) is watched by
+// polling: the watchdog calls poll() about every 200 ms.
+class Monitor {
+ public:
+  virtual ~Monitor() = default;
+  // "" when all is well; otherwise the message printed before the job is aborted.
+  virtual std::string poll(std::chrono::steady_clock::time_point now) = 0;
+  // Called once on every monitor just before MPI_Abort (e.g. ncclCommAbort).
+  virtual void abort() noexcept = 0;
+};
+// remove_monitor() returns only when no poll() of that monitor is running.
+void add_monitor(Monitor* monitor);
+void remove_monitor(Monitor* monitor);
+
+// Exit code of a job aborted by the watchdog (the mgca "run-time error" code).
 inline constexpr int kWatchdogExitCode = 1;
+
+// Prints `message` with the rank prefix, aborts every monitor, then the job.
+[[noreturn]] void abort_job(const std::string& message);
 
 // MPI_Comm_split_type(SHARED) results, computed at init.
 int local_rank();

@@ -79,8 +79,8 @@ void visit_fields(C& c, F&& f) {
   f("data.batch_size", d.batch_size, "samples per rank per micro-step", Choices{});
   f("data.workers", d.workers, "loader threads per rank", Choices{});
   f("data.prefetch", d.prefetch, "batches prepared ahead of the step", Choices{});
-  f("data.augment", d.augment, "augmentations (SPEC §5.4)", Choices{"mgca", "convirt", "none"});
-  f("data.limit_samples", d.limit_samples, "use only the first n samples; 0 = all", Choices{});
+  f("data.augment", d.augment, "augmentations (SPEC §5.4); eval: centre crop, no randomness",
+    Choices{"mgca", "convirt", "eval"});
 
   auto& o = c.objectives;
   f("objectives.variant", o.variant, "the official code's choices or the paper's (SPEC §2); sets the five "
@@ -440,7 +440,6 @@ void check_values(const Config& c, const std::string& source) {
   require(d.batch_size >= 1, "data.batch_size", fmt::format("{} must be >= 1", d.batch_size));
   require(d.workers >= 0, "data.workers", fmt::format("{} must be >= 0", d.workers));
   require(d.prefetch >= 1, "data.prefetch", fmt::format("{} must be >= 1", d.prefetch));
-  require(d.limit_samples >= 0, "data.limit_samples", fmt::format("{} must be >= 0", d.limit_samples));
   const auto& o = c.objectives;
   for (auto [key, value] : {std::pair{"objectives.lambda_ita", o.lambda_ita},
                             std::pair{"objectives.lambda_cta", o.lambda_cta},

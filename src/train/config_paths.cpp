@@ -3,8 +3,10 @@
 
 #include <filesystem>
 
+#include "mgca/io/dataset_file.h"
 #include "mgca/train/config.h"
 #include "mgca/util/error.h"
+#include "mgca/util/log.h"
 
 namespace fs = std::filesystem;
 
@@ -17,6 +19,23 @@ void check_paths(const Config& config) {
              "data.train: '{}' is not a dataset folder (no dataset.json; make one with `mgca synth` or "
              "`mgca prep`)",
              dataset.string());
+  std::shared_ptr<io::Dataset> data;
+  try {
+    data = io::Dataset::open(dataset);
+  } catch (const mgca::Error& error) {
+    MGCA_FAIL("data.train: cannot open dataset '{}': {}", dataset.string(), error.message());
+  }
+  MGCA_CHECK(data->size() > 0, "data.train: dataset '{}' has no samples", dataset.string());
+  int64_t with_report = 0;
+  for (int64_t i = 0; i < data->size(); ++i) with_report += data->report(i).empty() ? 0 : 1;
+  MGCA_CHECK(with_report > 0,
+             "data.train: dataset '{}' (source \"{}\", {} samples) has no reports: pretraining needs image-report "
+             "pairs (a classification set like this one is for `mgca eval`)",
+             dataset.string(), data->manifest().source, data->size());
+  if (with_report < data->size()) {
+    log::warn("data.train: {} of {} samples of '{}' have an empty report", data->size() - with_report, data->size(),
+              dataset.string());
+  }
   MGCA_CHECK(fs::is_regular_file(config.text.vocab), "text.vocab: vocabulary file '{}' does not exist",
              config.text.vocab);
   for (const auto& [key, path] : {std::pair{"model.image_weights", config.model.image_weights},

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mgca/comm/grad_sync.h"
 #include "mgca/train/checkpoint.h"
 #include "mgca/train/collective_error.h"
 #include "mgca/train/optimizer.h"
@@ -116,6 +117,7 @@ struct Trainer::Impl {
   torch::Device device;
   NamedTensors params;
   std::unique_ptr<Adam> optimizer;
+  std::unique_ptr<comm::GradSync> grad_sync;  // W > 1 with comm.overlap
   LrSchedule schedule;
   int64_t accumulate = 1;
   int64_t batches_per_epoch = 0;
@@ -146,6 +148,11 @@ struct Trainer::Impl {
     total_steps = config.schedule.max_steps > 0 ? config.schedule.max_steps
                                                 : config.schedule.epochs * steps_per_epoch;
     schedule = LrSchedule::from_config(config.schedule, o.lr, total_steps);
+    if (comm->size() > 1 && config.comm.overlap) {
+      comm::GradSyncOptions sync_options;
+      sync_options.bucket_cap_mb = config.comm.bucket_mb;
+      grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
+    }
     const std::string& ac = config.runtime.autocast;
     autocast = device.is_cuda() && (ac == "bf16" || ac == "auto");
     if (ac == "bf16" && !device.is_cuda()) log::info("runtime.autocast = bf16 applies on GPU only; CPU runs in fp32");
@@ -265,9 +272,10 @@ struct Trainer::Impl {
 
   // ---- gradient sync -----------------------------------------------------------
 
-  // Averages the defined gradients over ranks in buckets of about
-  // comm.bucket_mb (one flat all-reduce per bucket). Every rank has the same
-  // set of defined gradients (the same model and code path).
+  // Without overlap (comm.overlap = false): averages the defined gradients
+  // over ranks after backward, in buckets of about comm.bucket_mb (one flat
+  // all-reduce per bucket). Every rank has the same set of defined gradients
+  // (the same model and code path).
   void average_gradients() {
     if (comm->size() == 1) return;
     torch::NoGradGuard no_grad;
@@ -338,7 +346,11 @@ struct Trainer::Impl {
 
       watch.restart();
       torch::Tensor loss = accumulate > 1 ? parts.total / static_cast<double>(accumulate) : parts.total;
-      loss.backward();
+      {
+        // Gradient sync only on the last micro-batch: the others accumulate locally.
+        auto no_sync = grad_sync && micro + 1 < accumulate ? grad_sync->no_sync() : comm::GradSync::NoSync();
+        loss.backward();
+      }
       sync_device(device);
       times.backward += watch.seconds();
 
@@ -355,7 +367,11 @@ struct Trainer::Impl {
     }
 
     util::Stopwatch watch;
-    average_gradients();
+    if (grad_sync) {
+      grad_sync->finalize();  // waits for the buckets launched during backward: the exposed communication
+    } else {
+      average_gradients();
+    }
     sync_device(device);
     times.comm += watch.seconds();
 
@@ -434,6 +450,9 @@ struct Trainer::Impl {
       metrics.open(config.run_dir() / "metrics.jsonl", std::ios::app);
       MGCA_CHECK(metrics.good(), "cannot write {}", (config.run_dir() / "metrics.jsonl").string());
     }
+    log::info("communication: {}{}", comm->describe(),
+              grad_sync ? fmt::format("; gradients in {} buckets overlapping backward", grad_sync->buckets().size())
+                        : "");
     log::info("{}: {} ranks × batch {} × accumulate {} = {} samples per step; {} steps per epoch, {} steps{}",
               config.name, comm->size(), task->batch_size(), accumulate,
               comm->size() * task->batch_size() * accumulate, steps_per_epoch, total_steps,

@@ -1,13 +1,14 @@
 // The communication layer: one Communicator per process group.
 //
 // Host (CPU) tensors go through MPI; device tensors through NCCL (where
-// libtorch has CUDA). Every collective is a *collective* call: every rank of
-// the communicator must call the same collectives in the same order, with
-// tensors of the same dtype and (except where stated) the same shape. When
-// CommOptions::validate is on, a mismatch is detected before any data moves
-// and reported as an error naming both ranks' shapes/dtypes. A collective
-// that does not complete within CommOptions::timeout_seconds aborts the whole
-// job (MPI_Abort) with a message naming the collective and the rank.
+// libtorch has CUDA; see Backend in types.h). Every collective is a
+// *collective* call: every rank of the communicator must call the same
+// collectives in the same order, with tensors of the same dtype, device type
+// and (except where stated) the same shape. When CommOptions::validate is on,
+// a mismatch is detected before any data moves and reported on every rank as
+// an error naming each rank's collective, dtype and shape. A collective that
+// does not complete within CommOptions::timeout_seconds aborts the whole job
+// (MPI_Abort, exit code 1) with a message naming the collective and the rank.
 #pragma once
 
 #include <torch/types.h>
@@ -17,25 +18,30 @@
 #include <string>
 
 #include "mgca/comm/runtime.h"
+#include "mgca/comm/types.h"
 
 namespace mgca::comm {
-
-enum class ReduceOp { Sum, Avg, Max, Min };
-enum class Backend { Auto, Mpi, Nccl };  // Auto: NCCL for device tensors, MPI for host tensors
 
 struct CommOptions {
   Backend backend = Backend::Auto;
   double timeout_seconds = 600.0;  // watchdog for every collective
   bool validate = true;            // cross-rank shape/dtype check before each collective
+  // MPI counts are C ints: host messages larger than this are split into
+  // several collectives (results are the same; only the message size changes).
+  int64_t max_message_bytes = int64_t{1} << 30;
+  // CUDA device of this rank for NCCL; -1: local_rank() % number of visible devices.
+  int device = -1;
 };
 
 // An asynchronous collective in flight.
 class Work {
  public:
   virtual ~Work() = default;
-  // Blocks until done (subject to the watchdog timeout). Idempotent.
+  // Host tensors: blocks until the result is in the tensor (subject to the
+  // watchdog). Device tensors: orders the calling thread's current CUDA
+  // stream after the collective (no host synchronisation). Idempotent.
   virtual void wait() = 0;
-  // Non-blocking completion test; drives progress.
+  // Non-blocking completion test; rethrows the collective's error if it failed.
   virtual bool test() = 0;
 };
 
@@ -44,7 +50,8 @@ class Communicator {
   virtual ~Communicator() = default;
 
   // All ranks of the job (a duplicate of MPI_COMM_WORLD). Requires init().
-  // Collective: every rank creates its communicators in the same order.
+  // Collective: every rank creates its communicators in the same order, with
+  // the same options.backend.
   static std::shared_ptr<Communicator> world(const CommOptions& options = {});
   // A communicator of this process alone, usable without MPI: every
   // collective is the identity (all_gather returns a copy, Avg/Sum of one).
@@ -57,18 +64,38 @@ class Communicator {
   virtual int local_size() const = 0;
   virtual const std::string& host() const = 0;
   virtual const CommOptions& options() const = 0;
+  // The CUDA device this rank's NCCL communicator uses, -1 when device tensors
+  // do not go through NCCL (no GPU, CPU libtorch, or Backend::Mpi).
+  virtual int device_index() const = 0;
+  // One line for logs, e.g. "MPI (host), NCCL 2.28.9 on cuda:0 (device), 4 ranks".
+  virtual std::string describe() const = 0;
 
   // In place. After return every rank holds the same values (for Avg: the sum
-  // divided by size()). Contiguous or not; empty tensors are allowed.
+  // divided by size(), floating-point dtypes only; bool: Sum/Max = any,
+  // Min = all). Contiguous or not; empty tensors are allowed. bfloat16/half
+  // are accumulated pairwise in float32 and rounded at every step (as NCCL).
   virtual void all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) = 0;
   // Asynchronous all-reduce of a contiguous tensor; the tensor must stay alive
-  // and untouched until wait() returns.
-  virtual std::shared_ptr<Work> all_reduce_async(torch::Tensor tensor, ReduceOp op = ReduceOp::Sum) = 0;
+  // and untouched until wait() returns. Asynchronous collectives run in call
+  // order on a channel of their own, so they never reorder against each other
+  // and never interleave with the blocking collectives of another thread.
+  // validate = false skips the per-call shape check (for callers that proved
+  // the layout agrees once, as GradSync does); the check also needs
+  // options().validate.
+  virtual std::shared_ptr<Work> all_reduce_async(torch::Tensor tensor, ReduceOp op = ReduceOp::Sum,
+                                                 bool validate = true) = 0;
   // Concatenation along dim 0 of every rank's tensor, in rank order:
-  // [size() * d0, ...]. All ranks pass the same shape.
+  // [size() * d0, ...] (a 0-dim tensor gathers to [size()]). All ranks pass
+  // the same shape.
   virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;
+  // all_gather into a caller-owned contiguous `output` of shape
+  // [size() * d0, ...] and the input's dtype and device (no allocation).
+  virtual void all_gather_into(torch::Tensor& output, const torch::Tensor& input) = 0;
   // Input [size() * d0, ...]: rank r receives the reduction of block r, [d0, ...].
   virtual torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) = 0;
+  // reduce_scatter into a caller-owned contiguous `output` of shape [d0, ...].
+  virtual void reduce_scatter_into(torch::Tensor& output, const torch::Tensor& input,
+                                   ReduceOp op = ReduceOp::Sum) = 0;
   // In place: every rank receives root's tensor (same shape and dtype on all ranks).
   virtual void broadcast(torch::Tensor& tensor, int root = 0) = 0;
   virtual void barrier() = 0;

@@ -54,8 +54,7 @@ struct DataConfig {
   int64_t batch_size = 72;     // samples per rank per micro-step (global batch = W × this × accumulate)
   int64_t workers = 2;         // loader threads per rank
   int64_t prefetch = 4;        // batches decoded ahead of the step
-  std::string augment = "mgca";  // mgca | convirt | none
-  int64_t limit_samples = 0;   // use only the first n samples of the dataset; 0 = all
+  std::string augment = "mgca";  // mgca | convirt | eval (centre crop, no randomness)
 };
 
 // Key names follow objectives::ObjectiveOptions (mgca/objectives/options.h).

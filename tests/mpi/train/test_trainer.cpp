@@ -126,6 +126,39 @@ TEST(Trainer, WRanksEqualOneRankWithTheGlobalBatch) {
   }
 }
 
+TEST(Trainer, AccumulationSyncsOnceAndMatchesOneRank) {
+  SharedDir dir;
+  auto comm = world();
+  const int w = comm->size();
+  ToyOptions options;
+  options.batch_size = 2;
+  options.accumulate = 2;
+  Config overlapped = toy_config(dir / "out", "overlapped", 8);
+  overlapped.optimizer.accumulate = 2;
+  train(overlapped, options, comm);
+  Config plain = overlapped;
+  plain.name = "plain";
+  plain.comm.overlap = false;  // gradients averaged after backward instead of from hooks
+  train(plain, options, comm);
+  Config single = toy_config(dir / ("single-" + std::to_string(comm->rank())), "single", 8);
+  single.optimizer.accumulate = 2;
+  options.batch_size = 2 * w;
+  train(single, options, comm::Communicator::single());
+
+  const auto a = final_weights(overlapped), b = final_weights(plain), c = final_weights(single);
+  for (const auto& [name, tensor] : c) {
+    EXPECT_TRUE(torch::equal(a.at(name), b.at(name))) << name << ": the two sync paths differ";
+    EXPECT_TRUE(mgca::test::AllClose(a.at(name), tensor, 1e-5, 1e-6)) << name;
+  }
+  if (comm->rank() == 0) {
+    const auto ma = read_metrics(overlapped.run_dir()), mc = read_metrics(single.run_dir());
+    ASSERT_EQ(ma.size(), 8u);
+    for (size_t i = 0; i < ma.size(); ++i) {
+      EXPECT_NEAR(ma[i]["loss"].get<double>(), mc[i]["loss"].get<double>(), 1e-5 * std::abs(mc[i]["loss"].get<double>()));
+    }
+  }
+}
+
 bool same_bytes(const torch::Tensor& a, const torch::Tensor& b) {
   return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
          std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.numel() * a.element_size()) == 0;

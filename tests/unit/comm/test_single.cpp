@@ -3,7 +3,10 @@
 
 #include "mgca/comm/communicator.h"
 #include "mgca/comm/differentiable.h"
+#include "mgca/comm/grad_sync.h"
+#include "mgca/comm/nccl.h"
 #include "mgca/comm/sync_batchnorm.h"
+#include "mgca/util/error.h"
 #include "support/tensor_checks.h"
 
 namespace mgca::comm {
@@ -38,6 +41,70 @@ TEST(SingleCommunicator, SyncBatchNormIsBatchNorm) {
   sync->eval();
   reference->eval();
   EXPECT_TRUE(test::AllClose(sync->forward(x), reference->forward(x), 1e-6, 1e-6));
+}
+
+}  // namespace
+}  // namespace mgca::comm
+
+namespace mgca::comm {
+namespace {
+
+TEST(Backend, ParseNamesAndRejectUnknown) {
+  EXPECT_EQ(parse_backend("auto"), Backend::Auto);
+  EXPECT_EQ(parse_backend("mpi"), Backend::Mpi);
+  EXPECT_EQ(parse_backend("nccl"), Backend::Nccl);
+  for (Backend b : {Backend::Auto, Backend::Mpi, Backend::Nccl}) EXPECT_EQ(parse_backend(backend_name(b)), b);
+  try {
+    parse_backend("gloo");
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("unknown communication backend 'gloo' (valid: auto, mpi, nccl)"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
+TEST(SingleCommunicator, IntoVariantsAndArgumentChecks) {
+  auto comm = Communicator::single();
+  auto x = torch::arange(6, torch::kFloat32).reshape({3, 2});
+  auto out = torch::zeros({3, 2});
+  comm->all_gather_into(out, x);
+  EXPECT_TRUE(out.equal(x));
+  out.zero_();
+  comm->reduce_scatter_into(out, x, ReduceOp::Avg);
+  EXPECT_TRUE(out.equal(x));
+  EXPECT_TRUE(comm->all_gather(torch::tensor(2.5)).equal(torch::tensor({2.5})));
+  auto ints = torch::ones({2}, torch::kInt64);
+  EXPECT_THROW(comm->all_reduce(ints, ReduceOp::Avg), Error);  // same rule as the world communicator
+  auto wrong = torch::zeros({2, 2});
+  EXPECT_THROW(comm->all_gather_into(wrong, x), Error);
+  EXPECT_EQ(comm->device_index(), -1);
+}
+
+TEST(SingleCommunicator, GradSyncKeepsLocalGradients) {
+  torch::manual_seed(3);
+  torch::nn::Linear layer(4, 3);
+  GradSync sync(layer->named_parameters(), Communicator::single());
+  auto x = torch::randn({5, 4});
+  layer->forward(x).sum().backward();
+  auto expected_w = layer->weight.grad().clone();
+  sync.finalize();
+  EXPECT_TRUE(layer->weight.grad().equal(expected_w));
+  EXPECT_EQ(sync.stats().steps, 1);
+}
+
+TEST(Nccl, RawLayerReportsNoGpuClearly) {
+  std::string why;
+  const int count = nccl::device_count(&why);
+  if (count > 0) GTEST_SKIP() << "a CUDA device is visible";
+  EXPECT_FALSE(why.empty());
+  // Either the toolkit is missing from the build, or there is no usable GPU.
+  EXPECT_TRUE(why.find("cudaGetDeviceCount") != std::string::npos ||
+              why.find("no CUDA device") != std::string::npos ||
+              why.find("built without the CUDA toolkit") != std::string::npos)
+      << why;
+  EXPECT_EQ(nccl::element_size(nccl::DataType::BFloat16), 2u);
+  EXPECT_STREQ(nccl::data_type_name(nccl::DataType::Int64), "int64");
 }
 
 }  // namespace

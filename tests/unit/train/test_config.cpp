@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "mgca/io/dataset_file.h"
 #include "mgca/train/config.h"
 #include "mgca/util/error.h"
 #include "support/test_support.h"
@@ -254,11 +255,24 @@ TEST(ConfigErrors, BadOverrides) {
   EXPECT_NE(e.find("unknown key 'bogus'; valid keys: "), std::string::npos) << e;
 }
 
+// A tiny dataset folder, with or without reports.
+void write_dataset(const fs::path& dir, bool reports, const std::string& source) {
+  fs::create_directories(dir);
+  io::ShardedWriter writer(dir, "part", 8, {}, 10);
+  const std::vector<uint8_t> image(64, 100);
+  for (int i = 0; i < 3; ++i) writer.append("s" + std::to_string(i), reports ? "no acute findings" : "", image.data());
+  io::DatasetManifest manifest;
+  manifest.source = source;
+  manifest.split = "train";
+  manifest.image_size = 8;
+  manifest.shards = writer.finish();
+  io::write_manifest(dir, manifest);
+}
+
 class ConfigPaths : public ::testing::Test {
  protected:
   void SetUp() override {
-    fs::create_directories(dir_ / "set");
-    test::write_text_file(dir_ / "set" / "dataset.json", "{}");
+    write_dataset(dir_ / "set", true, "synth");
     test::write_text_file(dir_ / "vocab.txt", "[PAD]\n");
   }
   Config config(const std::vector<std::string>& extra = {}) {
@@ -281,6 +295,23 @@ TEST_F(ConfigPaths, FolderWithoutManifest) {
   fs::create_directories(dir_ / "empty");
   const std::string e = error_of([&] { check_paths(config({"data.train=" + (dir_ / "empty").string()})); });
   EXPECT_NE(e.find("is not a dataset folder (no dataset.json"), std::string::npos) << e;
+}
+
+TEST_F(ConfigPaths, AGoodJobPasses) { EXPECT_NO_THROW(check_paths(config())); }
+
+TEST_F(ConfigPaths, DatasetWithoutReports) {
+  write_dataset(dir_ / "labels-only", false, "chexpert");
+  const std::string e = error_of([&] { check_paths(config({"data.train=" + (dir_ / "labels-only").string()})); });
+  EXPECT_NE(e.find("(source \"chexpert\", 3 samples) has no reports: pretraining needs image-report pairs"),
+            std::string::npos)
+      << e;
+}
+
+TEST_F(ConfigPaths, CorruptManifest) {
+  fs::create_directories(dir_ / "bad");
+  test::write_text_file(dir_ / "bad" / "dataset.json", "{}");
+  const std::string e = error_of([&] { check_paths(config({"data.train=" + (dir_ / "bad").string()})); });
+  EXPECT_NE(e.find("data.train: cannot open dataset '" + (dir_ / "bad").string() + "'"), std::string::npos) << e;
 }
 
 TEST_F(ConfigPaths, MissingVocabWeightsAndResume) {

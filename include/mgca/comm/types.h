@@ -1,0 +1,26 @@
+// Torch-free vocabulary of the communication layer (reductions, backends),
+// shared by the tensor Communicator and the raw-pointer NCCL communicator.
+#pragma once
+
+#include <string>
+
+namespace mgca::comm {
+
+// Avg is the sum divided by the number of ranks (floating-point dtypes only).
+enum class ReduceOp { Sum, Avg, Max, Min };
+
+// Which library moves device (GPU) tensors. Host tensors always go through MPI.
+//   Auto: NCCL when libtorch has CUDA and every rank sees a GPU, otherwise
+//         device tensors are staged through host memory and MPI.
+//   Mpi:  every tensor through MPI (device tensors staged through host memory).
+//   Nccl: device tensors through NCCL; creating the communicator fails with
+//         a message when NCCL cannot be used on some rank.
+enum class Backend { Auto, Mpi, Nccl };
+
+const char* reduce_op_name(ReduceOp op);  // "sum", "avg", "max", "min"
+const char* backend_name(Backend backend);  // "auto", "mpi", "nccl"
+// Parses "auto" | "mpi" | "nccl" (the `comm.backend` config value); anything
+// else is an error that lists the valid names.
+Backend parse_backend(const std::string& name);
+
+}  // namespace mgca::comm

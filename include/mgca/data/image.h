@@ -1,0 +1,48 @@
+// Image decoding to 8-bit grayscale and MGCA's preprocessing (SPEC §5.1-5.2).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mgca::data {
+
+struct GrayImage {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // height × width, row-major
+};
+
+// What decoding had to do (the importers count these as notes).
+struct DecodeNotes {
+  bool sixteen_bit = false;  // 16-bit samples scaled to 8 bits
+  bool color = false;        // colour converted to gray
+  std::string warning;       // a recoverable decoder warning (JPEG), else empty
+};
+
+// PNG: 1/2/4/8/16-bit gray, gray+alpha, RGB, RGBA and palette. Alpha is
+// dropped (as OpenCV's grayscale read does); colour becomes
+// L = (19595 R + 38470 G + 7471 B + 32768) >> 16 (ITU-R 601, PIL's "L");
+// 16-bit samples v become round(v * 255 / max), max = 2^sBIT - 1 when the file
+// has an sBIT chunk (12-bit data in 16-bit files) else 65535, clamped.
+// JPEG: decoded straight to luminance by libjpeg-turbo (as OpenCV's and
+// MGCA's grayscale read). Errors (truncated data, not an image, unsupported
+// colour space) are mgca::Error naming `name`.
+GrayImage decode_image(const uint8_t* data, size_t size, const std::string& name,
+                       DecodeNotes* notes = nullptr);
+GrayImage read_image_file(const std::filesystem::path& path, DecodeNotes* notes = nullptr);
+
+// MGCA's resize_img: the longer side becomes S (the shorter one
+// floor(short * S / long)), area averaging when shrinking and bilinear
+// (half-pixel centres) when enlarging, as OpenCV's INTER_AREA; then zero
+// padding to S×S with floor(pad/2) before and the rest after. out: S*S bytes.
+void resize_and_pad(const GrayImage& image, int64_t S, uint8_t* out);
+
+// Resizes a grayscale image to exactly (out_w, out_h) with the rule above.
+void resize_area(const uint8_t* in, int64_t in_w, int64_t in_h, uint8_t* out, int64_t out_w,
+                 int64_t out_h);
+
+// PNG encoding of an 8-bit gray image (for tests, examples and debugging).
+std::vector<uint8_t> encode_png_gray(const uint8_t* pixels, int64_t width, int64_t height);
+
+}  // namespace mgca::data

@@ -1,0 +1,119 @@
+// Shapes and options of the encoders, heads and assembled models (no torch).
+//
+// The presets are SPEC §3's: vit_b16 (ViT-B/16 at 224), resnet50 (torchvision
+// layout, MGCA upsamples its input to 299), bert (Bio_ClinicalBERT shapes),
+// and *_tiny variants for the CPU demo and CI (the same code, small shapes).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace mgca::model {
+
+// Vision Transformer, timm/DeiT layout: patch embedding (conv p×p, stride p),
+// [CLS] token, learned absolute positions, pre-norm blocks with qkv bias,
+// exact (erf) GELU, final LayerNorm.
+struct ViTConfig {
+  int64_t image_size = 224;
+  int64_t patch_size = 16;
+  int64_t dim = 768;
+  int64_t depth = 12;
+  int64_t heads = 12;
+  int64_t mlp_dim = 3072;
+  double ln_eps = 1e-6;
+  bool qkv_bias = true;
+
+  int64_t grid() const { return image_size / patch_size; }
+  int64_t num_patches() const { return grid() * grid(); }
+
+  static ViTConfig base16();  // ViT-B/16: 224 px, dim 768, depth 12, heads 12, MLP 3072
+  static ViTConfig tiny();    // 64 px, patch 8, dim 192, depth 4, heads 3, MLP 768
+};
+
+// ResNet with torchvision's Bottleneck (stride on the 3×3 conv, "v1.5").
+// global = avgpool(layer4) [b, 2048·width/64]; local = layer3 [b, P, 1024·width/64].
+struct ResNetConfig {
+  std::array<int64_t, 4> layers{3, 4, 6, 3};
+  int64_t width = 64;       // stem channels; stage s has width·2^s bottleneck channels
+  int64_t input_size = 0;   // > 0: bilinear resize (align_corners) of the input to this square size
+  bool channels_last = false;  // run the convolutions in NHWC memory format
+
+  int64_t global_dim() const { return width * 8 * 4; }
+  int64_t local_dim() const { return width * 4 * 4; }
+  // Patches of layer3 (stride 16) for an input of `size` pixels (after the resize).
+  int64_t num_patches(int64_t size) const;
+
+  static ResNetConfig resnet50(int64_t input_size = 0);
+  static ResNetConfig tiny(int64_t input_size = 0);  // layers 1,1,1,1, width 16
+};
+
+// BERT encoder (post-norm, erf GELU). `num_layers` is how many layers are
+// built and run: MGCA uses the first 6 of Bio_ClinicalBERT's 12; the rest of
+// a 12-layer checkpoint is skipped on load.
+struct BertConfig {
+  int64_t vocab_size = 28996;
+  int64_t hidden = 768;
+  int64_t num_layers = 12;
+  int64_t heads = 12;
+  int64_t intermediate = 3072;
+  int64_t max_positions = 512;
+  int64_t type_vocab_size = 2;
+  double ln_eps = 1e-12;
+  double hidden_dropout = 0.1;     // Bio_ClinicalBERT's config (active in train mode)
+  double attention_dropout = 0.1;
+  bool freeze_embeddings = false;  // ConVIRT: true
+  int64_t frozen_layers = 0;       // the first n layers get no gradient (ConVIRT: 6)
+
+  static BertConfig clinical(int64_t num_layers = 12);  // Bio_ClinicalBERT shapes
+  static BertConfig tiny(int64_t vocab_size = 28996);    // 2 layers, hidden 128, 2 heads, 512
+};
+
+// Subword → word aggregation of the MGCA text side (SPEC §2.2 quirk (b)).
+struct WordAggregationOptions {
+  // true (official): token t is paired with the [CLS] attention to token
+  // t+1, only tokens 0..L-2 are visited (a report whose [SEP] is the last
+  // token loses its last word and gets no [SEP] word), and a '##' token right
+  // after [CLS] merges into the [CLS] word. false (paper): token t gets the
+  // attention to itself, every token up to [SEP] is visited, [CLS] is always
+  // a word of its own.
+  bool official_pairing = true;
+};
+
+enum class ImageBackbone { ViT, ResNet };
+
+// MGCA (SPEC §2, §3): image encoder + first 6 BERT layers, 128-d heads, K=500 prototypes.
+struct MgcaModelConfig {
+  ImageBackbone backbone = ImageBackbone::ViT;
+  ViTConfig vit = ViTConfig::base16();
+  ResNetConfig resnet = ResNetConfig::resnet50(299);
+  BertConfig bert = BertConfig::clinical(6);
+  int64_t head_hidden = 2048;
+  int64_t embed_dim = 128;
+  int64_t num_prototypes = 500;
+  // BatchNorm statistics over the global batch (SyncBatchNorm) in the heads
+  // and in the ResNet backbone; false: each rank's own batch.
+  bool sync_batchnorm = true;
+  WordAggregationOptions words;
+
+  static MgcaModelConfig vit_base();     // ViT-B/16 224 + BERT-6
+  static MgcaModelConfig resnet_base();  // ResNet-50 (input resized to 299) + BERT-6
+  static MgcaModelConfig tiny(ImageBackbone backbone = ImageBackbone::ViT);
+};
+
+// ConVIRT (SPEC §2.5): ResNet-50 + 12-layer BERT with embeddings and the
+// first 6 layers frozen, max-pool over the last layer's non-pad tokens,
+// heads Linear–ReLU–Linear → 512.
+struct ConvirtModelConfig {
+  ResNetConfig resnet = ResNetConfig::resnet50();
+  BertConfig bert;  // clinical(12), embeddings + 6 layers frozen (see convirt())
+  int64_t image_head_hidden = 2048;  // hidden width of the image head (its input width)
+  int64_t text_head_hidden = 768;
+  int64_t embed_dim = 512;
+  bool sync_batchnorm = true;  // the ResNet's BatchNorm layers
+
+  static ConvirtModelConfig convirt();
+  static ConvirtModelConfig tiny();
+};
+
+}  // namespace mgca::model

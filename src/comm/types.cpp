@@ -1,0 +1,33 @@
+#include "mgca/comm/types.h"
+
+#include "mgca/util/error.h"
+
+namespace mgca::comm {
+
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Avg: return "avg";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Min: return "min";
+  }
+  return "?";
+}
+
+const char* backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::Auto: return "auto";
+    case Backend::Mpi: return "mpi";
+    case Backend::Nccl: return "nccl";
+  }
+  return "?";
+}
+
+Backend parse_backend(const std::string& name) {
+  for (Backend b : {Backend::Auto, Backend::Mpi, Backend::Nccl}) {
+    if (name == backend_name(b)) return b;
+  }
+  MGCA_FAIL("unknown communication backend '{}' (valid: auto, mpi, nccl)", name);
+}
+
+}  // namespace mgca::comm

@@ -1,0 +1,43 @@
+// A small RFC 4180 CSV reader (quoted fields with commas, newlines and ""
+// escapes; CRLF or LF), reading plain or gzip-compressed files (zlib reads
+// both), as the public chest X-ray datasets ship their tables.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mgca::data {
+
+class CsvReader {
+ public:
+  // Reads the header row. Errors name the file.
+  explicit CsvReader(const std::filesystem::path& path);
+  ~CsvReader();
+  CsvReader(const CsvReader&) = delete;
+  CsvReader& operator=(const CsvReader&) = delete;
+
+  const std::vector<std::string>& header() const { return header_; }
+  // Column index of `name`, or -1.
+  int column(const std::string& name) const;
+  // Column index of `name`; an error naming the file and the column when absent.
+  int require_column(const std::string& name) const;
+  // The next record (fields as read, possibly fewer or more than the header);
+  // false at the end. line() is the line number the record started on.
+  bool next(std::vector<std::string>& fields);
+  int64_t line() const { return record_line_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  int get();  // next byte or -1
+  std::filesystem::path path_;
+  void* file_ = nullptr;  // gzFile
+  std::vector<char> buffer_;
+  size_t position_ = 0, filled_ = 0;
+  std::vector<std::string> header_;
+  std::unordered_map<std::string, int> columns_;
+  int64_t current_line_ = 1, record_line_ = 0;
+};
+
+}  // namespace mgca::data

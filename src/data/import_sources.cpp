@@ -1,0 +1,683 @@
+// The public layouts: Open-I (IU X-ray), MIMIC-CXR-JPG, a generic CSV,
+// CheXpert, RSNA Pneumonia and MedMNIST (.npz). Each lists its items in a
+// deterministic order; problems with single items become skip reasons,
+// problems with the whole input are errors.
+#include <nlohmann/json.hpp>
+#include <pugixml.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "csv.h"
+#include "mgca/data/import.h"
+#include "mgca/util/error.h"
+#include "npz.h"
+
+namespace mgca::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string>& chexpert_label_names() {
+  // CheXpert's 14 observations in its CSV order (also Open-I's file2label.json order).
+  static const std::vector<std::string> names = {
+      "No Finding",   "Enlarged Cardiomediastinum", "Cardiomegaly",     "Lung Opacity", "Lung Lesion",
+      "Edema",        "Consolidation",              "Pneumonia",        "Atelectasis",  "Pneumothorax",
+      "Pleural Effusion", "Pleural Other",          "Fracture",         "Support Devices"};
+  return names;
+}
+
+// The same 14 in alphabetical order: Open-I's file2label.json and MIMIC-CXR's chexpert table.
+const std::vector<std::string>& alphabetical_label_names() {
+  static const std::vector<std::string> names = {
+      "Atelectasis",  "Cardiomegaly", "Consolidation",    "Edema",         "Enlarged Cardiomediastinum",
+      "Fracture",     "Lung Lesion",  "Lung Opacity",     "No Finding",    "Pleural Effusion",
+      "Pleural Other", "Pneumonia",   "Pneumothorax",     "Support Devices"};
+  return names;
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
+// stem → path of every image file below `dir` (first found in sorted order
+// wins); `.dcm` files are recorded separately so RSNA can say why it skips.
+struct ImageIndex {
+  std::unordered_map<std::string, fs::path> images;
+  std::unordered_set<std::string> dicoms;
+};
+
+ImageIndex index_images(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
+       it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_regular_file()) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  ImageIndex index;
+  for (const auto& path : files) {
+    const std::string ext = lower(path.extension().string());
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") {
+      index.images.emplace(path.stem().string(), path);
+    } else if (ext == ".dcm") {
+      index.dicoms.insert(path.stem().string());
+    }
+  }
+  return index;
+}
+
+// Natural order for file names that are numbers ("2.xml" before "10.xml").
+bool natural_less(const fs::path& a, const fs::path& b) {
+  const std::string sa = a.stem().string(), sb = b.stem().string();
+  const bool na = !sa.empty() && std::all_of(sa.begin(), sa.end(), ::isdigit);
+  const bool nb = !sb.empty() && std::all_of(sb.begin(), sb.end(), ::isdigit);
+  if (na && nb && sa.size() != sb.size()) return sa.size() < sb.size();
+  if (na != nb) return na;
+  return a < b;
+}
+
+fs::path existing(const fs::path& explicit_path, const std::vector<fs::path>& candidates) {
+  if (!explicit_path.empty()) {
+    MGCA_CHECK(fs::exists(explicit_path), "'{}' does not exist", explicit_path.string());
+    return explicit_path;
+  }
+  for (const auto& candidate : candidates) {
+    if (fs::exists(candidate)) return candidate;
+  }
+  return {};
+}
+
+bool blank_cell(const std::string& cell) {
+  return std::all_of(cell.begin(), cell.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+// A label cell: "" → NaN, else a number (1, 0, -1, 1.0, ...). False when not a number.
+bool parse_label(const std::string& cell, float& value) {
+  if (blank_cell(cell)) {
+    value = NAN;
+    return true;
+  }
+  const char* begin = cell.c_str();
+  char* end = nullptr;
+  value = std::strtof(begin, &end);
+  while (end && *end && std::isspace(static_cast<unsigned char>(*end))) ++end;
+  return end != begin && *end == '\0' && !std::isnan(value);
+}
+
+class ListedSource : public ImportSource {
+ public:
+  std::vector<std::string> label_names() const override { return label_names_; }
+  std::vector<ImportItem>& items() override { return items_; }
+
+ protected:
+  std::vector<std::string> label_names_;
+  std::vector<ImportItem> items_;
+};
+
+// ---------------------------------------------------------------- Open-I
+
+class OpenISource : public ListedSource {
+ public:
+  explicit OpenISource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "openi: --in '{}' is not a folder", dir.string());
+    std::vector<fs::path> reports;
+    for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+      if (it->is_regular_file() && lower(it->path().extension().string()) == ".xml") reports.push_back(it->path());
+    }
+    MGCA_CHECK(!reports.empty(), "openi: no report XML files (ecgen-radiology/*.xml) below '{}'", dir.string());
+    std::sort(reports.begin(), reports.end(), natural_less);
+    const ImageIndex index = index_images(dir);
+
+    // Labels: file2label.json, keyed "ecgen-radiology/N.xml".
+    std::unordered_map<std::string, std::vector<float>> labels;
+    const fs::path labels_file = existing(options.labels_file, {dir / "file2label.json"});
+    if (!labels_file.empty()) {
+      label_names_ = alphabetical_label_names();
+      try {
+        std::ifstream in(labels_file);
+        const auto doc = nlohmann::json::parse(in);
+        for (const auto& [key, values] : doc.items()) {
+          std::vector<float> row;
+          for (const auto& v : values) row.push_back(v.get<float>());
+          MGCA_CHECK(row.size() == label_names_.size(), "'{}': '{}' has {} labels, expected {}",
+                     labels_file.string(), key, row.size(), label_names_.size());
+          labels.emplace(fs::path(key).filename().string(), std::move(row));
+        }
+      } catch (const nlohmann::json::exception& error) {
+        MGCA_FAIL("'{}': {}", labels_file.string(), error.what());
+      }
+    }
+    // Splits: the R2Gen annotation, keyed by study ("CXR2384_IM-0942").
+    std::unordered_map<std::string, std::string> splits;
+    const fs::path splits_file = existing(options.splits_file, {dir / "r2gen_annotation.json"});
+    if (!splits_file.empty()) {
+      try {
+        std::ifstream in(splits_file);
+        const auto doc = nlohmann::json::parse(in);
+        for (const auto& [split, entries] : doc.items()) {
+          for (const auto& entry : entries) splits.emplace(entry.at("id").get<std::string>(), split);
+        }
+      } catch (const nlohmann::json::exception& error) {
+        MGCA_FAIL("'{}': {}", splits_file.string(), error.what());
+      }
+    }
+
+    for (const auto& path : reports) {
+      const std::string name = path.filename().string();
+      pugi::xml_document doc;
+      const pugi::xml_parse_result parsed = doc.load_file(path.c_str());
+      if (!parsed) {
+        ImportItem item;
+        item.id = name;
+        item.split = splits.empty() ? "all" : "unlisted";
+        item.skip_reason = skip::kBadXml;
+        item.skip_detail = parsed.description();
+        items_.push_back(std::move(item));
+        continue;
+      }
+      std::string impression, findings;
+      for (const auto& node : doc.select_nodes("//AbstractText[@Label]")) {
+        const std::string label = node.node().attribute("Label").value();
+        if (label == "FINDINGS") findings = node.node().text().get();
+        if (label == "IMPRESSION") impression = node.node().text().get();
+      }
+      const auto images = doc.select_nodes("//parentImage[@id]");
+      if (images.empty()) {
+        ImportItem item;
+        item.id = name;
+        item.split = splits.empty() ? "all" : "unlisted";
+        item.skip_reason = skip::kNoImages;
+        item.skip_detail = "no <parentImage> in the XML";
+        items_.push_back(std::move(item));
+        continue;
+      }
+      const auto found_labels = labels.find(name);
+      for (const auto& node : images) {
+        ImportItem item;
+        item.id = node.node().attribute("id").value();
+        // The study is the image id without its last "-NNNN" (R2Gen's ids).
+        const std::string study = item.id.substr(0, item.id.rfind('-'));
+        const auto split = splits.find(study);
+        item.split = splits.empty() ? "all" : split != splits.end() ? split->second : "unlisted";
+        item.impression = impression;
+        item.findings = findings;
+        if (!label_names_.empty()) {
+          item.labels = found_labels != labels.end() ? found_labels->second
+                                                     : std::vector<float>(label_names_.size(), NAN);
+        }
+        const auto image = index.images.find(item.id);
+        if (image != index.images.end()) {
+          item.image = image->second;
+        } else {
+          item.skip_reason = skip::kMissingImage;
+          item.skip_detail = fmt::format("no {}.png below '{}'", item.id, dir.string());
+        }
+        items_.push_back(std::move(item));
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------- MIMIC-CXR-JPG
+
+class MimicSource : public ListedSource {
+ public:
+  explicit MimicSource(const ImportOptions& options) : dir_(options.in), reports_file_(options.reports_file) {
+    MGCA_CHECK(fs::is_directory(dir_), "mimic-cxr: --in '{}' is not a folder", dir_.string());
+    const auto table = [&](const std::string& base, bool required) {
+      const fs::path found = existing({}, {dir_ / (base + ".csv"), dir_ / (base + ".csv.gz")});
+      MGCA_CHECK(!required || !found.empty(), "mimic-cxr: '{}.csv[.gz]' not found in '{}'", base, dir_.string());
+      return found;
+    };
+    const fs::path metadata = table("mimic-cxr-2.0.0-metadata", true);
+    const fs::path split_table = table("mimic-cxr-2.0.0-split", false);
+    const fs::path chexpert = table("mimic-cxr-2.0.0-chexpert", false);
+    reports_file_ = existing(options.reports_file, {dir_ / "mimic_cxr_sectioned.csv", dir_ / "mimic_cxr_sectioned.csv.gz"});
+    MGCA_CHECK(!reports_file_.empty(),
+               "mimic-cxr: the sectioned reports 'mimic_cxr_sectioned.csv' (MIMIC-CXR's create_section_files.py) "
+               "are not in '{}'; pass --reports FILE",
+               dir_.string());
+
+    std::unordered_map<std::string, std::string> splits;
+    if (!split_table.empty()) {
+      CsvReader csv(split_table);
+      const int dicom = csv.require_column("dicom_id"), split = csv.require_column("split");
+      std::vector<std::string> row;
+      while (csv.next(row)) {
+        if (static_cast<int>(row.size()) > std::max(dicom, split)) splits[row[static_cast<size_t>(dicom)]] = row[static_cast<size_t>(split)];
+      }
+    }
+    std::unordered_map<std::string, std::vector<float>> labels;  // study id → labels
+    if (!chexpert.empty()) {
+      CsvReader csv(chexpert);
+      const int study = csv.require_column("study_id");
+      std::vector<int> columns;
+      for (const auto& name : alphabetical_label_names()) columns.push_back(csv.require_column(name));
+      label_names_ = alphabetical_label_names();
+      std::vector<std::string> row;
+      while (csv.next(row)) {
+        if (row.size() != csv.header().size()) continue;  // a malformed label row leaves the study unlabelled
+        std::vector<float> values;
+        bool ok = true;
+        for (int c : columns) {
+          float v = 0;
+          ok &= parse_label(row[static_cast<size_t>(c)], v);
+          values.push_back(v);
+        }
+        if (ok) labels[row[static_cast<size_t>(study)]] = std::move(values);
+      }
+    }
+
+    CsvReader csv(metadata);
+    const int dicom = csv.require_column("dicom_id"), subject = csv.require_column("subject_id");
+    const int study = csv.require_column("study_id"), view = csv.require_column("ViewPosition");
+    std::vector<std::string> row;
+    while (csv.next(row)) {
+      ImportItem item;
+      if (row.size() != csv.header().size()) {
+        item.id = fmt::format("{}:{}", csv.path().filename().string(), csv.line());
+        item.split = splits.empty() ? "all" : "unlisted";
+        item.skip_reason = skip::kBadRow;
+        item.skip_detail = fmt::format("{} fields, the header has {}", row.size(), csv.header().size());
+        items_.push_back(std::move(item));
+        continue;
+      }
+      item.id = row[static_cast<size_t>(dicom)];
+      const auto split = splits.find(item.id);
+      item.split = splits.empty() ? "all" : split != splits.end() ? split->second : "unlisted";
+      const std::string& subject_id = row[static_cast<size_t>(subject)];
+      const std::string& study_id = row[static_cast<size_t>(study)];
+      studies_.push_back(study_id);
+      if (!label_names_.empty()) {
+        const auto found = labels.find(study_id);
+        item.labels = found != labels.end() ? found->second : std::vector<float>(label_names_.size(), NAN);
+      }
+      const std::string& position = row[static_cast<size_t>(view)];
+      if (options.frontal_only && position != "PA" && position != "AP") {
+        item.skip_reason = skip::kNotFrontal;
+        item.skip_detail = fmt::format("ViewPosition '{}'", position);
+      }
+      item.image = dir_ / "files" / ("p" + subject_id.substr(0, 2)) / ("p" + subject_id) / ("s" + study_id) /
+                   (item.id + ".jpg");
+      items_.push_back(std::move(item));
+    }
+  }
+
+  // Reads the report sections of this rank's studies only (the table is large).
+  void prepare(int64_t begin, int64_t end) override {
+    std::unordered_map<std::string, std::vector<size_t>> wanted;  // "s<study>" → items
+    for (int64_t i = begin; i < end; ++i) {
+      if (!items_[static_cast<size_t>(i)].skip_reason.empty()) continue;
+      wanted["s" + studies_[static_cast<size_t>(i)]].push_back(static_cast<size_t>(i));
+    }
+    CsvReader csv(reports_file_);
+    const int study = csv.require_column("study");
+    const int impression = csv.require_column("impression"), findings = csv.require_column("findings");
+    std::vector<std::string> row;
+    std::unordered_set<std::string> found;
+    while (csv.next(row)) {
+      if (row.size() != csv.header().size()) continue;
+      const auto it = wanted.find(row[static_cast<size_t>(study)]);
+      if (it == wanted.end()) continue;
+      found.insert(it->first);
+      for (size_t i : it->second) {
+        items_[i].impression = row[static_cast<size_t>(impression)];
+        items_[i].findings = row[static_cast<size_t>(findings)];
+      }
+    }
+    for (const auto& [key, list] : wanted) {
+      if (found.count(key)) continue;
+      for (size_t i : list) {
+        items_[i].skip_reason = skip::kNoReport;
+        items_[i].skip_detail = fmt::format("study {} not in '{}'", key, reports_file_.filename().string());
+      }
+    }
+  }
+
+ private:
+  fs::path dir_, reports_file_;
+  std::vector<std::string> studies_;  // per item
+};
+
+// ---------------------------------------------------------------- csv
+
+fs::path single_table(const fs::path& in, const std::string& format) {
+  if (fs::is_regular_file(in)) return in;
+  MGCA_CHECK(fs::is_directory(in), "{}: --in '{}' is neither a file nor a folder", format, in.string());
+  std::vector<fs::path> tables;
+  for (const auto& entry : fs::directory_iterator(in)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && (lower(entry.path().extension().string()) == ".csv" ||
+                                    (name.size() > 7 && lower(name.substr(name.size() - 7)) == ".csv.gz"))) {
+      tables.push_back(entry.path());
+    }
+  }
+  MGCA_CHECK(tables.size() == 1, "{}: '{}' holds {} .csv files; pass the table itself as --in", format,
+             in.string(), tables.size());
+  return tables.front();
+}
+
+class CsvSource : public ListedSource {
+ public:
+  explicit CsvSource(const ImportOptions& options) {
+    const fs::path table = single_table(options.in, "csv");
+    const fs::path base = table.parent_path();
+    CsvReader csv(table);
+    const int image = csv.require_column("image_path"), report = csv.require_column("report");
+    const int id = csv.column("id"), split = csv.column("split");
+    std::vector<int> label_columns;
+    for (size_t c = 0; c < csv.header().size(); ++c) {
+      const int column = static_cast<int>(c);
+      if (column == image || column == report || column == id || column == split) continue;
+      label_columns.push_back(column);
+      label_names_.push_back(csv.header()[c]);
+    }
+    std::vector<std::string> row;
+    while (csv.next(row)) {
+      ImportItem item;
+      item.split = split >= 0 && static_cast<int>(row.size()) > split && !row[static_cast<size_t>(split)].empty()
+                       ? row[static_cast<size_t>(split)]
+                       : "all";
+      if (row.size() != csv.header().size()) {
+        item.id = fmt::format("{}:{}", table.filename().string(), csv.line());
+        item.skip_reason = skip::kBadRow;
+        item.skip_detail = fmt::format("line {}: {} fields, the header has {}", csv.line(), row.size(), csv.header().size());
+        items_.push_back(std::move(item));
+        continue;
+      }
+      const std::string& path = row[static_cast<size_t>(image)];
+      item.id = id >= 0 ? row[static_cast<size_t>(id)] : path;
+      item.impression = row[static_cast<size_t>(report)];
+      item.image = fs::path(path).is_absolute() ? fs::path(path) : base / path;
+      if (path.empty()) {
+        item.id = fmt::format("{}:{}", table.filename().string(), csv.line());
+        item.skip_reason = skip::kMissingImage;
+        item.skip_detail = "empty image_path";
+      }
+      for (size_t l = 0; l < label_columns.size(); ++l) {
+        float value = 0;
+        const std::string& cell = row[static_cast<size_t>(label_columns[l])];
+        if (!parse_label(cell, value) && item.skip_reason.empty()) {
+          item.skip_reason = skip::kBadLabel;
+          item.skip_detail = fmt::format("line {}: column '{}' = '{}'", csv.line(), label_names_[l], cell);
+        }
+        item.labels.push_back(value);
+      }
+      items_.push_back(std::move(item));
+    }
+  }
+};
+
+// ---------------------------------------------------------------- CheXpert
+
+class ChexpertSource : public ListedSource {
+ public:
+  explicit ChexpertSource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "chexpert: --in '{}' is not a folder", dir.string());
+    label_names_ = chexpert_label_names();
+    int tables = 0;
+    for (const auto& [file, split] : std::vector<std::pair<std::string, std::string>>{
+             {"train.csv", "train"}, {"valid.csv", "valid"}, {"test.csv", "test"}}) {
+      if (!fs::exists(dir / file)) continue;
+      ++tables;
+      CsvReader csv(dir / file);
+      const int path = csv.require_column("Path");
+      const int view = csv.column("Frontal/Lateral");
+      std::vector<int> columns;
+      for (const auto& name : label_names_) columns.push_back(csv.require_column(name));
+      std::vector<std::string> row;
+      while (csv.next(row)) {
+        ImportItem item;
+        item.split = split;
+        item.has_report = false;
+        if (row.size() != csv.header().size()) {
+          item.id = fmt::format("{}:{}", file, csv.line());
+          item.skip_reason = skip::kBadRow;
+          item.skip_detail = fmt::format("{} fields, the header has {}", row.size(), csv.header().size());
+          items_.push_back(std::move(item));
+          continue;
+        }
+        item.id = row[static_cast<size_t>(path)];
+        // Path starts with the dataset folder ("CheXpert-v1.0-small/train/..."):
+        // relative to the folder above --in, or to --in without that first part.
+        const fs::path relative(item.id);
+        item.image = dir.parent_path() / relative;
+        if (!fs::exists(item.image)) {
+          fs::path rest;
+          for (auto it = std::next(relative.begin()); it != relative.end(); ++it) rest /= *it;
+          item.image = dir / rest;
+        }
+        for (size_t l = 0; l < columns.size(); ++l) {
+          float value = 0;
+          const std::string& cell = row[static_cast<size_t>(columns[l])];
+          if (!parse_label(cell, value) && item.skip_reason.empty()) {
+            item.skip_reason = skip::kBadLabel;
+            item.skip_detail = fmt::format("line {}: column '{}' = '{}'", csv.line(), label_names_[l], cell);
+          }
+          item.labels.push_back(value);
+        }
+        if (options.frontal_only && view >= 0 && row[static_cast<size_t>(view)] != "Frontal" && item.skip_reason.empty()) {
+          item.skip_reason = skip::kNotFrontal;
+          item.skip_detail = fmt::format("Frontal/Lateral '{}'", row[static_cast<size_t>(view)]);
+        }
+        items_.push_back(std::move(item));
+      }
+    }
+    MGCA_CHECK(tables > 0, "chexpert: no train.csv / valid.csv in '{}'", dir.string());
+  }
+};
+
+// ---------------------------------------------------------------- RSNA Pneumonia
+
+class RsnaSource : public ListedSource {
+ public:
+  explicit RsnaSource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "rsna: --in '{}' is not a folder", dir.string());
+    const fs::path table = existing({}, {dir / "stage_2_train_labels.csv", dir / "stage_1_train_labels.csv"});
+    MGCA_CHECK(!table.empty(), "rsna: 'stage_2_train_labels.csv' not found in '{}'", dir.string());
+    label_names_ = {"Pneumonia"};
+    const ImageIndex index = index_images(dir);
+    CsvReader csv(table);
+    const int patient = csv.require_column("patientId"), target = csv.require_column("Target");
+    std::unordered_map<std::string, size_t> seen;  // a patient has one row per box
+    std::vector<std::string> row;
+    while (csv.next(row)) {
+      if (row.size() != csv.header().size()) {
+        ImportItem item;
+        item.id = fmt::format("{}:{}", table.filename().string(), csv.line());
+        item.split = "all";
+        item.has_report = false;
+        item.skip_reason = skip::kBadRow;
+        item.skip_detail = fmt::format("{} fields, the header has {}", row.size(), csv.header().size());
+        items_.push_back(std::move(item));
+        continue;
+      }
+      const std::string& id = row[static_cast<size_t>(patient)];
+      float value = 0;
+      const bool ok = parse_label(row[static_cast<size_t>(target)], value);
+      const auto known = seen.find(id);
+      if (known != seen.end()) {
+        float& label = items_[known->second].labels[0];
+        if (ok && !std::isnan(value)) label = std::isnan(label) ? value : std::max(label, value);
+        continue;
+      }
+      seen.emplace(id, items_.size());
+      ImportItem item;
+      item.id = id;
+      item.split = "all";
+      item.has_report = false;
+      item.labels = {ok ? value : NAN};
+      if (!ok) {
+        item.skip_reason = skip::kBadLabel;
+        item.skip_detail = fmt::format("line {}: Target = '{}'", csv.line(), row[static_cast<size_t>(target)]);
+      }
+      const auto image = index.images.find(id);
+      if (image != index.images.end()) {
+        item.image = image->second;
+      } else if (item.skip_reason.empty()) {
+        item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
+        item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+      }
+      items_.push_back(std::move(item));
+    }
+  }
+};
+
+// ---------------------------------------------------------------- MedMNIST
+
+class MedmnistSource : public ListedSource {
+ public:
+  explicit MedmnistSource(const ImportOptions& options) {
+    file_ = options.in;
+    if (fs::is_directory(file_)) {
+      std::vector<fs::path> found;
+      for (const auto& entry : fs::directory_iterator(file_)) {
+        if (lower(entry.path().extension().string()) == ".npz") found.push_back(entry.path());
+      }
+      MGCA_CHECK(found.size() == 1, "medmnist: '{}' holds {} .npz files; pass the file itself as --in",
+                 file_.string(), found.size());
+      file_ = found.front();
+    }
+    NpzFile npz(file_);
+    const std::string name = lower(file_.stem().string());
+    std::vector<std::pair<std::string, NpyArray>> labels;
+    for (const std::string split : {"train", "val", "test"}) {
+      if (!npz.contains(split + "_images")) continue;
+      const NpyHeader images = npz.header(split + "_images");
+      MGCA_CHECK(images.dtype == "u1" && (images.shape.size() == 3 || (images.shape.size() == 4 && images.shape[3] == 3)),
+                 "'{}': {}_images must be uint8 [n, H, W] or [n, H, W, 3], got {} {}", file_.string(), split,
+                 images.dtype, fmt::join(images.shape, "x"));
+      MGCA_CHECK(npz.contains(split + "_labels"), "'{}': {}_labels is missing", file_.string(), split);
+      NpyArray array = npz.read_numeric(split + "_labels");
+      MGCA_CHECK(array.shape.size() == 2 && array.shape[0] == images.shape[0],
+                 "'{}': {}_labels has shape {}, expected [{}, L]", file_.string(), split,
+                 fmt::join(array.shape, "x"), images.shape[0]);
+      Split entry;
+      entry.name = split;
+      entry.images = images;
+      entry.first_item = static_cast<int64_t>(items_.size());
+      splits_.push_back(std::move(entry));
+      for (int64_t i = 0; i < images.shape[0]; ++i) {
+        ImportItem item;
+        item.id = fmt::format("{}-{:06d}", split, i);
+        item.split = split;
+        item.has_report = false;
+        item.index = i;
+        items_.push_back(std::move(item));
+      }
+      labels.emplace_back(split, std::move(array));
+    }
+    MGCA_CHECK(!splits_.empty(), "'{}': no train_images / val_images / test_images arrays", file_.string());
+    // Label columns: multi-label arrays keep theirs; one class-index column
+    // becomes a binary label (two classes) or one-hot columns.
+    const int64_t width = labels.front().second.shape[1];
+    double max_value = 0;
+    for (const auto& [split, array] : labels) {
+      MGCA_CHECK(array.shape[1] == width, "'{}': label widths differ between splits", file_.string());
+      for (double v : array.values) max_value = std::max(max_value, v);
+    }
+    const bool one_hot = width == 1 && max_value > 1;
+    const int64_t classes = one_hot ? static_cast<int64_t>(max_value) + 1 : width;
+    if (name.find("chestmnist") != std::string::npos && width == 14) {
+      label_names_ = {"atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
+                      "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"};
+    } else if (name.find("pneumoniamnist") != std::string::npos && width == 1 && !one_hot) {
+      label_names_ = {"pneumonia"};
+    } else if (width == 1 && !one_hot) {
+      label_names_ = {"label"};
+    } else {
+      for (int64_t c = 0; c < classes; ++c) label_names_.push_back(fmt::format(one_hot ? "class_{}" : "label_{}", c));
+    }
+    size_t next = 0;
+    for (const auto& [split, array] : labels) {
+      for (int64_t i = 0; i < array.shape[0]; ++i, ++next) {
+        auto& item = items_[next];
+        if (one_hot) {
+          item.labels.assign(static_cast<size_t>(classes), 0.f);
+          item.labels[static_cast<size_t>(array.values[static_cast<size_t>(i)])] = 1.f;
+        } else {
+          for (int64_t c = 0; c < width; ++c) {
+            item.labels.push_back(static_cast<float>(array.values[static_cast<size_t>(i * width + c)]));
+          }
+        }
+      }
+    }
+  }
+
+  // Keeps only this rank's rows of the (possibly compressed) image arrays.
+  void prepare(int64_t begin, int64_t end) override {
+    NpzFile npz(file_);
+    for (auto& split : splits_) {
+      const int64_t n = split.images.shape[0];
+      const int64_t lo = std::max<int64_t>(begin - split.first_item, 0);
+      const int64_t hi = std::min<int64_t>(end - split.first_item, n);
+      split.first_row = lo;
+      if (lo >= hi) continue;
+      split.pixels = npz.read_rows(split.name + "_images", lo, hi);
+    }
+  }
+
+  GrayImage load_image(const ImportItem& item, DecodeNotes* notes) const override {
+    for (const auto& split : splits_) {
+      if (split.name != item.split) continue;
+      const int64_t h = split.images.shape[1], w = split.images.shape[2];
+      const int64_t channels = split.images.shape.size() == 4 ? 3 : 1;
+      const int64_t row = item.index - split.first_row;
+      const int64_t per_row = h * w * channels;
+      MGCA_CHECK(row >= 0 && (row + 1) * per_row <= static_cast<int64_t>(split.pixels.size()),
+                 "'{}': row {} of {}_images was not loaded on this rank", file_.string(), item.index, split.name);
+      const uint8_t* p = split.pixels.data() + row * per_row;
+      GrayImage image;
+      image.width = w;
+      image.height = h;
+      image.pixels.resize(static_cast<size_t>(h * w));
+      if (channels == 1) {
+        std::copy(p, p + h * w, image.pixels.begin());
+      } else {
+        for (int64_t i = 0; i < h * w; ++i, p += 3) {
+          image.pixels[static_cast<size_t>(i)] =
+              static_cast<uint8_t>((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
+        }
+        if (notes) notes->color = true;
+      }
+      return image;
+    }
+    MGCA_FAIL("'{}': unknown split '{}'", file_.string(), item.split);
+  }
+
+ private:
+  struct Split {
+    std::string name;
+    NpyHeader images;
+    int64_t first_item = 0;  // index of its first item in items_
+    int64_t first_row = 0;   // first row held in pixels
+    std::vector<uint8_t> pixels;
+  };
+  fs::path file_;
+  std::vector<Split> splits_;
+};
+
+}  // namespace
+
+std::unique_ptr<ImportSource> make_import_source(const ImportOptions& options) {
+  const std::string& format = options.format;
+  if (format == "openi") return std::make_unique<OpenISource>(options);
+  if (format == "mimic-cxr") return std::make_unique<MimicSource>(options);
+  if (format == "csv") return std::make_unique<CsvSource>(options);
+  if (format == "chexpert") return std::make_unique<ChexpertSource>(options);
+  if (format == "rsna") return std::make_unique<RsnaSource>(options);
+  if (format == "medmnist") return std::make_unique<MedmnistSource>(options);
+  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, medmnist)", format);
+}
+
+}  // namespace mgca::data

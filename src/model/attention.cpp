@@ -1,0 +1,44 @@
+#include "attention.h"
+
+#include <cmath>
+
+#include "format.h"
+#include "mgca/util/error.h"
+#include "mgca/util/torch_compat.h"
+
+namespace mgca::model::detail {
+
+torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t length, int64_t heads,
+                             const torch::Tensor& attn_mask, double dropout_p,
+                             torch::Tensor* cls_attention) {
+  MGCA_CHECK(qkv.dim() == 2 && qkv.size(0) == batch * length && qkv.size(1) % (3 * heads) == 0,
+             "self_attention: qkv has shape {}, expected [{}, 3·D] with D divisible by {} heads",
+             detail::dims(qkv.sizes()), batch * length, heads);
+  const int64_t dim = qkv.size(1) / 3;
+  const int64_t head_dim = dim / heads;
+  // [b, L, 3, H, Dh] → [3, b, H, L, Dh]: views, no copy.
+  const auto parts = qkv.view({batch, length, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  const auto q = parts[0], k = parts[1], v = parts[2];
+  if (cls_attention != nullptr) {
+    torch::NoGradGuard no_grad;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    auto scores = at::matmul(q.narrow(2, 0, 1) * scale, k.transpose(-2, -1));  // [b, H, 1, L]
+    if (attn_mask.defined()) scores.add_(attn_mask);
+    *cls_attention = at::softmax(scores, -1).mean(1).squeeze(1);  // [b, L]
+  }
+  const auto context = compat::scaled_dot_product_attention(q, k, v, attn_mask, dropout_p);
+  return context.transpose(1, 2).reshape({batch * length, dim});
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (x.dim() == 2) {
+    return bias.defined() ? at::addmm(bias, x, weight.t()) : at::mm(x, weight.t());
+  }
+  auto sizes = x.sizes().vec();
+  sizes.back() = weight.size(0);
+  const auto x2d = x.reshape({-1, x.size(-1)});
+  const auto y = bias.defined() ? at::addmm(bias, x2d, weight.t()) : at::mm(x2d, weight.t());
+  return y.view(sizes);
+}
+
+}  // namespace mgca::model::detail

@@ -1,0 +1,23 @@
+// Multi-head self-attention shared by the ViT and BERT blocks (private).
+#pragma once
+
+#include <torch/types.h>
+
+namespace mgca::model::detail {
+
+// x2d: [b·L, D] already projected to qkv [b·L, 3D] (q, k, v blocks of D,
+// heads of D/H inside each, as timm's qkv and HF's query/key/value).
+// attn_mask: undefined or additive [b, 1, 1, L]. Returns the context
+// [b·L, D] (heads concatenated). When cls_attention is non-null it receives
+// softmax(q_0·Kᵀ/√Dh + mask) averaged over heads, [b, L], computed without
+// gradient from the same q and k (only the [CLS] row: O(L) extra work, so the
+// fused kernel can still be used for the full attention).
+torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t length, int64_t heads,
+                             const torch::Tensor& attn_mask, double dropout_p,
+                             torch::Tensor* cls_attention);
+
+// y = x·Wᵀ + b for x [..., in] via one GEMM on the 2-D view (no copy when x
+// is contiguous).
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
+}  // namespace mgca::model::detail
