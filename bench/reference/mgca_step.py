@@ -141,6 +141,7 @@ def run(args):
     steps = []
     total_steps = args.warmup + args.steps
     for step in range(total_steps):
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = clock.now()
         k = step % pool
         sl = slice(k * batch, (k + 1) * batch)
@@ -157,21 +158,27 @@ def run(args):
         t2 = clock.now()
         loss.backward()
         t3 = clock.now()
-        model.on_after_backward(epoch=0)
+        model.on_after_backward(epoch=step // pool)  # as bench_step: the pool is one epoch
         norm = grad_norm(model) if args.check else None
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         opt.zero_grad()
         t4 = clock.now()
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        # CPU time (user + system, all threads) and minor page faults of the step: robust
+        # to other processes on the machine, unlike wall time.
         record = dict(data=t1 - t0, forward=t2 - t1, backward=t3 - t2, optimizer=t4 - t3, total=t4 - t0,
+                      cpu=(ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+                      page_faults=ru1.ru_minflt - ru0.ru_minflt,
                       loss=float(loss), **{k: float(v) for k, v in parts.items()})
         if norm is not None:
             record["grad_norm"] = norm
         steps.append(record)
 
     timed = steps[args.warmup:]
-    med = {k: statistics.median(s[k] for s in timed) for k in ("data", "forward", "backward", "optimizer", "total")}
+    med = {k: statistics.median(s[k] for s in timed)
+           for k in ("data", "forward", "backward", "optimizer", "total", "cpu", "page_faults")}
     fl = flops.mgca_step(shapes, batch)
     result = dict(
         side="reference", implementation="PyTorch (official MGCA code structure)",

@@ -49,7 +49,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto m2 = (m2s + counts * (means - mean.unsqueeze(0)).square()).sum(0);
     auto var = m2 / total;
 
-    if (running_mean.defined()) {
+    if (running_mean.numel() > 0) {
       torch::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
       running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
@@ -58,14 +58,21 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto invstd = (var + eps).rsqrt().to(compute_type);
     auto xhat = (x - mean.to(compute_type).view({1, channels, 1})) * invstd.view({1, channels, 1});
     auto y = xhat;
-    if (weight.defined()) {
+    if (weight.numel() > 0) {
       y = xhat * weight.to(compute_type).view({1, channels, 1}) + bias.to(compute_type).view({1, channels, 1});
     }
     ctx->save_for_backward({xhat, invstd, weight});
     ctx->saved_data["comm"] = detail::hold(comm);
     ctx->saved_data["total"] = total;
     ctx->saved_data["shape"] = input.sizes().vec();
-    return y.to(input.scalar_type()).reshape(input.sizes());
+    // The output must not be an autograd view (in-place ops such as the
+    // model's relu_ are forbidden on views made inside a custom Function) and
+    // must not share memory with the saved xhat: y is a fresh contiguous
+    // tensor, reshaped without view tracking (a copy only when affine=False
+    // and no dtype conversion made one already).
+    auto out = y.to(input.scalar_type());
+    if (out.data_ptr() == xhat.data_ptr()) out = out.clone();
+    return at::_unsafe_view(out, input.sizes());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -87,11 +94,11 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto mean_grad_xhat = (sums.narrow(0, channels, channels) / total).to(xhat.scalar_type());
 
     auto scale = invstd;
-    if (weight.defined()) scale = scale * weight.to(xhat.scalar_type());
+    if (weight.numel() > 0) scale = scale * weight.to(xhat.scalar_type());
     auto grad_input = scale.view({1, channels, 1}) *
                       (grad - mean_grad.view({1, channels, 1}) - xhat * mean_grad_xhat.view({1, channels, 1}));
     torch::Tensor grad_weight, grad_bias;
-    if (weight.defined()) {
+    if (weight.numel() > 0) {
       grad_weight = local_sum_grad_xhat.to(weight.scalar_type());
       grad_bias = local_sum_grad.to(weight.scalar_type());
     }
@@ -132,9 +139,14 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
     return torch::batch_norm(input, weight, bias, running_mean, running_var, use_batch_stats,
                              options_.momentum, options_.eps, /*cudnn_enabled=*/true);
   }
-  torch::Tensor rm = options_.track_running_stats ? running_mean : torch::Tensor();
-  torch::Tensor rv = options_.track_running_stats ? running_var : torch::Tensor();
-  return SyncBatchNormFunction::apply(input, weight, bias, rm, rv, options_.eps, options_.momentum, comm_);
+  // libtorch 1.13's custom Functions cannot take undefined tensors: absent
+  // affine parameters and running statistics travel as empty placeholders.
+  const torch::Tensor none = torch::empty({0}, input.options());
+  torch::Tensor w = options_.affine ? weight : none;
+  torch::Tensor b = options_.affine ? bias : none;
+  torch::Tensor rm = options_.track_running_stats ? running_mean : none;
+  torch::Tensor rv = options_.track_running_stats ? running_var : none;
+  return SyncBatchNormFunction::apply(input, w, b, rm, rv, options_.eps, options_.momentum, comm_);
 }
 
 }  // namespace mgca::comm

@@ -77,6 +77,24 @@ inline int64_t reflect(int64_t i, int64_t n) {
   return i;
 }
 
+// dst[x] = sum_j weights[j] * sources[j][x], four taps per pass over dst
+// (vectorised over x; fewer loads and stores of dst than one tap per pass).
+void accumulate_taps(float* dst, int64_t w, const float* weights, const std::vector<const float*>& sources) {
+  std::fill(dst, dst + w, 0.f);
+  const size_t n = sources.size();
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float k0 = weights[j], k1 = weights[j + 1], k2 = weights[j + 2], k3 = weights[j + 3];
+    const float *s0 = sources[j], *s1 = sources[j + 1], *s2 = sources[j + 2], *s3 = sources[j + 3];
+    for (int64_t x = 0; x < w; ++x) dst[x] += (k0 * s0[x] + k1 * s1[x]) + (k2 * s2[x] + k3 * s3[x]);
+  }
+  for (; j < n; ++j) {
+    const float kj = weights[j];
+    const float* s = sources[j];
+    for (int64_t x = 0; x < w; ++x) dst[x] += kj * s[x];
+  }
+}
+
 }  // namespace
 
 Pipeline parse_pipeline(const std::string& name) {
@@ -144,14 +162,18 @@ void affine_nearest(const float* in, float* out, int64_t h, int64_t w, double an
   const double m2 = m0 * static_cast<double>(-tx) + m1 * static_cast<double>(-ty);
   const double m5 = m3 * static_cast<double>(-tx) + m4 * static_cast<double>(-ty);
   const double cx = 0.5 * static_cast<double>(w - 1), cy = 0.5 * static_cast<double>(h - 1);
+  // Round half to even (as nearbyint, which grid_sample uses) without a
+  // library call: adding 1.5 * 2^52 leaves the rounded integer in a double.
+  constexpr double kRound = 6755399441055744.0;
+  const double fw = static_cast<double>(w), fh = static_cast<double>(h);
   for (int64_t y = 0; y < h; ++y) {
     const double yc = static_cast<double>(y) - cy;
+    const double row_x = m1 * yc + m2 + cx - m0 * cx, row_y = m4 * yc + m5 + cy - m3 * cx;
     float* dst = out + y * w;
     for (int64_t x = 0; x < w; ++x) {
-      const double xc = static_cast<double>(x) - cx;
-      const double sx = std::nearbyint(m0 * xc + m1 * yc + m2 + cx);
-      const double sy = std::nearbyint(m3 * xc + m4 * yc + m5 + cy);
-      const bool inside = sx >= 0 && sy >= 0 && sx < static_cast<double>(w) && sy < static_cast<double>(h);
+      const double sx = (m0 * static_cast<double>(x) + row_x + kRound) - kRound;
+      const double sy = (m3 * static_cast<double>(x) + row_y + kRound) - kRound;
+      const bool inside = sx >= 0 && sy >= 0 && sx < fw && sy < fh;
       dst[x] = inside ? in[static_cast<int64_t>(sy) * w + static_cast<int64_t>(sx)] : 0.f;
     }
   }
@@ -163,11 +185,18 @@ void adjust_brightness(float* image, int64_t n, double factor) {
 }
 
 void adjust_contrast(float* image, int64_t n, double factor) {
+  // Eight partial sums: independent chains the compiler can vectorise.
+  double partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) partial[j] += image[i + j];
+  }
   double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += image[i];
+  for (; i < n; ++i) total += image[i];
+  for (double p : partial) total += p;
   const float mean = static_cast<float>(total / static_cast<double>(n));
   const float f = static_cast<float>(factor), offset = (1.f - f) * mean;
-  for (int64_t i = 0; i < n; ++i) image[i] = std::min(std::max(f * image[i] + offset, 0.f), 1.f);
+  for (int64_t k = 0; k < n; ++k) image[k] = std::min(std::max(f * image[k] + offset, 0.f), 1.f);
 }
 
 void gaussian_blur(float* image, int64_t h, int64_t w, int64_t kernel, double sigma) {
@@ -182,28 +211,25 @@ void gaussian_blur(float* image, int64_t h, int64_t w, int64_t kernel, double si
   }
   for (auto& v : k) v = static_cast<float>(v / total);
   const int64_t r = kernel / 2;
-  // Horizontal pass into a padded row buffer, then vertical.
+  // Taps below 1e-9 change no output by more than float rounding (the
+  // weights sum to 1): small sigmas use a short kernel.
+  int64_t first = 0;
+  while (first < r && k[static_cast<size_t>(first)] < 1e-9f) ++first;
+  const int64_t last = kernel - 1 - first;
+  // Horizontal pass into tmp (tap-outer loops vectorise over x), then vertical.
   float* tmp = scratch().get(scratch().b, h * w);
   std::vector<float> row(static_cast<size_t>(w + 2 * r));
+  std::vector<const float*> sources;
+  for (int64_t j = first; j <= last; ++j) sources.push_back(row.data() + j);
   for (int64_t y = 0; y < h; ++y) {
     const float* src = image + y * w;
     for (int64_t x = -r; x < w + r; ++x) row[static_cast<size_t>(x + r)] = src[reflect(x, w)];
-    float* dst = tmp + y * w;
-    for (int64_t x = 0; x < w; ++x) {
-      const float* p = row.data() + x;
-      float sum = 0.f;
-      for (int64_t j = 0; j < kernel; ++j) sum += k[static_cast<size_t>(j)] * p[j];
-      dst[x] = sum;
-    }
+    accumulate_taps(tmp + y * w, w, k.data() + first, sources);
   }
   for (int64_t y = 0; y < h; ++y) {
-    float* dst = image + y * w;
-    std::fill(dst, dst + w, 0.f);
-    for (int64_t j = 0; j < kernel; ++j) {
-      const float kj = k[static_cast<size_t>(j)];
-      const float* src = tmp + reflect(y - r + j, h) * w;
-      for (int64_t x = 0; x < w; ++x) dst[x] += kj * src[x];
-    }
+    sources.clear();
+    for (int64_t j = first; j <= last; ++j) sources.push_back(tmp + reflect(y - r + j, h) * w);
+    accumulate_taps(image + y * w, w, k.data() + first, sources);
   }
 }
 

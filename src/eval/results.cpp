@@ -113,7 +113,7 @@ std::string Results::table(const std::string& title) const {
   for (size_t r = 0; r < rows.size(); ++r) {
     out += "|";
     for (size_t c = 0; c < rows[r].size(); ++c) {
-      out += " " + pad(rows[r][c], widths[c], c > 0 && r > 0) + " |";
+      out += " " + pad(rows[r][c], widths[c], c > 0) + " |";
     }
     out += "\n";
     if (r == 0) {

@@ -495,6 +495,7 @@ ShardReader::ShardReader(const fs::path& path) : path_(path) {
       direct = filter == H5Z_FILTER_FLETCHER32;
     }
   }
+#if H5_VERSION_GE(1, 10, 5)  // H5Dget_chunk_info_by_coord arrived in 1.10.5
   if (direct) {
     const uint64_t expected = static_cast<uint64_t>(image_size_ * image_size_) + 4;
     chunk_offsets_.resize(static_cast<size_t>(count_));
@@ -513,10 +514,13 @@ ShardReader::ShardReader(const fs::path& path) : path_(path) {
     }
     fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
     MGCA_CHECK(fd_ >= 0, "{}: cannot open: {}", where, std::strerror(errno));
-  } else {
-    h5_images_ = images.release();
-    h5_file_ = file.release();
+    return;
   }
+#else
+  (void)direct;
+#endif
+  h5_images_ = images.release();
+  h5_file_ = file.release();
 }
 
 ShardReader::~ShardReader() {

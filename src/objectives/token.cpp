@@ -26,15 +26,68 @@ torch::Tensor row_quantile(const torch::Tensor& sorted, const torch::Tensor& cou
   return v_below.lerp(v_above, rank - below.to(sorted.scalar_type()));
 }
 
-// Cross-entropy with target = own index, per row (over dim 2) and per
-// column (over dim 1) of square similarity matrices [b, n, n]. The masked
-// variants hold −inf at excluded entries; `sim` gives the diagonal.
-torch::Tensor ce_rows(const torch::Tensor& masked, const torch::Tensor& sim) {
-  return masked.logsumexp(2) - sim.diagonal(0, 1, 2);
-}
-torch::Tensor ce_cols(const torch::Tensor& masked, const torch::Tensor& sim) {
-  return masked.logsumexp(1) - sim.diagonal(0, 1, 2);
-}
+// The weighted token losses of one square similarity matrix s [b, n, n],
+// fused: row j's cross-entropy over s[j, :] and column j's over s[:, j],
+// both with target j, weighted by ω [b, n] and scaled by 1/b:
+//   loss_row = −Σ ω_j log_softmax_row(s)_jj / b,  loss_col likewise over columns.
+// With mask_pads, `pad` [b, n] (bool) takes the other pad entries out of both
+// denominators (each keeps its own diagonal entry). Forward keeps the two
+// log-softmax matrices; backward turns them in place into
+// ∂/∂s = P_row·ω_j g_r/b + P_col·ω_l g_c/b − diag((g_r + g_c) ω/b) — no
+// allocation and five passes, where autograd's chain (log-softmax, diagonal,
+// add backwards) allocates four b×n×n tensors. Once-differentiable: a
+// second backward through the same graph is an error. Returns
+// {loss_row, loss_col, ce_row, ce_col}; the per-token cross-entropies [b, n]
+// carry no grad.
+class TokenCE : public torch::autograd::Function<TokenCE> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& s,
+                                                const torch::Tensor& weights, const torch::Tensor& pad,
+                                                bool mask_pads, double scale) {
+    torch::Tensor ls_row, ls_col;
+    if (mask_pads) {
+      const auto neg_inf = -std::numeric_limits<double>::infinity();
+      auto off_diagonal = torch::eye(s.size(1), pad.options()).logical_not().unsqueeze(0);
+      ls_row = torch::log_softmax(s.masked_fill(pad.unsqueeze(1).logical_and(off_diagonal), neg_inf), 2);
+      ls_col = torch::log_softmax(s.masked_fill(pad.unsqueeze(2).logical_and(off_diagonal), neg_inf), 1);
+    } else {
+      ls_row = torch::log_softmax(s, 2);
+      ls_col = torch::log_softmax(s, 1);
+    }
+    auto ce_row = -ls_row.diagonal(0, 1, 2);  // [b, n]
+    auto ce_col = -ls_col.diagonal(0, 1, 2);
+    auto loss_row = (ce_row * weights).sum() * scale;
+    auto loss_col = (ce_col * weights).sum() * scale;
+    ctx->saved_data["ls_row"] = ls_row;
+    ctx->saved_data["ls_col"] = ls_col;
+    ctx->saved_data["weights"] = weights;
+    ctx->saved_data["scale"] = scale;
+    ctx->mark_non_differentiable({ce_row, ce_col});
+    return {loss_row, loss_col, ce_row, ce_col};  // ce_* are new tensors (negation): safe from backward
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto it = ctx->saved_data.find("ls_row");
+    MGCA_CHECK(it != ctx->saved_data.end(),
+               "token loss: backward ran twice through the same graph (retain_graph is not supported)");
+    auto grad = it->second.toTensor();  // ours alone from here on
+    auto p_col = ctx->saved_data["ls_col"].toTensor();
+    ctx->saved_data.erase("ls_row");
+    ctx->saved_data.erase("ls_col");
+    const auto weights = ctx->saved_data["weights"].toTensor();
+    const double scale = ctx->saved_data["scale"].toDouble();
+    auto factor = [&](const torch::Tensor& g) {  // ω · g / b, [b, n]
+      return g.defined() ? weights * (g.to(grad.scalar_type()) * scale) : torch::zeros_like(weights);
+    };
+    const auto w_row = factor(grads[0]);
+    const auto w_col = factor(grads[1]);
+    grad.exp_().mul_(w_row.unsqueeze(2));     // row softmax (0 at masked entries) · ω_j g_r/b
+    grad.addcmul_(p_col.exp_(), w_col.unsqueeze(1));
+    grad.diagonal(0, 1, 2).sub_(w_row + w_col);
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
 
 }  // namespace
 
@@ -100,43 +153,45 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
                      ? clip_and_normalize_weights(patch_weight, lo, hi, /*nonzero_only=*/false).to(opt)
                      : torch::full({b, P}, 1.0 / static_cast<double>(P), opt);
   const auto neg_inf = -std::numeric_limits<double>::infinity();
+  // A sample with no non-pad word (not produced by the text side: [SEP] is a
+  // word) would make the patch→word softmax NaN; it attends over all slots.
   auto pad = word_mask.to(W.device());
+  pad = pad.logical_and(pad.all(1, /*keepdim=*/true).logical_not());
+  const double inv_tau = 1.0 / tau;
+  const double inv_b = 1.0 / static_cast<double>(b);
 
-  // word → patch: every word attends over all patches.
-  auto w2p = torch::softmax(torch::bmm(W, Pt.transpose(1, 2)) / tau, -1);  // [b, S, P]
+  // One word×patch logit matrix serves both directions: A = W·Pᵀ/τ2 [b, S, P]
+  // (the reference computes P·Wᵀ again for patch→word).
+  auto A = torch::bmm(W, Pt.transpose(1, 2)).mul_(inv_tau);
+
+  // word → patch: every word attends over all patches (softmax over P).
+  auto w2p = torch::softmax(A, 2);  // [b, S, P]
   auto word_out = F::normalize(torch::bmm(w2p, Pt), F::NormalizeFuncOptions().dim(-1));
-  auto word_sim = torch::bmm(W, word_out.transpose(1, 2)) / tau;  // [b, S, S]
-  torch::Tensor ce_wr, ce_wc;
-  if (opts.quirk_pad_words_in_softmax) {
-    ce_wr = ce_rows(word_sim, word_sim);
-    ce_wc = ce_cols(word_sim, word_sim);
-  } else {
-    // Pad words leave both denominators; each keeps its own diagonal entry
-    // (weight 0) so that no row is all −inf.
-    auto eye = torch::eye(S, pad.options());
-    auto other_pad = pad.unsqueeze(1).logical_and(eye.logical_not().unsqueeze(0));  // [b, j, l]: l pad, l≠j
-    ce_wr = ce_rows(word_sim.masked_fill(other_pad, neg_inf), word_sim);
-    ce_wc = ce_cols(word_sim.masked_fill(other_pad.transpose(1, 2), neg_inf), word_sim);
-  }
+  auto word_sim = torch::bmm(W, word_out.transpose(1, 2)).mul_(inv_tau);  // [b, S, S]
+  // Quirk (a) off: pad words leave both denominators.
+  auto word_ce = TokenCE::apply(word_sim, word_w, pad, !opts.quirk_pad_words_in_softmax, inv_b);
 
-  // patch → word: attention over the non-pad words.
-  auto p2w_logits = torch::bmm(Pt, W.transpose(1, 2)).masked_fill(pad.unsqueeze(1), neg_inf);
-  auto p2w = torch::softmax(p2w_logits / tau, -1);  // [b, P, S]
-  auto patch_out = torch::bmm(p2w, W);               // [b, P, d]
-  if (!(opts.quirk_vit_patch_output_unnormalized && opts.patches_from_vit)) {
-    patch_out = F::normalize(patch_out, F::NormalizeFuncOptions().dim(-1));
+  // patch → word: every patch attends over the non-pad words (softmax over S).
+  auto p2w = torch::softmax(A.masked_fill(pad.unsqueeze(2), neg_inf), 1);  // [b, S, P]
+  torch::Tensor patch_out, patch_sim;                                       // [b, P, d], [b, P, P]
+  if (opts.quirk_vit_patch_output_unnormalized && opts.patches_from_vit) {
+    // Unnormalized output o_l = Σ_j α_jl w_j, so p_k·o_l/τ2 = Σ_j A_jk α_jl:
+    // patch_sim = Aᵀ·α (P·S·P multiply-adds per sample instead of
+    // P·S·d + P·P·d, and no o in the graph).
+    patch_sim = torch::bmm(A.transpose(1, 2), p2w);
+    if (trace != nullptr) patch_out = torch::bmm(p2w.transpose(1, 2), W).detach();
+  } else {
+    patch_out = F::normalize(torch::bmm(p2w.transpose(1, 2), W), F::NormalizeFuncOptions().dim(-1));
+    patch_sim = torch::bmm(Pt, patch_out.transpose(1, 2)).mul_(inv_tau);
   }
-  auto patch_sim = torch::bmm(Pt, patch_out.transpose(1, 2)) / tau;  // [b, P, P]
-  auto ce_pr = ce_rows(patch_sim, patch_sim);
-  auto ce_pc = ce_cols(patch_sim, patch_sim);
+  auto patch_ce = TokenCE::apply(patch_sim, patch_w, pad, /*mask_pads=*/false, inv_b);
 
   CtaResult r;
-  const double inv_b = 1.0 / static_cast<double>(b);
-  r.loss_word_row = (ce_wr * word_w).sum() * inv_b;
-  r.loss_word_col = (ce_wc * word_w).sum() * inv_b;
+  r.loss_word_row = word_ce[0];
+  r.loss_word_col = word_ce[1];
   r.loss_word = (r.loss_word_row + r.loss_word_col) * 0.5;
-  r.loss_patch_row = (ce_pr * patch_w).sum() * inv_b;
-  r.loss_patch_col = (ce_pc * patch_w).sum() * inv_b;
+  r.loss_patch_row = patch_ce[0];
+  r.loss_patch_col = patch_ce[1];
   r.loss_patch = (r.loss_patch_row + r.loss_patch_col) * 0.5;
   r.loss = r.loss_word + r.loss_patch;
   if (!opts.cta_sum_parts) r.loss = r.loss * 0.5;
@@ -147,13 +202,13 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
     trace->word_to_patch_attention = w2p.detach();
     trace->word_attention_output = word_out.detach();
     trace->word_sim = word_sim.detach();
-    trace->patch_to_word_attention = p2w.detach();
+    trace->patch_to_word_attention = p2w.detach().transpose(1, 2);
     trace->patch_attention_output = patch_out.detach();
     trace->patch_sim = patch_sim.detach();
-    trace->ce_word_row = ce_wr.detach();
-    trace->ce_word_col = ce_wc.detach();
-    trace->ce_patch_row = ce_pr.detach();
-    trace->ce_patch_col = ce_pc.detach();
+    trace->ce_word_row = word_ce[2];
+    trace->ce_word_col = word_ce[3];
+    trace->ce_patch_row = patch_ce[2];
+    trace->ce_patch_col = patch_ce[3];
   }
   return r;
 }

@@ -138,6 +138,9 @@ void visit_fields(C& c, F&& f) {
   f("runtime.device", r.device, "auto: GPU by local rank when there is one", Choices{"auto", "cpu", "cuda"});
   f("runtime.autocast", r.autocast, "mixed precision; auto: bf16 on GPU, none on CPU",
     Choices{"auto", "bf16", "none"});
+  f("runtime.dtype", r.dtype,
+    "weights and activations; float64 is for numerical verification (slow, no autocast)",
+    Choices{"float32", "float64"});
   f("runtime.threads", r.threads, "intra-op threads per rank; 0 = cores / ranks on the host", Choices{});
   f("runtime.check_finite", r.check_finite, "stop with the step and the loss part at a NaN/Inf", Choices{});
 
@@ -278,10 +281,16 @@ bool read_node(const toml::node& node, T& out, std::string& detail) {
   return true;
 }
 
-std::string where(const std::string& source, const toml::node& node) {
-  const auto& begin = node.source().begin;
-  if (begin.line == 0) return source;
-  return fmt::format("{}:{}:{}", source, begin.line, begin.column);
+std::string where(const std::string& source, const toml::source_region& region) {
+  if (region.begin.line == 0) return source;
+  return fmt::format("{}:{}:{}", source, region.begin.line, region.begin.column);
+}
+
+std::string where(const std::string& source, const toml::node& node) { return where(source, node.source()); }
+
+// An unknown key is reported where the key is written, not its value.
+std::string where(const std::string& source, const toml::key& key, const toml::node& value) {
+  return key.source().begin.line != 0 ? where(source, key.source()) : where(source, value);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -335,7 +344,7 @@ void check_structure(const toml::table& root, const std::string& source) {
         continue;
       }
       MGCA_FAIL("{}: unknown key '{}' at the top level; valid keys: {}; valid tables: {}",
-                where(source, node), key, join(table.top_level_keys), join(table.sections));
+                where(source, raw_key, node), key, join(table.top_level_keys), join(table.sections));
     }
     MGCA_CHECK(node.is_table(), "{}: '{}' must be a table ([{}]), found {}", where(source, node), key, key,
                with_article(node_type_name(node)));
@@ -343,7 +352,7 @@ void check_structure(const toml::table& root, const std::string& source) {
       const std::string name(raw_inner.str());
       const auto& valid = section->second;
       MGCA_CHECK(std::find(valid.begin(), valid.end(), name) != valid.end(),
-                 "{}: unknown key '{}' in table [{}]; valid keys of [{}]: {}", where(source, inner), name, key,
+                 "{}: unknown key '{}' in table [{}]; valid keys of [{}]: {}", where(source, raw_inner, inner), name, key,
                  key, join(valid));
     }
   }

@@ -154,7 +154,7 @@ struct Trainer::Impl {
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
     const std::string& ac = config.runtime.autocast;
-    autocast = device.is_cuda() && (ac == "bf16" || ac == "auto");
+    autocast = device.is_cuda() && (ac == "bf16" || ac == "auto") && config.runtime.dtype == "float32";
     if (ac == "bf16" && !device.is_cuda()) log::info("runtime.autocast = bf16 applies on GPU only; CPU runs in fp32");
   }
 

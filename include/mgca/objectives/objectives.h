@@ -100,8 +100,9 @@ struct CtaTrace {
 
 // Local (no communication). word_emb [b, S, d] and patch_emb [b, P, d]
 // normalized, the same dtype; word_weight [b, S] raw non-negative word weights
-// (0 at pad words), no grad; word_mask [b, S] bool, true at pad words (each
-// sample needs at least one non-pad word); patch_weight [b, P] raw
+// (0 at pad words), no grad; word_mask [b, S] bool, true at pad words (a
+// sample with no non-pad word attends over all its slots instead of giving
+// NaN); patch_weight [b, P] raw
 // non-negative (ViT: [CLS]→patch attention of the last block, mean over heads)
 // or an undefined tensor for uniform 1/P (ResNet). Weights are clipped to
 // each sample's [weight_quantile_low, weight_quantile_high] linear quantiles

@@ -81,6 +81,14 @@ class Adam {
   std::vector<State> state_;
 };
 
+// True when AdamW updates of contiguous float32 CPU parameters take the fused
+// path: one pass over memory (AVX2 + FMA) instead of PyTorch's nine tensor
+// operations, with the same per-element operations and roundings. Decided
+// once per process by comparing both paths bit for bit on random data; where
+// they differ (another CPU or ATen build) or the CPU lacks AVX2/FMA, every
+// update is op by op. Either way the result is PyTorch's, bit for bit.
+bool fused_adamw_available();
+
 // The global L2 norm of the defined gradients, as torch.nn.utils.clip_grad_norm_
 // computes it (norm of the per-tensor norms, in the gradients' dtype, returned
 // as double). When max_norm > 0 every gradient is multiplied by

@@ -142,8 +142,10 @@ TEST(Augment, OpsAndPipelinesMatchTorchvision) {
     SCOPED_TRACE(name);
     const auto expected = read_floats(dir / (name + ".out.raw"));
     const auto exact = compare(values, expected, 0.0);
-    std::printf("  %-16s max |error| %.2e, %lld of %zu elements differ\n", name.c_str(), exact.max_error,
-                static_cast<long long>(exact.mismatches), values.size());
+    const auto loose = compare(values, expected, 2e-4);
+    std::printf("  %-16s max |error| %.2e, %lld of %zu elements differ, %lld by more than 2e-4\n", name.c_str(),
+                exact.max_error, static_cast<long long>(exact.mismatches), values.size(),
+                static_cast<long long>(loose.mismatches));
     if (name.rfind("mgca", 0) == 0 || name == "eval" || name == "hflip" || name.rfind("affine", 0) == 0) {
       // Same arithmetic (table of v / 255, subtract, divide) or pure copies: exact,
       // except that a nearest-neighbour source pixel may round the other way

@@ -1,5 +1,5 @@
-// The evaluation image transform against torchvision (CenterCrop, Normalize)
-// and torch's antialiased bilinear resize, via tests/unit/eval/preprocess_reference.py.
+// The evaluation image transform against torchvision's CenterCrop + Normalize
+// (tests/unit/eval/preprocess_reference.py).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -34,13 +34,13 @@ torch::Tensor reference(const torch::Tensor& images, int64_t crop) {
 
 TEST(Preprocess, MatchesTorchvision) {
   torch::manual_seed(0);
-  // (S, crop): MGCA's 256→224 crop; a downscale 256→73 then 64; an odd
-  // margin 73→64 (rounding of the crop offset); an upscale 48→64.
-  for (auto [s, crop] : std::vector<std::pair<int64_t, int64_t>>{{256, 224}, {256, 64}, {73, 64}, {48, 64}, {64, 64}}) {
+  // (S, crop): MGCA's 256→224; odd margins (torchvision rounds the offset
+  // half to even: 4.5 → 4, 5.5 → 6); no margin.
+  for (auto [s, crop] : std::vector<std::pair<int64_t, int64_t>>{{256, 224}, {73, 64}, {75, 64}, {64, 64}}) {
     auto images = torch::randint(0, 256, {3, s, s}, torch::kInt64).to(torch::kUInt8);
     const auto ours = preprocess_images(images, crop);
     ASSERT_EQ(ours.sizes(), (std::vector<int64_t>{3, 1, crop, crop}));
-    EXPECT_TRUE(mgca::test::AllClose(ours, reference(images, crop), 1e-5, 1e-5))
+    EXPECT_TRUE(mgca::test::AllClose(ours, reference(images, crop), 1e-6, 1e-6))
         << "S " << s << " crop " << crop;
   }
 }
@@ -50,6 +50,13 @@ TEST(Preprocess, PaperSettingIsACentreCrop) {
   const auto ours = preprocess_images(images, 224);
   const auto crop = images.narrow(1, 16, 224).narrow(2, 16, 224).to(torch::kFloat32).div(255.0).sub(0.5).div(0.5);
   EXPECT_TRUE(torch::equal(ours.squeeze(1), crop));
+  // A crop larger than the stored images is an error that says what to do.
+  try {
+    preprocess_images(torch::zeros({1, 48, 48}, torch::kUInt8), 64);
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("--image-size ≥ 64"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -109,6 +109,9 @@ TEST(BadInput, InstanceAlignment) {
   EXPECT_ERROR(instance_alignment(a.slice(0, 0, 0), a.slice(0, 0, 0), o, single()), "empty batch");
   EXPECT_ERROR(instance_alignment(a, torch::Tensor(), o, single()), "'txt' is undefined");
   EXPECT_ERROR(convirt_loss(a, a, o, nullptr), "convirt_loss: no communicator");
+  auto cold = o;
+  cold.ita_temperature = 0;
+  EXPECT_ERROR(instance_alignment(a, a, cold, single()), "instance_alignment: temperature must be > 0");
 }
 
 TEST(BadInput, TokenAlignment) {
@@ -147,6 +150,21 @@ TEST(BadInput, PrototypeAlignmentAndSinkhorn) {
   in.img_emb = v;
   in.patch_emb = unit_rows({3, 2, 8}, 4);
   EXPECT_ERROR(mgca_objective(in, o, single()), "patch_emb [3, 2, 8] and img_emb [4, 8] disagree");
+}
+
+TEST(BadInput, SecondBackwardThroughTheFusedContrastiveLoss) {
+  // The fused cross-entropy reuses its logits for the gradient: a second
+  // backward through the same graph must fail loudly, not compute garbage.
+  auto v = unit_rows({4, 8}, 1).requires_grad_(true), t = unit_rows({4, 8}, 2).requires_grad_(true);
+  auto r = instance_alignment(v, t, ObjectiveOptions(), single());
+  r.loss.backward({}, /*retain_graph=*/true);
+  std::string msg;
+  try {
+    r.loss.backward();
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("retain_graph is not supported"), std::string::npos) << msg;
 }
 
 // ---------------------------------------------------------------- Sinkhorn
@@ -347,6 +365,19 @@ TEST(Variants, ItaPaperIsHalfTheOfficialSum) {
   EXPECT_TRUE(test::AllClose(b.loss, 0.5 * a.loss, 1e-15));
   auto c = convirt_loss(v, t, ObjectiveOptions(), single());
   EXPECT_TRUE(test::AllClose(c.loss, 0.75 * c.loss_i2t + 0.25 * c.loss_t2i, 1e-15));
+}
+
+TEST(Variants, AllPadSampleStaysFinite) {
+  for (auto o : {ObjectiveOptions::official(), ObjectiveOptions::paper()}) {
+    auto t = token_data(3, 5, 4, 8, true, torch::kFloat64);
+    t.word_mask[1].fill_(true);
+    t.word_weight[1].zero_();
+    auto w = t.word.clone().requires_grad_(true);
+    auto r = token_alignment(w, t.word_weight, t.word_mask, t.patch, t.patch_weight, o);
+    r.loss.backward();
+    EXPECT_TRUE(r.loss.isfinite().item<bool>());
+    EXPECT_TRUE(w.grad().isfinite().all().item<bool>());
+  }
 }
 
 TEST(Variants, UniformPatchWeightsWhenNoneAreGiven) {

@@ -74,6 +74,51 @@ TEST(Adam, AdamWMatchesTorchOptimBitForBit) {
   EXPECT_EQ(adam.steps_of(2), 4);  // skipped while it had no gradient
 }
 
+// Parameters large enough for the fused AdamW path's vector loop, its tail
+// and several threads' chunks; one non-contiguous parameter takes the op-by-op path.
+TEST(Adam, FusedAdamWMatchesTorchOptimBitForBit) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_TRUE(fused_adamw_available()) << "the fused AdamW update differs from the op-by-op one on this build";
+  }
+#endif
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(7);
+  NamedTensors ours;
+  ours.emplace_back("big.weight", torch::randn({300, 301}, gen).requires_grad_(true));
+  ours.emplace_back("odd.bias", torch::randn({13}, gen).requires_grad_(true));
+  ours.emplace_back("strided.weight", torch::randn({40, 30}, gen).t().requires_grad_(true));
+  NamedTensors theirs;
+  for (const auto& [name, p] : ours) {
+    torch::Tensor copy = torch::empty_strided(p.sizes(), p.strides());
+    copy.copy_(p.detach());
+    theirs.emplace_back(name, copy.requires_grad_(true));
+  }
+  Adam adam(ours, AdamOptions{true, 0.9, 0.999, 1e-8, 0.05, {"bias"}});
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{theirs[0].second, theirs[2].second},
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(1e-3).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.05)));
+  groups.emplace_back(std::vector<torch::Tensor>{theirs[1].second},
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(1e-3).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.0)));
+  torch::optim::AdamW reference(std::move(groups));
+  for (int k = 0; k < 5; ++k) {
+    const double lr = 1e-3 * (k + 1);
+    for (size_t i = 0; i < ours.size(); ++i) {
+      const torch::Tensor g = torch::randn(ours[i].second.sizes(), gen) * (k == 2 ? 1e-5 : 1.0);
+      ours[i].second.mutable_grad() = g.clone();
+      theirs[i].second.mutable_grad() = g.clone();
+    }
+    for (auto& group : reference.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    adam.step(lr);
+    reference.step();
+    expect_identical(ours, theirs);
+  }
+  at::set_num_threads(threads);
+}
+
 TEST(Adam, AdamWithL2DecayMatchesTorchOptimBitForBit) {
   NamedTensors ours = make_params(2);
   NamedTensors theirs = clone(ours);

@@ -1,0 +1,240 @@
+// The MGCA and ConVIRT tasks: model + objectives + the sharded loader.
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "mgca/data/loader.h"
+#include "mgca/io/dataset_file.h"
+#include "mgca/model/mgca_model.h"
+#include "mgca/model/weights.h"
+#include "mgca/objectives/objectives.h"
+#include "mgca/objectives/options.h"
+#include "mgca/text/tokenizer.h"
+#include "mgca/train/model_builder.h"
+#include "mgca/train/run.h"
+#include "mgca/util/error.h"
+#include "mgca/util/log.h"
+
+namespace mgca::train {
+namespace {
+
+objectives::ObjectiveOptions objective_options(const Config& config) {
+  const ObjectivesConfig& c = config.objectives;
+  objectives::ObjectiveOptions o;
+  o.set_variant(objectives::parse_variant(c.variant));
+  // The config resolved the five booleans already (variant defaults or explicit values).
+  o.quirk_pad_words_in_softmax = c.quirk_pad_words_in_softmax;
+  o.quirk_cls_attention_off_by_one = c.quirk_cls_attention_off_by_one;
+  o.quirk_vit_patch_output_unnormalized = c.quirk_vit_patch_output_unnormalized;
+  o.ita_sum_directions = c.ita_sum_directions;
+  o.cta_sum_parts = c.cta_sum_parts;
+  o.ita_temperature = c.ita_temperature;
+  o.local_temperature = c.local_temperature;
+  o.proto_temperature = c.proto_temperature;
+  o.sinkhorn_epsilon = c.sinkhorn_epsilon;
+  o.sinkhorn_iterations = static_cast<int>(c.sinkhorn_iterations);
+  o.num_prototypes = config.model.num_prototypes;
+  o.freeze_prototypes_epochs = static_cast<int>(c.freeze_prototypes_epochs);
+  o.weight_quantile_low = c.weight_quantile_low;
+  o.weight_quantile_high = c.weight_quantile_high;
+  o.lambda_ita = c.lambda_ita;
+  o.lambda_cta = c.lambda_cta;
+  o.lambda_cpa = c.lambda_cpa;
+  o.patches_from_vit = is_vit(config.model);
+  o.convirt_lambda = c.convirt_lambda;
+  o.convirt_temperature = c.convirt_temperature;
+  o.validate();
+  return o;
+}
+
+void load_pretrained(torch::nn::Module& module, const std::string& file, bool partial, const char* key) {
+  if (file.empty()) return;
+  model::LoadOptions options;
+  options.strict = !partial;
+  const model::LoadReport report = model::load_weights(module, file, options);
+  log::info("{}: {}", key, report.summary());
+}
+
+// The dataset, tokenizer and loader of a run.
+class DataSource {
+ public:
+  DataSource(const Config& config, const comm::Communicator& comm, torch::Device device, data::TextMode text,
+             std::shared_ptr<const text::Tokenizer> tokenizer)
+      : device_(device), dtype_(config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32) {
+    dataset_ = io::Dataset::open(config.data.train);
+    data::LoaderOptions options;
+    options.global_batch_size = config.data.batch_size * comm.size();
+    options.rank = comm.rank();
+    options.world_size = comm.size();
+    options.seed = static_cast<uint64_t>(config.seed);
+    options.shuffle = true;
+    options.drop_last = true;
+    options.augment.pipeline = data::parse_pipeline(config.data.augment);
+    options.augment.crop_size = config.model.image_size;
+    options.text = text;
+    options.max_length = config.text.max_length;
+    options.num_threads = static_cast<int>(config.data.workers);
+    options.prefetch = static_cast<int>(config.data.prefetch);
+    options.device = device;
+    loader_ = std::make_unique<data::Loader>(dataset_, std::move(tokenizer), options);
+  }
+
+  int64_t size() const { return dataset_->size(); }
+  void seek(int64_t epoch, int64_t batch) { loader_->start(epoch, batch); }
+  const data::Batch& next() {
+    std::optional<data::Batch> batch = loader_->next();
+    MGCA_CHECK(batch.has_value(), "the loader ran past the end of epoch {} (step {})", loader_->epoch(),
+               loader_->step());
+    batch_ = batch->images.device() == device_ ? std::move(*batch) : batch->to(device_);
+    if (batch_.images.scalar_type() != dtype_) batch_.images = batch_.images.to(dtype_);
+    return batch_;
+  }
+  const data::Batch& batch() const { return batch_; }
+
+ private:
+  torch::Device device_;
+  torch::ScalarType dtype_;
+  std::shared_ptr<io::Dataset> dataset_;
+  std::unique_ptr<data::Loader> loader_;
+  data::Batch batch_;
+};
+
+torch::ScalarType dtype_of(const Config& config) {
+  return config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+}
+
+std::shared_ptr<text::Tokenizer> make_tokenizer(const Config& config) {
+  return std::make_shared<text::Tokenizer>(
+      text::Tokenizer::from_vocab_file(config.text.vocab, text::TokenizerOptions{config.text.lower_case}));
+}
+
+std::map<std::string, std::string> model_metadata(const Config& config) {
+  return {{"image_encoder", config.model.image_encoder},
+          {"image_size", std::to_string(config.model.image_size)},
+          {"resnet_input_size", std::to_string(config.model.resnet_input_size)},
+          {"text_encoder", config.model.text_encoder},
+          {"embed_dim", std::to_string(config.model.embed_dim)}};
+}
+
+class MgcaTask : public Task {
+ public:
+  MgcaTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device)
+      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
+    auto tokenizer = make_tokenizer(config);
+    model_ = model::MgcaModel(mgca_model_config(config, tokenizer->vocab_size()),
+                              model::WordVocabulary{tokenizer->continuation_table(), tokenizer->sep_id()});
+    load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
+    load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
+    model_->set_communicator(comm_);
+    model_->to(device, dtype_of(config));
+    model_->train();
+    data_ = std::make_unique<DataSource>(config, *comm_, device, data::TextMode::Full, tokenizer);
+  }
+
+  torch::nn::Module& module() override { return *model_; }
+  int64_t dataset_size() const override { return data_->size(); }
+  int64_t batch_size() const override { return config_.data.batch_size; }
+  void seek(int64_t epoch, int64_t batch) override { data_->seek(epoch, batch); }
+  void next_batch() override { data_->next(); }
+
+  LossParts forward() override {
+    const data::Batch& batch = data_->batch();
+    const model::MgcaOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
+    objectives::MgcaObjectiveInputs in;
+    in.img_emb = out.img_emb;
+    in.report_emb = out.report_emb;
+    in.patch_emb = out.patch_emb;
+    in.word_emb = out.word_emb;
+    in.word_weight = out.word_weight;
+    in.word_mask = out.word_mask;
+    if (out.patch_weight_from_attention) in.patch_weight = out.patch_weight;  // ResNet: uniform
+    in.prototypes = model_->prototypes->weight;
+    const objectives::MgcaObjectiveResult r = objectives::mgca_objective(in, options_, comm_);
+    return LossParts{r.loss,
+                     {{"loss", r.loss.detach()},
+                      {"loss_ita", r.ita.loss.detach()},
+                      {"loss_cta", r.cta.loss.detach()},
+                      {"loss_cpa", r.cpa.loss.detach()},
+                      {"loss_ita_i2t", r.ita.loss_i2t.detach()},
+                      {"loss_ita_t2i", r.ita.loss_t2i.detach()},
+                      {"loss_cta_word", r.cta.loss_word.detach()},
+                      {"loss_cta_patch", r.cta.loss_patch.detach()},
+                      {"loss_cpa_i2t", r.cpa.loss_i2t.detach()},
+                      {"loss_cpa_t2i", r.cpa.loss_t2i.detach()},
+                      {"acc1", r.ita.acc1.detach()},
+                      {"acc5", r.ita.acc5.detach()}}};
+  }
+
+  // SPEC §2.3: prototype rows re-normalized (no grad) before every step.
+  void before_step(int64_t) override { model_->prototypes->normalize_(); }
+
+  // The official code drops the prototype gradient after backward during the
+  // first freeze_prototypes_epochs epochs (on_after_backward): AdamW then
+  // skips the prototypes entirely, weight decay included.
+  void after_backward(int64_t epoch) override {
+    if (epoch < config_.objectives.freeze_prototypes_epochs) {
+      model_->prototypes->weight.mutable_grad() = torch::Tensor();
+    }
+  }
+
+  std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
+
+ private:
+  Config config_;
+  std::shared_ptr<comm::Communicator> comm_;
+  objectives::ObjectiveOptions options_;
+  model::MgcaModel model_{nullptr};
+  std::unique_ptr<DataSource> data_;
+};
+
+class ConvirtTask : public Task {
+ public:
+  ConvirtTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device)
+      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
+    auto tokenizer = make_tokenizer(config);
+    model_ = model::ConvirtModel(convirt_model_config(config, tokenizer->vocab_size()));
+    load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
+    load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
+    model_->set_communicator(comm_);
+    model_->to(device, dtype_of(config));
+    model_->train();
+    data_ = std::make_unique<DataSource>(config, *comm_, device, data::TextMode::SampleSentence, tokenizer);
+  }
+
+  torch::nn::Module& module() override { return *model_; }
+  int64_t dataset_size() const override { return data_->size(); }
+  int64_t batch_size() const override { return config_.data.batch_size; }
+  void seek(int64_t epoch, int64_t batch) override { data_->seek(epoch, batch); }
+  void next_batch() override { data_->next(); }
+
+  LossParts forward() override {
+    const data::Batch& batch = data_->batch();
+    const model::ConvirtOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
+    const objectives::ItaResult r = objectives::convirt_loss(out.img_emb, out.text_emb, options_, comm_);
+    return LossParts{r.loss,
+                     {{"loss", r.loss.detach()},
+                      {"loss_i2t", r.loss_i2t.detach()},
+                      {"loss_t2i", r.loss_t2i.detach()},
+                      {"acc1", r.acc1.detach()},
+                      {"acc5", r.acc5.detach()}}};
+  }
+
+  std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
+
+ private:
+  Config config_;
+  std::shared_ptr<comm::Communicator> comm_;
+  objectives::ObjectiveOptions options_;
+  model::ConvirtModel model_{nullptr};
+  std::unique_ptr<DataSource> data_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_task(const Config& config, std::shared_ptr<comm::Communicator> comm,
+                                torch::Device device) {
+  if (config.method == "mgca") return std::make_unique<MgcaTask>(config, std::move(comm), device);
+  if (config.method == "convirt") return std::make_unique<ConvirtTask>(config, std::move(comm), device);
+  MGCA_FAIL("method \"{}\" is not one of: mgca, convirt", config.method);
+}
+
+}  // namespace mgca::train

@@ -1,0 +1,296 @@
+// `mgca train` end to end under mpirun, on a small synthetic dataset with
+// the CI-tiny MGCA job (tiny ViT + 2-layer BERT on CPU):
+//  - bad job files give one clear error before any training starts;
+//  - K steps equal K/2 steps + stop + resume for K/2 (losses and the bytes of
+//    the final weights and optimizer state);
+//  - 2 ranks × b equal 1 rank × 2b for 20 steps (losses per step and final
+//    weights to 1e-5 relative, SyncBatchNorm on);
+//  - SIGUSR1 to one rank: every rank checkpoints at the same step and exits
+//    75; the resumed run ends where the uninterrupted one does, bit for bit;
+//  - SIGKILL of one rank ends the job within the watchdog timeout with a
+//    message, and the newest complete checkpoint still loads and resumes.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "mgca/build_config.h"
+#include "mgca/io/dataset_file.h"
+#include "mgca/train/checkpoint.h"
+#include "process.h"
+#include "support/tensor_checks.h"
+#include "support/test_support.h"
+
+namespace fs = std::filesystem;
+
+namespace mgca::test {
+namespace {
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+class TrainE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("mgca-e2e-train");
+    // 96 samples at 72 px (random 64 px crops for the tiny ViT).
+    const auto r = run_command(mgca_program().string() + " synth --out " + quote((*dir_ / "synth").string()) +
+                               " --num 96 --image-size 72 --seed 3");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  static fs::path dataset() { return *dir_ / "synth"; }
+  static fs::path runs() { return *dir_ / "runs"; }
+  static fs::path run_dir(const std::string& name) { return runs() / name; }
+
+  // mpirun -np N mgca train jobs/ci-tiny.toml --set … (paths into the temporary folder).
+  static std::string train_command(int np, const std::string& name, const std::vector<std::string>& extra = {},
+                                   const std::string& job = "") {
+    std::string command = std::string(MGCA_MPIEXEC) + " --allow-run-as-root --oversubscribe --bind-to none -np " +
+                          std::to_string(np) + " " + mgca_program().string() + " train " +
+                          quote(job.empty() ? (source_dir() / "jobs" / "ci-tiny.toml").string() : job);
+    std::vector<std::string> sets = {"data.train=" + dataset().string(),
+                                     "text.vocab=" + (shared_data_dir() / "vocab" / "bert-base-cased-vocab.txt").string(),
+                                     "output_dir=" + runs().string(), "name=" + name, "runtime.threads=1",
+                                     "logging.progress_interval_s=1000"};
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    for (const auto& s : sets) command += " --set " + quote(s);
+    return command;
+  }
+
+  static std::vector<nlohmann::json> metrics(const std::string& name) {
+    std::vector<nlohmann::json> rows;
+    std::ifstream in(run_dir(name) / "metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+    }
+    return rows;
+  }
+
+  static fs::path final_checkpoint(const std::string& name) {
+    auto newest = train::newest_checkpoint(run_dir(name) / "checkpoints");
+    EXPECT_TRUE(newest.has_value()) << "no checkpoint in " << run_dir(name);
+    return newest ? newest->path : fs::path();
+  }
+
+  static TempDir* dir_;
+};
+
+TempDir* TrainE2E::dir_ = nullptr;
+
+int count_lines_containing(const std::string& text, const std::string& needle) {
+  int count = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) count += line.find(needle) != std::string::npos ? 1 : 0;
+  return count;
+}
+
+// ---- bad job files: one clear error before any training --------------------
+
+void expect_rejected(const CommandResult& r, const fs::path& run, const std::string& expected) {
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(count_lines_containing(r.output, "bad job:"), 1) << r.output;  // once, not once per rank
+  EXPECT_NE(r.output.find(expected), std::string::npos) << "expected '" << expected << "' in:\n" << r.output;
+  EXPECT_FALSE(fs::exists(run / "metrics.jsonl")) << "training started: " << r.output;
+}
+
+TEST_F(TrainE2E, BadJobFilesGiveOneClearErrorBeforeTraining) {
+  const fs::path jobs = *dir_ / "bad-jobs";
+  fs::create_directories(jobs);
+  write_text_file(jobs / "unknown.toml", "[optimizer]\nlearning_rate = 1e-4\n");
+  auto r = run_command(train_command(2, "bad-unknown", {}, (jobs / "unknown.toml").string()));
+  expect_rejected(r, run_dir("bad-unknown"),
+                  "unknown key 'learning_rate' in table [optimizer]; valid keys of [optimizer]: name, lr,");
+
+  write_text_file(jobs / "type.toml", "[schedule]\nepochs = \"three\"\n");
+  r = run_command(train_command(2, "bad-type", {}, (jobs / "type.toml").string()));
+  expect_rejected(r, run_dir("bad-type"), "key 'schedule.epochs': expected an integer, found a string");
+
+  r = run_command(train_command(2, "bad-dataset", {"data.train=" + (*dir_ / "no-such-set").string()}));
+  expect_rejected(r, run_dir("bad-dataset"), "data.train: dataset folder '" + (*dir_ / "no-such-set").string() +
+                                                 "' does not exist");
+
+  // A classification set: images and labels, no reports.
+  const fs::path labels_only = *dir_ / "labels-only";
+  fs::create_directories(labels_only);
+  io::ShardedWriter writer(labels_only, "part", 72, {"Effusion"}, 100);
+  const std::vector<uint8_t> image(72 * 72, 80);
+  const float label = 1.0f;
+  for (int i = 0; i < 16; ++i) writer.append("x" + std::to_string(i), "", image.data(), &label);
+  io::DatasetManifest manifest;
+  manifest.source = "chexpert";
+  manifest.split = "train";
+  manifest.image_size = 72;
+  manifest.label_names = {"Effusion"};
+  manifest.shards = writer.finish();
+  io::write_manifest(labels_only, manifest);
+  r = run_command(train_command(2, "bad-reports", {"data.train=" + labels_only.string()}));
+  expect_rejected(r, run_dir("bad-reports"), "has no reports: pretraining needs image-report pairs");
+}
+
+// ---- bit-exact resume ---------------------------------------------------------
+
+TEST_F(TrainE2E, StopAndResumeIsBitIdentical) {
+  const int k = 8;
+  auto r = run_command(train_command(2, "straight", {"schedule.max_steps=" + std::to_string(k)}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(train_command(2, "halves", {"schedule.max_steps=" + std::to_string(k),
+                                              "schedule.stop_after_steps=" + std::to_string(k / 2)}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(final_checkpoint("halves").filename(), train::checkpoint_name(k / 2));
+  r = run_command(train_command(2, "halves", {"schedule.max_steps=" + std::to_string(k)}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+
+  const fs::path a = final_checkpoint("straight"), b = final_checkpoint("halves");
+  ASSERT_EQ(a.filename(), train::checkpoint_name(k));
+  ASSERT_EQ(b.filename(), train::checkpoint_name(k));
+  EXPECT_TRUE(read_text_file(a / "model.safetensors") == read_text_file(b / "model.safetensors"))
+      << "final weights differ";
+  EXPECT_TRUE(read_text_file(a / "optimizer.safetensors") == read_text_file(b / "optimizer.safetensors"))
+      << "optimizer state differs";
+  const auto ma = metrics("straight"), mb = metrics("halves");
+  ASSERT_EQ(ma.size(), static_cast<size_t>(k));
+  ASSERT_EQ(mb.size(), static_cast<size_t>(k));
+  for (size_t i = 0; i < ma.size(); ++i) {
+    for (const auto& [key, value] : ma[i].items()) {
+      if (key.rfind("loss", 0) == 0 || key == "lr" || key == "grad_norm") {
+        EXPECT_EQ(value, mb[i][key]) << "step " << i + 1 << " " << key;
+      }
+    }
+  }
+}
+
+// ---- the distributed contract at trainer level --------------------------------------
+
+// In float64 (runtime.dtype) so that what is compared is the contract itself,
+// not float32 rounding: in float32 the two runs differ from step 1 by ~1e-5
+// (torch's single-process BatchNorm and SyncBatchNorm round differently, and
+// 1/sqrt(var + eps) magnifies that on low-variance channels of 8-row
+// batches), and Adam turns rounding noise in near-zero gradients (the biases
+// right before a BatchNorm have an exactly zero gradient) into lr-sized
+// steps. In float64 every loss agrees to ~1e-14 and every weight to ~1e-8.
+TEST_F(TrainE2E, TwoRanksEqualOneRankWithTheGlobalBatch) {
+  const std::vector<std::string> common = {"schedule.max_steps=20", "model.batchnorm=sync", "checkpoint.every_steps=0",
+                                           "optimizer.lr=2e-5", "schedule.min_lr=1e-8", "runtime.dtype=float64"};
+  auto two = common, one = common;
+  two.push_back("data.batch_size=4");
+  one.push_back("data.batch_size=8");
+  auto r = run_command(train_command(2, "two-ranks", two));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(train_command(1, "one-rank", one));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const auto m2 = metrics("two-ranks"), m1 = metrics("one-rank");
+  ASSERT_EQ(m2.size(), 20u);
+  ASSERT_EQ(m1.size(), 20u);
+  int compared_losses = 0;
+  for (size_t i = 0; i < m1.size(); ++i) {
+    for (const auto& [key, value] : m1[i].items()) {
+      if (key.rfind("loss", 0) != 0) continue;
+      const double x = m2[i][key].get<double>(), y = value.get<double>();
+      EXPECT_LE(std::abs(x - y), 1e-10 * std::abs(y)) << "step " << i + 1 << " " << key << ": " << x << " vs " << y;
+      ++compared_losses;
+    }
+  }
+  EXPECT_EQ(compared_losses, 20 * 10);  // total + 9 parts per step
+  const auto w2 = train::load_model_tensors(final_checkpoint("two-ranks"));
+  const auto w1 = train::load_model_tensors(final_checkpoint("one-rank"));
+  ASSERT_EQ(w1.size(), w2.size());
+  for (const auto& [name, tensor] : w1) {
+    EXPECT_TRUE(AllClose(w2.at(name), tensor, 1e-5, 1e-9)) << name;
+  }
+  // And the weights did move: the comparison is not of two untouched initialisations.
+  EXPECT_NE(m1.front()["loss"].get<double>(), m1.back()["loss"].get<double>());
+}
+
+// ---- preemption ---------------------------------------------------------------------
+
+bool wait_for(const std::function<bool()>& condition, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return condition();
+}
+
+TEST_F(TrainE2E, SignalToOneRankCheckpointsAllAndResumesExactly) {
+  const std::vector<std::string> job = {"schedule.max_steps=24", "checkpoint.every_steps=0"};
+  auto r = run_command(train_command(2, "uninterrupted", job));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string name = "preempted";
+  Background run(train_command(2, name, job), *dir_ / "preempted.log");
+  ASSERT_TRUE(wait_for([&] { return metrics(name).size() >= 3; }, 300)) << read_text_file(*dir_ / "preempted.log");
+  const pid_t rank1 = find_rank_process(1, {"output_dir=" + runs().string(), "name=" + name});
+  ASSERT_GT(rank1, 0) << "rank 1 of the job not found";
+  ASSERT_EQ(kill(rank1, SIGUSR1), 0);
+  const int code = run.wait(300);
+  const std::string log = read_text_file(*dir_ / "preempted.log");
+  EXPECT_EQ(code, 75) << log;
+  EXPECT_NE(log.find("preemption signal received"), std::string::npos) << log;
+  const fs::path checkpoint = final_checkpoint(name);
+  const int64_t step = std::stoll(checkpoint.filename().string().substr(5));
+  EXPECT_GE(step, 3);
+  EXPECT_LT(step, 24);
+  EXPECT_TRUE(fs::exists(checkpoint / "rank-00000.state"));
+  EXPECT_TRUE(fs::exists(checkpoint / "rank-00001.state"));
+  EXPECT_EQ(metrics(name).back()["step"].get<int64_t>(), step);
+
+  r = run_command(train_command(2, name, job));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(read_text_file(final_checkpoint("uninterrupted") / "model.safetensors") ==
+              read_text_file(final_checkpoint(name) / "model.safetensors"))
+      << "the resumed run's final weights differ from the uninterrupted run's";
+  const auto ma = metrics("uninterrupted"), mb = metrics(name);
+  ASSERT_EQ(ma.size(), mb.size());
+  for (size_t i = 0; i < ma.size(); ++i) EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << "step " << i + 1;
+}
+
+// ---- a killed rank -------------------------------------------------------------------
+
+TEST_F(TrainE2E, KilledRankEndsTheJobAndTheNewestCheckpointStillLoads) {
+  const double timeout = 30;
+  const std::string name = "killed";
+  const std::vector<std::string> job = {"schedule.max_steps=400", "checkpoint.every_steps=3",
+                                        "comm.timeout_s=" + std::to_string(timeout)};
+  Background run(train_command(2, name, job), *dir_ / "killed.log");
+  ASSERT_TRUE(wait_for([&] { return metrics(name).size() >= 7; }, 300)) << read_text_file(*dir_ / "killed.log");
+  const pid_t rank1 = find_rank_process(1, {"output_dir=" + runs().string(), "name=" + name});
+  ASSERT_GT(rank1, 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(rank1, SIGKILL), 0);
+  const int code = run.wait(timeout + 60);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  const std::string log = read_text_file(*dir_ / "killed.log");
+  ASSERT_NE(code, -1) << "the job did not end within " << timeout + 60 << " s:\n" << log;
+  EXPECT_NE(code, 0) << log;
+  EXPECT_LT(took, timeout + 30) << log;
+  EXPECT_TRUE(log.find("signal 9") != std::string::npos || log.find("watchdog") != std::string::npos) << log;
+
+  // The newest complete checkpoint loads and the run resumes from it.
+  const fs::path checkpoint = final_checkpoint(name);
+  const int64_t step = std::stoll(checkpoint.filename().string().substr(5));
+  EXPECT_GE(step, 3);
+  EXPECT_NO_THROW(train::load_model_tensors(checkpoint));
+  EXPECT_NO_THROW(train::load_optimizer_tensors(checkpoint));
+  const auto r = run_command(train_command(2, name, {"schedule.max_steps=400", "checkpoint.every_steps=3",
+                                                     "schedule.stop_after_steps=" + std::to_string(step + 2)}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + checkpoint.string()), std::string::npos) << r.output;
+  EXPECT_EQ(final_checkpoint(name).filename(), train::checkpoint_name(step + 2));
+}
+
+}  // namespace
+}  // namespace mgca::test
