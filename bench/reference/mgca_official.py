@@ -607,5 +607,8 @@ def load_mgca_hpc_state(model, tensors):
         raise KeyError(f"weights do not match the reference model: missing {missing[:8]}, unexpected {unexpected[:8]}")
     for k, v in out.items():
         if tuple(state[k].shape) != tuple(v.shape):
+            if state[k].numel() == v.numel() == 1:  # a scalar buffer stored as [1]
+                out[k] = v.reshape(state[k].shape)
+                continue
             raise ValueError(f"{k}: reference shape {tuple(state[k].shape)}, file {tuple(v.shape)}")
     model.load_state_dict(out, strict=True)

@@ -114,6 +114,24 @@ std::string describe(const torch::Tensor& t) {
                      c10::str(t.sizes()));
 }
 
+// What the watchdog prints about a tensor collective, formatted only if it fires.
+struct TensorCall {
+  enum Kind { kPlain, kOp, kRoot };
+  const torch::Tensor* tensor;
+  Kind kind;
+  int value;  // the ReduceOp or the root
+  bool async;
+};
+
+std::string describe_call(const void* context) {
+  const auto& call = *static_cast<const TensorCall*>(context);
+  std::string text = describe(*call.tensor);
+  if (call.kind == TensorCall::kOp) text += fmt::format(" {}", reduce_op_name(static_cast<ReduceOp>(call.value)));
+  if (call.kind == TensorCall::kRoot) text += fmt::format(" from rank {}", call.value);
+  if (call.async) text += " (async)";
+  return text;
+}
+
 void check_defined(const torch::Tensor& tensor, const char* what) {
   MGCA_CHECK(tensor.defined(), "{}: undefined tensor", what);
   MGCA_CHECK(tensor.device().is_cpu() || tensor.device().is_cuda(),
@@ -142,7 +160,12 @@ class AsyncWork final : public Work {
     std::unique_lock<std::mutex> lock(mutex_);
     done_signal_.wait(lock, [&] { return done_; });
     if (error_) std::rethrow_exception(error_);
-    if (device_done_ && join_) join_(*device_done_);
+    if (finish_) {
+      // Runs on the waiting thread, so device work lands on its current stream.
+      auto finish = std::move(finish_);
+      finish_ = nullptr;
+      finish();
+    }
   }
   bool test() override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -150,16 +173,17 @@ class AsyncWork final : public Work {
     if (!done_) return false;
     return device_done_ ? device_done_->query() : true;
   }
-  // `device_done`: for device tensors, the completion event of the enqueued
-  // collective; `join` orders the waiting thread's stream after it.
+  // `finish` runs once, in the first wait(): for device tensors it orders the
+  // waiting thread's stream after the collective (`device_done` is its
+  // completion event) or copies a staged host result back.
   void complete(std::exception_ptr error, std::shared_ptr<nccl::Event> device_done = nullptr,
-                std::function<void(nccl::Event&)> join = nullptr) {
+                std::function<void()> finish = nullptr) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
       error_ = std::move(error);
       device_done_ = std::move(device_done);
-      join_ = std::move(join);
+      finish_ = std::move(finish);
     }
     done_signal_.notify_all();
   }
@@ -170,7 +194,7 @@ class AsyncWork final : public Work {
   bool done_ = false;
   std::exception_ptr error_;
   std::shared_ptr<nccl::Event> device_done_;
-  std::function<void(nccl::Event&)> join_;
+  std::function<void()> finish_;
 };
 
 class DoneWork final : public Work {
@@ -240,8 +264,8 @@ class WorldCommunicator final : public Communicator {
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
     check_defined(tensor, "all_reduce");
     check_reduction(tensor, op, "all_reduce");
-    const std::string detail = fmt::format("{} {}", comm::describe(tensor), reduce_op_name(op));
-    detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
+    const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), false};
+    detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
     validate(kAllReduce, static_cast<int>(op), &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
     if (buffer.is_cuda() && device_) {
@@ -263,28 +287,29 @@ class WorldCommunicator final : public Communicator {
                comm::describe(tensor));
     auto work = std::make_shared<AsyncWork>();
     std::shared_ptr<nccl::Event> ready;
-    if (tensor.is_cuda() && device_async_) ready = device_async_->mark(tensor);
+    torch::Tensor staged;  // device tensor without NCCL: reduced through host memory
+    if (tensor.is_cuda() && device_async_) {
+      ready = device_async_->mark(tensor);
+    } else if (tensor.is_cuda()) {
+      staged = tensor.cpu();  // on the calling thread: ordered after its stream's work
+    }
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
-      queue_.push_back([this, tensor, op, work, ready, validate_call]() mutable {
+      queue_.push_back([this, tensor, staged, op, work, ready, validate_call]() mutable {
         try {
-          const std::string detail =
-              fmt::format("{} {} (async)", comm::describe(tensor), reduce_op_name(op));
-          detail::CollectiveGuard guard("all_reduce", &detail, options_.timeout_seconds);
+          const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), true};
+          detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
           if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, async_comm_);
           if (ready) {
             auto done = tensor.numel() > 0 ? device_async_->launch_all_reduce(tensor, op, *ready) : ready;
-            work->complete(nullptr, done, [this](nccl::Event& e) { device_async_->join(e); });
-            return;
-          }
-          if (tensor.is_cuda()) {  // no NCCL: stage through host memory
-            auto host = tensor.cpu();
-            host_all_reduce(host, op, async_comm_);
-            tensor.copy_(host);
+            work->complete(nullptr, done, [this, done] { device_async_->join(*done); });
+          } else if (staged.defined()) {
+            host_all_reduce(staged, op, async_comm_);
+            work->complete(nullptr, nullptr, [tensor, staged]() mutable { tensor.copy_(staged); });
           } else {
             host_all_reduce(tensor, op, async_comm_);
+            work->complete(nullptr);
           }
-          work->complete(nullptr);
         } catch (...) {
           work->complete(std::current_exception());
         }
@@ -350,8 +375,8 @@ class WorldCommunicator final : public Communicator {
     check_defined(tensor, "broadcast");
     MGCA_CHECK(root >= 0 && root < size_, "broadcast root {} outside [0, {})", root, size_);
     mpi_type(tensor.scalar_type());
-    const std::string detail = fmt::format("{} from rank {}", comm::describe(tensor), root);
-    detail::CollectiveGuard guard("broadcast", &detail, options_.timeout_seconds);
+    const TensorCall call{&tensor, TensorCall::kRoot, root, false};
+    detail::CollectiveGuard guard("broadcast", &describe_call, &call, options_.timeout_seconds);
     validate(kBroadcast, root, &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
     if (buffer.is_cuda() && device_) {
@@ -531,8 +556,8 @@ class WorldCommunicator final : public Communicator {
 
   void gather_checked(torch::Tensor& output, const torch::Tensor& input, const char* what) {
     mpi_type(input.scalar_type());
-    const std::string detail = comm::describe(input);
-    detail::CollectiveGuard guard(what, &detail, options_.timeout_seconds);
+    const TensorCall call{&input, TensorCall::kPlain, 0, false};
+    detail::CollectiveGuard guard(what, &describe_call, &call, options_.timeout_seconds);
     validate(kAllGather, 0, &input, comm_);
     auto in = input.contiguous();
     if (in.is_cuda() && device_) {
@@ -548,8 +573,8 @@ class WorldCommunicator final : public Communicator {
 
   void scatter_checked(torch::Tensor& output, const torch::Tensor& input, ReduceOp op, const char* what) {
     check_reduction(input, op, what);
-    const std::string detail = fmt::format("{} {}", comm::describe(input), reduce_op_name(op));
-    detail::CollectiveGuard guard(what, &detail, options_.timeout_seconds);
+    const TensorCall call{&input, TensorCall::kOp, static_cast<int>(op), false};
+    detail::CollectiveGuard guard(what, &describe_call, &call, options_.timeout_seconds);
     validate(kReduceScatter, static_cast<int>(op), &input, comm_);
     auto in = input.contiguous();
     if (in.is_cuda() && device_) {

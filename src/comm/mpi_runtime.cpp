@@ -22,7 +22,8 @@ namespace {
 struct Slot {
   bool used = false;
   const char* what = nullptr;
-  const std::string* detail = nullptr;
+  detail::Describe describe = nullptr;
+  const void* context = nullptr;
   double timeout_seconds = 0;
   std::chrono::steady_clock::time_point start;
 };
@@ -55,11 +56,11 @@ std::string overdue_collective(Runtime& rt, std::chrono::steady_clock::time_poin
     if (!slot.used) continue;
     const double waited = std::chrono::duration<double>(now - slot.start).count();
     if (waited <= slot.timeout_seconds) continue;
+    const std::string detail = slot.describe ? slot.describe(slot.context) : std::string();
     return fmt::format(
         "collective {}{}{} did not finish within {:g} s (a rank died, hangs, or skipped this "
         "collective)",
-        slot.what, slot.detail && !slot.detail->empty() ? " " : "", slot.detail ? *slot.detail : "",
-        slot.timeout_seconds);
+        slot.what, detail.empty() ? "" : " ", detail, slot.timeout_seconds);
   }
   return {};
 }
@@ -149,12 +150,20 @@ bool is_initialized() {
 
 namespace detail {
 
-CollectiveGuard::CollectiveGuard(const char* what, const std::string* detail, double timeout_seconds) {
+namespace {
+std::string describe_string(const void* context) { return *static_cast<const std::string*>(context); }
+}  // namespace
+
+CollectiveGuard::CollectiveGuard(const char* what, const std::string* detail, double timeout_seconds)
+    : CollectiveGuard(what, detail ? &describe_string : nullptr, detail, timeout_seconds) {}
+
+CollectiveGuard::CollectiveGuard(const char* what, Describe describe, const void* context, double timeout_seconds) {
   Runtime& rt = runtime();
+  const auto start = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(rt.mutex);
   for (int i = 0; i < kSlots; ++i) {
     if (!rt.slots[i].used) {
-      rt.slots[i] = Slot{true, what, detail, timeout_seconds, std::chrono::steady_clock::now()};
+      rt.slots[i] = Slot{true, what, describe, context, timeout_seconds, start};
       slot_ = i;
       return;
     }

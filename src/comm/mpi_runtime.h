@@ -12,11 +12,18 @@ namespace mgca::comm::detail {
 // The watchdog aborts the job when a registered collective outlives its
 // timeout: a dead rank, a hang, or a rank that skipped a collective would
 // otherwise block every other rank forever.
+// Describes a collective for the watchdog's message. It is called only if
+// the watchdog fires (on the watchdog thread, while the caller is blocked), so
+// a collective that completes never pays for formatting.
+using Describe = std::string (*)(const void* context);
+
 class CollectiveGuard {
  public:
   // `what` and `detail` must outlive the guard (string literals / locals of
   // the enclosing scope); `detail` is only read if the watchdog fires.
   CollectiveGuard(const char* what, const std::string* detail, double timeout_seconds);
+  // `describe(context)` gives the detail; `context` must outlive the guard.
+  CollectiveGuard(const char* what, Describe describe, const void* context, double timeout_seconds);
   ~CollectiveGuard();
   CollectiveGuard(const CollectiveGuard&) = delete;
   CollectiveGuard& operator=(const CollectiveGuard&) = delete;

@@ -36,15 +36,19 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
       local_mean = torch::zeros({channels}, x.options());
       local_m2 = torch::zeros({channels}, x.options());
     }
-    auto packed = torch::cat({torch::full({1}, static_cast<double>(local_count), torch::kFloat64),
+    auto packed = torch::cat({torch::full({1}, static_cast<double>(local_count), x.options().dtype(torch::kFloat64)),
                               local_mean.to(torch::kFloat64), local_m2.to(torch::kFloat64)});
     auto gathered = comm->all_gather(packed.unsqueeze(0));  // [W, 2C+1]
     auto counts = gathered.select(1, 0).unsqueeze(1);      // [W, 1]
     auto means = gathered.narrow(1, 1, channels);
     auto m2s = gathered.narrow(1, 1 + channels, channels);
-    const double total = counts.sum().item<double>();
-    MGCA_CHECK(total > 1, "SyncBatchNorm needs more than one value per channel over all ranks, got {}",
-               total);
+    // The total stays a tensor: reading it on the host would synchronise the
+    // GPU stream. On the host the check is free.
+    auto total = counts.sum();
+    if (!total.is_cuda()) {
+      const double n = total.item<double>();
+      MGCA_CHECK(n > 1, "SyncBatchNorm needs more than one value per channel over all ranks, got {}", n);
+    }
     auto mean = (counts * means).sum(0) / total;
     auto m2 = (m2s + counts * (means - mean.unsqueeze(0)).square()).sum(0);
     auto var = m2 / total;
@@ -63,7 +67,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     }
     ctx->save_for_backward({xhat, invstd, weight});
     ctx->saved_data["comm"] = detail::hold(comm);
-    ctx->saved_data["total"] = total;
+    ctx->saved_data["total"] = total;  // 0-dim float64 tensor
     ctx->saved_data["shape"] = input.sizes().vec();
     // The output must not be an autograd view (in-place ops such as the
     // model's relu_ are forbidden on views made inside a custom Function) and
@@ -81,7 +85,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto invstd = saved[1];
     auto weight = saved[2];
     auto comm = detail::held(ctx->saved_data["comm"]);
-    const double total = ctx->saved_data["total"].toDouble();
+    const auto total = ctx->saved_data["total"].toTensor();
     const auto shape = ctx->saved_data["shape"].toIntVector();
     const int64_t channels = xhat.size(1);
 
@@ -135,7 +139,7 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
              options_.num_features, c10::str(input.sizes()));
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
   if (is_training() && options_.track_running_stats) num_batches_tracked.add_(1);
-  if (!use_batch_stats || comm_ == nullptr || comm_->size() == 1) {
+  if (!use_batch_stats || comm_ == nullptr || (comm_->size() == 1 && !options_.always_synchronize)) {
     return torch::batch_norm(input, weight, bias, running_mean, running_var, use_batch_stats,
                              options_.momentum, options_.eps, /*cudnn_enabled=*/true);
   }

@@ -26,6 +26,9 @@ struct SyncBatchNormOptions {
   double momentum = 0.1;
   bool affine = true;
   bool track_running_stats = true;
+  // Take the synchronised path even with one rank (by default one rank uses
+  // torch::batch_norm): lets single-rank tests, e.g. on one GPU, cover it.
+  bool always_synchronize = false;
 };
 
 class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {

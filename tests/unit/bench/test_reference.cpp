@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 
 #include "support/test_support.h"
 
@@ -61,6 +63,40 @@ TEST(ReferenceStep, BenchmarkRunsAndReportsTheTimeSplit) {
                                " --steps 1 --warmup 0 2>&1");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("resnet50"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+
+namespace {
+
+// One step of ours and of the reference from the same weights and inputs
+// must give the same losses and gradient norm (fp32, dropout 0): otherwise
+// bench/step would compare different work. Two steps over a pool of one
+// batch: step 1 in epoch 0 (prototype gradient dropped), step 2 in epoch 1
+// after one AdamW update (checks the optimizer and the unfrozen prototypes).
+TEST(ReferenceStep, ComputesTheSameStepAsOurs) {
+  const char* env = std::getenv("MGCA_BENCH_STEP");
+  if (env == nullptr) GTEST_SKIP() << "bench_step is not built (MGCA_BUILD_BENCH=OFF)";
+  const std::filesystem::path bench_step = env;
+  ASSERT_TRUE(std::filesystem::exists(bench_step)) << bench_step;
+  mgca::test::TempDir dir;
+  const std::string sets = " --set schedule.name=\\\"constant\\\" --set optimizer.lr=1e-3";
+  const std::string cd = "cd " + source_dir().string() + " && ";
+  auto r = run_command(cd + python() + " bench/reference/mgca_step.py --job jobs/ci-tiny.toml --pool 1 " +
+                       "--write-inputs " + (dir / "inputs.safetensors").string() + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(cd + bench_step.string() + " --job jobs/ci-tiny.toml --threads 1 --warmup 0 --steps 2 --inputs " +
+                  (dir / "inputs.safetensors").string() + " --dump " + (dir / "dump").string() + sets + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string check = cd + python() + " bench/reference/mgca_step.py --job jobs/ci-tiny.toml --threads 1 --check " +
+                            (dir / "dump").string() + sets;
+  r = run_command(check + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("OK: 10 values compared, 0 outside tolerance"), std::string::npos) << r.output;
+  // The check must see a different computation: the reference with λ_CTA = 0.9.
+  r = run_command(check + " --set objectives.lambda_cta=0.9 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("MISMATCH"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -1,0 +1,247 @@
+// bench_step: our MGCA train step on fixed synthetic inputs, timed.
+//
+//   [mpirun -np W --bind-to none] bench_step --job JOB.toml [--set key=value ...]
+//       [--batch b] [--threads T] [--warmup N] [--steps N] [--inputs FILE]
+//       [--json OUT] [--dump DIR]
+//
+// The step is mgca::train::Trainer's (the loop of `mgca train`: forward,
+// backward, gradient sync, the prototype-gradient drop, clipping, AdamW,
+// metrics.jsonl) over a Task that serves batches from a safetensors file
+// (images [n,1,H,W] f32, input_ids / attention_mask [n,L] i64: what
+// bench/reference/mgca_step.py --write-inputs writes, so that both sides see
+// the same inputs) instead of the loader: "data" time is a slice of tensors
+// already in memory. The file is split into global batches of W·b samples,
+// rank r taking its b-slice of each, cycled; epoch = step / batches.
+//
+// The JSON (rank 0) has per-step records — the trainer's time split (data,
+// forward, backward, comm = its gradient sync, optimizer), comm_calls (time
+// inside every communicator call: SyncBatchNorm, ITA, Sinkhorn, gradient
+// sync, the trainer's reductions), CPU time and page faults of the process —
+// their medians over the timed steps, samples/s per rank and the peak RSS.
+// One step more than asked is run and dropped: its end includes the final
+// checkpoint.
+//
+// --dump DIR (one rank) writes what `mgca_step.py --check DIR` needs to
+// compare the reference with this run: initial.safetensors (the model
+// before the first step), inputs.safetensors and metrics.jsonl.
+#include <sys/resource.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_task.h"
+#include "mgca/comm/communicator.h"
+#include "mgca/comm/runtime.h"
+#include "mgca/io/safetensors.h"
+#include "mgca/train/config.h"
+#include "mgca/train/trainer.h"
+#include "mgca/util/error.h"
+#include "timed_communicator.h"
+
+namespace fs = std::filesystem;
+using namespace mgca;
+
+namespace {
+
+struct Args {
+  std::string job;
+  std::vector<std::string> sets;
+  int64_t batch = 0, threads = 0, warmup = 2, steps = 5;
+  std::string inputs, json, dump;
+};
+
+[[noreturn]] void usage(const std::string& error) {
+  std::cerr << "bench_step: " << error
+            << "\nusage: bench_step --job JOB.toml [--set key=value ...] [--batch b] [--threads T] [--warmup N]"
+               " [--steps N] [--inputs FILE] [--json OUT] [--dump DIR]\n";
+  std::exit(2);
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) usage(k + " needs a value");
+      return argv[++i];
+    };
+    auto integer = [&](int64_t min) {
+      const std::string v = next();
+      try {
+        size_t used = 0;
+        const int64_t x = std::stoll(v, &used);
+        if (used == v.size() && x >= min) return x;
+      } catch (const std::exception&) {
+      }
+      usage(k + " must be an integer >= " + std::to_string(min) + ", got '" + v + "'");
+    };
+    if (k == "--job") a.job = next();
+    else if (k == "--set") a.sets.push_back(next());
+    else if (k == "--batch") a.batch = integer(1);
+    else if (k == "--threads") a.threads = integer(1);
+    else if (k == "--warmup") a.warmup = integer(0);
+    else if (k == "--steps") a.steps = integer(1);
+    else if (k == "--inputs") a.inputs = next();
+    else if (k == "--json") a.json = next();
+    else if (k == "--dump") a.dump = next();
+    else usage("unknown argument '" + k + "'");
+  }
+  if (a.job.empty()) usage("--job is required");
+  return a;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  MGCA_CHECK(in.good(), "bench_step: cannot read job file {}", path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
+int run(int argc, char** argv) {
+  comm::init(&argc, &argv);
+  const Args args = parse_args(argc, argv);
+
+  // The job as `mgca train` reads it, plus what a benchmark run needs: a
+  // fixed number of steps, no intermediate checkpoints, a scratch output.
+  std::vector<std::string> overrides = args.sets;
+  overrides.push_back("data.train=synthetic-inputs");
+  if (args.batch > 0) overrides.push_back("data.batch_size=" + std::to_string(args.batch));
+  if (args.threads > 0) overrides.push_back("runtime.threads=" + std::to_string(args.threads));
+  overrides.push_back("schedule.max_steps=" + std::to_string(args.warmup + args.steps + 1));
+  overrides.push_back("checkpoint.every_steps=0");
+  overrides.push_back("checkpoint.resume=\"none\"");
+  overrides.push_back("logging.every_steps=1");
+  overrides.push_back("name=\"bench-step\"");
+  train::Config config = train::parse_config(read_text(args.job), args.job, overrides);
+
+  auto world = comm::Communicator::world(bench::comm_options(config));
+  // One scratch folder for all ranks (rank 0 names it): checkpoints are shared.
+  const fs::path work = world->broadcast_string(
+      (fs::temp_directory_path() / ("mgca-bench-step-" + std::to_string(::getpid()))).string(), 0);
+  config.output_dir = (work / "runs").string();
+  auto timed = std::make_shared<bench::TimedCommunicator>(world);
+  const int threads = train::select_threads(config, *world);
+  at::set_num_threads(threads);
+  const torch::Device device = train::select_device(config, *world);
+
+  auto task = std::make_unique<bench::SyntheticMgcaTask>(config, timed, device, args.inputs);
+  bench::SyntheticMgcaTask* task_ptr = task.get();
+  if (!args.dump.empty()) {
+    MGCA_CHECK(world->size() == 1, "bench_step --dump runs on one rank, not {}", world->size());
+    fs::create_directories(args.dump);
+    task_ptr->save_state(fs::path(args.dump) / "initial.safetensors");
+    task_ptr->save_inputs(fs::path(args.dump) / "inputs.safetensors");
+  }
+
+  train::Trainer trainer(config, timed, std::move(task), device);
+  trainer.run();
+  const auto records = task_ptr->step_records();  // one per completed step boundary
+
+  const fs::path metrics_path = config.run_dir() / "metrics.jsonl";
+  if (world->rank() == 0) {
+    std::vector<nlohmann::json> metrics;
+    std::ifstream in(metrics_path);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) metrics.push_back(nlohmann::json::parse(line));
+    }
+    MGCA_CHECK(static_cast<int64_t>(metrics.size()) == args.warmup + args.steps + 1,
+               "bench_step: {} has {} lines, expected {}", metrics_path.string(), metrics.size(),
+               args.warmup + args.steps + 1);
+    if (!args.dump.empty()) {
+      std::ofstream out(fs::path(args.dump) / "metrics.jsonl");
+      for (int64_t i = 0; i < args.warmup + args.steps; ++i) out << metrics[i].dump() << "\n";
+    }
+    nlohmann::ordered_json result;
+    result["side"] = "ours";
+    result["implementation"] = "mgca-hpc (C++ libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+                               std::to_string(TORCH_VERSION_MINOR) + ")";
+    result["device"] = device.str();
+    result["threads"] = threads;
+    result["world_size"] = world->size();
+    result["job"] = args.job;
+    result["overrides"] = args.sets;
+    result["batch"] = config.data.batch_size;
+    result["warmup"] = args.warmup;
+    result["communicator"] = world->describe();
+    std::vector<nlohmann::ordered_json> steps;
+    std::map<std::string, std::vector<double>> series;
+    for (int64_t i = 0; i < args.warmup + args.steps; ++i) {
+      const auto& m = metrics[i];
+      nlohmann::ordered_json s;
+      s["data"] = m.at("time_data_s");
+      s["forward"] = m.at("time_forward_s");
+      s["backward"] = m.at("time_backward_s");
+      s["comm"] = m.at("time_comm_s");
+      s["optimizer"] = m.at("time_optimizer_s");
+      s["total"] = m.at("time_step_s");
+      s["comm_calls"] = records.at(i).comm_seconds;
+      s["cpu"] = records.at(i).cpu_seconds;
+      s["page_faults"] = records.at(i).page_faults;
+      for (const auto& [k, v] : m.items()) {
+        if (k.rfind("loss", 0) == 0 || k.rfind("acc", 0) == 0 || k == "grad_norm") s[k] = v;
+      }
+      if (i >= args.warmup) {
+        for (const auto& [k, v] : s.items()) {
+          if (v.is_number()) series[k].push_back(v.get<double>());
+        }
+      }
+      steps.push_back(s);
+    }
+    result["steps"] = steps;
+    nlohmann::ordered_json med;
+    for (const char* k : {"data", "forward", "backward", "comm", "optimizer", "total", "comm_calls", "cpu",
+                          "page_faults"}) {
+      med[k] = median(series[k]);
+    }
+    result["median_s"] = med;
+    result["samples_per_s"] = static_cast<double>(config.data.batch_size) / med["total"].get<double>();
+    result["peak_rss_mb"] = peak_rss_mb();
+    const std::string text = result.dump(1);
+    if (!args.json.empty()) {
+      std::ofstream out(args.json);
+      MGCA_CHECK(out.good(), "bench_step: cannot write {}", args.json);
+      out << text << "\n";
+    }
+    std::cout << text << "\n";
+  }
+  world->barrier();
+  if (world->rank() == 0) {
+    std::error_code ec;
+    fs::remove_all(work, ec);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,91 @@
+// A rank that never joins a collective or dies must end the whole job with
+// a message within the timeout, never hang it (SPEC §6). The watchdog
+// timeout is 3 s here; a healthy run of the helper shows the harness works.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "mgca/build_config.h"
+#include "support/test_support.h"
+
+namespace mgca::test {
+namespace {
+
+struct Job {
+  CommandResult result;
+  double seconds = 0;
+};
+
+Job run_helper(const std::string& scenario, double timeout_seconds, int ranks = 2) {
+  const auto helper = binary_dir() / "tests" / "comm_failure_helper";
+  const std::string command = fmt::format("timeout 100 {} --allow-run-as-root --oversubscribe --bind-to none -np {} {} {} {}",
+                                          MGCA_MPIEXEC, ranks, helper.string(), scenario, timeout_seconds);
+  const auto start = std::chrono::steady_clock::now();
+  Job job;
+  job.result = run_command(command);
+  job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return job;
+}
+
+bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+TEST(CommFailures, HealthyJobSucceeds) {
+  const auto job = run_helper("ok", 3.0, 3);
+  EXPECT_EQ(job.result.exit_code, 0) << job.result.output;
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_TRUE(contains(job.result.output, fmt::format("[rank {}] all_reduce done: 3", r))) << job.result.output;
+  }
+}
+
+TEST(CommFailures, RankThatNeverJoinsEndsTheJobThroughTheWatchdog) {
+  const auto job = run_helper("skip", 3.0, 3);
+  const auto& out = job.result.output;
+  EXPECT_NE(job.result.exit_code, 0) << out;
+  EXPECT_NE(job.result.exit_code, 124) << "the job hung until the outer timeout:\n" << out;
+  // A waiting rank reports (the first abort may end the other before it prints).
+  EXPECT_TRUE(contains(out, "mgca watchdog: collective all_reduce Float [1000] sum did not finish within 3 s "
+                            "(a rank died, hangs, or skipped this collective); aborting the job"))
+      << out;
+  EXPECT_TRUE(contains(out, "MPI_ABORT")) << out;  // mpirun's report of the abort
+  EXPECT_LT(job.seconds, 60.0) << out;              // 3 s + the 0.2 s tick + start-up and teardown
+  EXPECT_FALSE(contains(out, "all_reduce done")) << out;
+}
+
+TEST(CommFailures, RankThatNeverJoinsAnAsyncCollectiveEndsTheJob) {
+  const auto job = run_helper("skip-async", 3.0);
+  const auto& out = job.result.output;
+  EXPECT_NE(job.result.exit_code, 0) << out;
+  EXPECT_NE(job.result.exit_code, 124) << "the job hung until the outer timeout:\n" << out;
+  EXPECT_TRUE(contains(out, "[rank 0] mgca watchdog: collective all_reduce Float [1000] sum (async) did not "
+                            "finish within 3 s"))
+      << out;
+  EXPECT_LT(job.seconds, 60.0) << out;
+}
+
+TEST(CommFailures, RankThatDiesEndsTheJobNamingIt) {
+  // The watchdog limit is long (40 s): mpirun itself must notice the death.
+  const auto job = run_helper("die", 40.0);
+  const auto& out = job.result.output;
+  EXPECT_NE(job.result.exit_code, 0) << out;
+  EXPECT_NE(job.result.exit_code, 124) << "the job hung until the outer timeout:\n" << out;
+  EXPECT_TRUE(contains(out, "rank 1")) << out;
+  EXPECT_TRUE(contains(out, "signal 9")) << out;
+  EXPECT_LT(job.seconds, 40.0) << out;
+  EXPECT_FALSE(contains(out, "all_reduce done")) << out;
+}
+
+TEST(CommFailures, ShapeMismatchEndsTheJobNamingBothRanks) {
+  const auto job = run_helper("mismatch", 30.0);
+  const auto& out = job.result.output;
+  EXPECT_NE(job.result.exit_code, 0) << out;
+  EXPECT_NE(job.result.exit_code, 124) << "the job hung until the outer timeout:\n" << out;
+  EXPECT_TRUE(contains(out, "rank 0: all_reduce Float [1000] (sum); rank 1: all_reduce Float [999] (sum)")) << out;
+  EXPECT_TRUE(contains(out, "src/comm/communicator.cpp:")) << out;
+  EXPECT_LT(job.seconds, 30.0) << out;
+}
+
+}  // namespace
+}  // namespace mgca::test
