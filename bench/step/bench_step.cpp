@@ -4,14 +4,16 @@
 //       [--batch b] [--threads T] [--warmup N] [--steps N] [--inputs FILE]
 //       [--json OUT] [--dump DIR]
 //
-// The step is mgca::train::Trainer's (the loop of `mgca train`: forward,
-// backward, gradient sync, the prototype-gradient drop, clipping, AdamW,
-// metrics.jsonl) over a Task that serves batches from a safetensors file
-// (images [n,1,H,W] f32, input_ids / attention_mask [n,L] i64: what
-// bench/reference/mgca_step.py --write-inputs writes, so that both sides see
-// the same inputs) instead of the loader: "data" time is a slice of tensors
-// already in memory. The file is split into global batches of W·b samples,
-// rank r taking its b-slice of each, cycled; epoch = step / batches.
+// The step is `mgca train`'s: train::make_task (the MGCA model, objectives,
+// prototype normalization and gradient drop) and train::Trainer (forward,
+// backward, gradient sync, clipping, AdamW, metrics.jsonl), seeded as
+// train::run_training seeds them. Only the data differ: batches come from a
+// safetensors file (images [n,1,H,W] f32, input_ids / attention_mask [n,L]
+// i64: what bench/reference/mgca_step.py --write-inputs writes, so that both
+// sides see the same inputs) instead of the loader, so "data" time is a
+// slice of tensors already in memory. The file is split into global batches
+// of W·b samples, rank r taking its b-slice of each, cycled; one pass is one
+// epoch.
 //
 // The JSON (rank 0) has per-step records — the trainer's time split (data,
 // forward, backward, comm = its gradient sync, optimizer), comm_calls (time
@@ -43,8 +45,10 @@
 #include "mgca/comm/runtime.h"
 #include "mgca/io/safetensors.h"
 #include "mgca/train/config.h"
+#include "mgca/train/run.h"
 #include "mgca/train/trainer.h"
 #include "mgca/util/error.h"
+#include "mgca/util/rng.h"
 #include "timed_communicator.h"
 
 namespace fs = std::filesystem;
@@ -147,13 +151,25 @@ int run(int argc, char** argv) {
   at::set_num_threads(threads);
   const torch::Device device = train::select_device(config, *world);
 
-  auto task = std::make_unique<bench::SyntheticMgcaTask>(config, timed, device, args.inputs);
-  bench::SyntheticMgcaTask* task_ptr = task.get();
+  // As train::run_training: the same initial weights on every rank, then each
+  // rank's own stream for dropout; the task is `mgca train`'s (make_task),
+  // fed from the synthetic batches.
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
+  auto source = std::make_unique<bench::SyntheticSource>(config, *world, device, args.inputs);
+  const auto inputs = source->tensors();
+  auto task = std::make_unique<bench::RecordingTask>(train::make_task(config, timed, device, std::move(source)),
+                                                     timed);
+  torch::manual_seed(util::make_key({static_cast<uint64_t>(config.seed), 0x7261'6e6bULL,
+                                     static_cast<uint64_t>(world->rank())}) >> 1);
+  bench::RecordingTask* task_ptr = task.get();
   if (!args.dump.empty()) {
     MGCA_CHECK(world->size() == 1, "bench_step --dump runs on one rank, not {}", world->size());
     fs::create_directories(args.dump);
-    task_ptr->save_state(fs::path(args.dump) / "initial.safetensors");
-    task_ptr->save_inputs(fs::path(args.dump) / "inputs.safetensors");
+    std::vector<std::pair<std::string, torch::Tensor>> state;
+    for (const auto& p : task->module().named_parameters(true)) state.emplace_back(p.key(), p.value().detach());
+    for (const auto& b : task->module().named_buffers(true)) state.emplace_back(b.key(), b.value());
+    io::save_safetensors(fs::path(args.dump) / "initial.safetensors", state);
+    io::save_safetensors(fs::path(args.dump) / "inputs.safetensors", inputs);
   }
 
   train::Trainer trainer(config, timed, std::move(task), device);

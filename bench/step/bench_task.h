@@ -1,6 +1,6 @@
-// The MGCA task of bench_step: the model and objectives `mgca train` builds
-// from a job, fed from fixed synthetic batches (see bench_step.cpp), with a
-// record of communication time, CPU time and page faults per step.
+// What bench_step puts around `mgca train`'s own task: fixed synthetic
+// batches instead of the loader (SyntheticSource), and a record of
+// communication time, CPU time and page faults per step (RecordingTask).
 #pragma once
 
 #include <sys/resource.h>
@@ -9,16 +9,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mgca/comm/communicator.h"
+#include "mgca/data/batch.h"
 #include "mgca/io/safetensors.h"
-#include "mgca/model/config.h"
-#include "mgca/model/mgca_model.h"
-#include "mgca/objectives/objectives.h"
-#include "mgca/objectives/options.h"
-#include "mgca/text/tokenizer.h"
 #include "mgca/train/config.h"
+#include "mgca/train/run.h"
 #include "mgca/train/task.h"
 #include "mgca/util/error.h"
 #include "timed_communicator.h"
@@ -32,58 +30,54 @@ inline comm::CommOptions comm_options(const train::Config& c) {
   return o;
 }
 
-// The model of a job (SPEC §3 presets; the job's sizes override them).
-inline model::MgcaModelConfig model_config(const train::Config& c) {
-  const auto& m = c.model;
-  model::MgcaModelConfig mc;
-  if (m.image_encoder == "vit_b16") {
-    mc.backbone = model::ImageBackbone::ViT;
-    mc.vit = model::ViTConfig::base16();
-  } else if (m.image_encoder == "vit_tiny") {
-    mc.backbone = model::ImageBackbone::ViT;
-    mc.vit = model::ViTConfig::tiny();
-  } else {
-    MGCA_FAIL("bench_step: model.image_encoder = '{}': the step benchmark covers vit_b16 and vit_tiny",
-              m.image_encoder);
+// Batches from a safetensors file (images [n,1,H,W] f32, input_ids and
+// attention_mask [n,L] i64), held on the device: global batch k of W·b
+// samples is rows k·W·b …, rank r takes its b-slice, the batches cycle (one
+// pass over the file is one epoch). "data" time is a slice.
+class SyntheticSource : public train::BatchSource {
+ public:
+  SyntheticSource(const train::Config& config, const comm::Communicator& comm, torch::Device device,
+                  const std::string& path)
+      : rank_(comm.rank()), world_(comm.size()), batch_size_(config.data.batch_size) {
+    MGCA_CHECK(!path.empty(),
+               "bench_step: --inputs is required (bench/reference/mgca_step.py --job JOB --write-inputs FILE)");
+    io::SafetensorsFile file(path);
+    const int64_t n = file.info("images").shape.at(0);
+    const int64_t length = config.text.max_length, size = config.model.image_size;
+    const auto dtype = config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+    images_ = file.tensor("images", torch::kFloat32, {n, 1, size, size}).to(device, dtype);
+    ids_ = file.tensor("input_ids", torch::kInt64, {n, length}).to(device);
+    mask_ = file.tensor("attention_mask", torch::kInt64, {n, length}).to(device);
+    batches_ = n / (world_ * batch_size_);
+    MGCA_CHECK(batches_ >= 1, "bench_step: {} holds {} samples, fewer than one global batch of {} ranks × {}", path,
+               n, world_, batch_size_);
   }
-  mc.vit.image_size = m.image_size;
-  mc.bert = m.text_encoder == "bert_tiny" ? model::BertConfig::tiny() : model::BertConfig::clinical();
-  mc.bert.num_layers = m.text_layers;
-  mc.bert.hidden_dropout = m.dropout;
-  mc.bert.attention_dropout = m.dropout;
-  mc.head_hidden = m.head_hidden;
-  mc.embed_dim = m.embed_dim;
-  mc.num_prototypes = m.num_prototypes;
-  mc.sync_batchnorm = m.batchnorm == "sync";
-  mc.words.official_pairing = c.objectives.quirk_cls_attention_off_by_one;
-  return mc;
-}
 
-inline objectives::ObjectiveOptions objective_options(const train::Config& c) {
-  const auto& o = c.objectives;
-  objectives::ObjectiveOptions r;
-  r.set_variant(objectives::parse_variant(o.variant));
-  r.quirk_pad_words_in_softmax = o.quirk_pad_words_in_softmax;
-  r.quirk_cls_attention_off_by_one = o.quirk_cls_attention_off_by_one;
-  r.quirk_vit_patch_output_unnormalized = o.quirk_vit_patch_output_unnormalized;
-  r.ita_sum_directions = o.ita_sum_directions;
-  r.cta_sum_parts = o.cta_sum_parts;
-  r.ita_temperature = o.ita_temperature;
-  r.local_temperature = o.local_temperature;
-  r.proto_temperature = o.proto_temperature;
-  r.sinkhorn_epsilon = o.sinkhorn_epsilon;
-  r.sinkhorn_iterations = static_cast<int>(o.sinkhorn_iterations);
-  r.num_prototypes = c.model.num_prototypes;
-  r.freeze_prototypes_epochs = static_cast<int>(o.freeze_prototypes_epochs);
-  r.weight_quantile_low = o.weight_quantile_low;
-  r.weight_quantile_high = o.weight_quantile_high;
-  r.lambda_ita = o.lambda_ita;
-  r.lambda_cta = o.lambda_cta;
-  r.lambda_cpa = o.lambda_cpa;
-  r.patches_from_vit = true;
-  r.validate();
-  return r;
-}
+  int64_t size() const override { return batches_ * world_ * batch_size_; }
+  void seek(int64_t /*epoch*/, int64_t batch) override { next_ = batch; }
+  const data::Batch& next() override {
+    const int64_t first = ((next_ % batches_) * world_ + rank_) * batch_size_;
+    batch_.images = images_.narrow(0, first, batch_size_);
+    batch_.input_ids = ids_.narrow(0, first, batch_size_);
+    batch_.attention_mask = mask_.narrow(0, first, batch_size_);
+    batch_.indices = torch::arange(first, first + batch_size_, torch::kInt64);
+    batch_.step = next_++;
+    return batch_;
+  }
+  const data::Batch& batch() const override { return batch_; }
+
+  // The whole input set (for --dump).
+  std::vector<std::pair<std::string, torch::Tensor>> tensors() const {
+    return {{"images", images_}, {"input_ids", ids_}, {"attention_mask", mask_}};
+  }
+
+ private:
+  int rank_, world_;
+  int64_t batch_size_;
+  torch::Tensor images_, ids_, mask_;
+  int64_t batches_ = 0, next_ = 0;
+  data::Batch batch_;
+};
 
 struct StepRecord {
   double comm_seconds = 0;  // inside communicator calls
@@ -91,76 +85,25 @@ struct StepRecord {
   double page_faults = 0;   // minor page faults of the process
 };
 
-class SyntheticMgcaTask : public train::Task {
+// Forwards everything to `mgca train`'s task; at each step start (before_step)
+// it records the communicator's, CPU and page-fault counters.
+class RecordingTask : public train::Task {
  public:
-  // `inputs`: a safetensors file (images, input_ids, attention_mask); empty:
-  // the error says how to make one.
-  SyntheticMgcaTask(const train::Config& config, std::shared_ptr<TimedCommunicator> comm, torch::Device device,
-                    const std::string& inputs)
-      : comm_(std::move(comm)), device_(device), batch_(config.data.batch_size), opts_(objective_options(config)) {
-    MGCA_CHECK(!inputs.empty(),
-               "bench_step: --inputs is required (bench/reference/mgca_step.py --job JOB --write-inputs FILE)");
-    const auto tok = text::Tokenizer::from_vocab_file(config.text.vocab);
-    model::WordVocabulary vocab{tok.continuation_table(), tok.sep_id()};
-    torch::manual_seed(static_cast<uint64_t>(config.seed));
-    model_ = model::MgcaModel(model_config(config), vocab);
-    model_->to(device_);
-    model_->set_communicator(comm_);
+  RecordingTask(std::unique_ptr<train::Task> inner, std::shared_ptr<TimedCommunicator> comm)
+      : inner_(std::move(inner)), comm_(std::move(comm)) {}
 
-    io::SafetensorsFile file(inputs);
-    const auto images = file.tensor("images");
-    const int64_t n = images.size(0);
-    const int64_t length = config.text.max_length, size = config.model.image_size;
-    images_ = file.tensor("images", torch::kFloat32, {n, 1, size, size}).to(device_);
-    ids_ = file.tensor("input_ids", torch::kInt64, {n, length}).to(device_);
-    mask_ = file.tensor("attention_mask", torch::kInt64, {n, length}).to(device_);
-    const int64_t global = static_cast<int64_t>(comm_->size()) * batch_;
-    batches_ = n / global;
-    MGCA_CHECK(batches_ >= 1, "bench_step: {} holds {} samples, fewer than one global batch of {} ranks × {}",
-               inputs, n, comm_->size(), batch_);
-  }
-
-  torch::nn::Module& module() override { return *model_; }
-  int64_t dataset_size() const override { return batches_ * comm_->size() * batch_; }
-  int64_t batch_size() const override { return batch_; }
-  void seek(int64_t /*epoch*/, int64_t batch) override { next_ = batch; }
-
-  void next_batch() override {
-    const int64_t k = next_ % batches_;
-    const int64_t first = (k * comm_->size() + comm_->rank()) * batch_;
-    cur_images_ = images_.narrow(0, first, batch_);
-    cur_ids_ = ids_.narrow(0, first, batch_);
-    cur_mask_ = mask_.narrow(0, first, batch_);
-    ++next_;
-  }
-
-  train::LossParts forward() override {
-    const auto out = model_->forward(cur_images_, cur_ids_, cur_mask_);
-    objectives::MgcaObjectiveInputs in;
-    in.img_emb = out.img_emb;
-    in.report_emb = out.report_emb;
-    in.patch_emb = out.patch_emb;
-    in.word_emb = out.word_emb;
-    in.word_weight = out.word_weight;
-    in.word_mask = out.word_mask;
-    in.patch_weight = out.patch_weight_from_attention ? out.patch_weight : torch::Tensor();
-    in.prototypes = model_->prototypes->weight;
-    const auto r = objectives::mgca_objective(in, opts_, comm_);
-    train::LossParts parts;
-    parts.total = r.loss;
-    parts.parts = {{"loss", r.loss},          {"loss_ita", r.ita.loss}, {"loss_cta", r.cta.loss},
-                   {"loss_cpa", r.cpa.loss},  {"acc1", r.ita.acc1},     {"acc5", r.ita.acc5}};
-    return parts;
-  }
-
-  void before_step(int64_t /*epoch*/) override {
+  torch::nn::Module& module() override { return inner_->module(); }
+  int64_t dataset_size() const override { return inner_->dataset_size(); }
+  int64_t batch_size() const override { return inner_->batch_size(); }
+  void seek(int64_t epoch, int64_t batch) override { inner_->seek(epoch, batch); }
+  void next_batch() override { inner_->next_batch(); }
+  train::LossParts forward() override { return inner_->forward(); }
+  void before_step(int64_t epoch) override {
     record_boundary();
-    model_->prototypes->normalize_();
+    inner_->before_step(epoch);
   }
-
-  void after_backward(int64_t epoch) override {
-    if (epoch < opts_.freeze_prototypes_epochs) model_->prototypes->weight.mutable_grad() = torch::Tensor();
-  }
+  void after_backward(int64_t epoch) override { inner_->after_backward(epoch); }
+  std::map<std::string, std::string> metadata() const override { return inner_->metadata(); }
 
   // Per step: the differences between consecutive step starts.
   std::vector<StepRecord> step_records() const {
@@ -175,17 +118,6 @@ class SyntheticMgcaTask : public train::Task {
     return out;
   }
 
-  void save_state(const std::filesystem::path& path) const {
-    std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (const auto& p : model_->named_parameters(true)) tensors.emplace_back(p.key(), p.value().detach());
-    for (const auto& b : model_->named_buffers(true)) tensors.emplace_back(b.key(), b.value());
-    io::save_safetensors(path, tensors);
-  }
-
-  void save_inputs(const std::filesystem::path& path) const {
-    io::save_safetensors(path, {{"images", images_}, {"input_ids", ids_}, {"attention_mask", mask_}});
-  }
-
  private:
   void record_boundary() {
     struct rusage ru {};
@@ -198,14 +130,8 @@ class SyntheticMgcaTask : public train::Task {
     boundaries_.push_back(r);
   }
 
+  std::unique_ptr<train::Task> inner_;
   std::shared_ptr<TimedCommunicator> comm_;
-  torch::Device device_;
-  int64_t batch_;
-  objectives::ObjectiveOptions opts_;
-  model::MgcaModel model_{nullptr};
-  torch::Tensor images_, ids_, mask_;
-  torch::Tensor cur_images_, cur_ids_, cur_mask_;
-  int64_t batches_ = 0, next_ = 0;
   std::vector<StepRecord> boundaries_;
 };
 

@@ -70,7 +70,7 @@ void add_model_options(CLI::App& app, Common& c) {
 
 void add_data_options(CLI::App& app, Common& c, bool splits) {
   if (splits) {
-    app.add_option("--data", c.data, "folder with train/, val/ (or valid/), test/ dataset folders");
+    app.add_option("--data", c.data, "folder with train/, val/ (or valid/, validation/, validate/), test/ dataset folders");
     app.add_option("--train", c.train, "training split dataset folder");
     app.add_option("--val", c.val, "validation split dataset folder");
   }

@@ -55,7 +55,8 @@ SplitPaths resolve_splits(const fs::path& data, const fs::path& train, const fs:
   };
   SplitPaths out;
   out.train = pick(train, {"train"});
-  out.val = pick(val, {"val", "valid", "validation"});
+  // "validate": MIMIC-CXR's split name, kept by `mgca prep mimic-cxr`.
+  out.val = pick(val, {"val", "valid", "validation", "validate"});
   out.test = pick(test, {"test"});
   return out;
 }

@@ -14,6 +14,7 @@
 #include "mgca/model/weights.h"
 #include "mgca/train/checkpoint.h"
 #include "mgca/train/checkpoint_files.h"
+#include "mgca/train/model_builder.h"
 #include "mgca/util/error.h"
 
 namespace fs = std::filesystem;
@@ -36,33 +37,12 @@ std::string read_whole_file(const fs::path& path) {
 }
 
 std::shared_ptr<model::ImageEncoderImpl> make_image_encoder(const train::ModelConfig& m) {
-  if (m.image_encoder == "vit_b16" || m.image_encoder == "vit_tiny") {
-    auto c = m.image_encoder == "vit_b16" ? model::ViTConfig::base16() : model::ViTConfig::tiny();
-    c.image_size = m.image_size;
-    return std::make_shared<model::ViTImpl>(c);
-  }
-  if (m.image_encoder == "resnet50") {
-    return std::make_shared<model::ResNetImpl>(model::ResNetConfig::resnet50(m.resnet_input_size));
-  }
-  if (m.image_encoder == "resnet50_tiny") {
-    return std::make_shared<model::ResNetImpl>(model::ResNetConfig::tiny(m.resnet_input_size));
-  }
-  MGCA_FAIL("unknown image encoder '{}'; valid: vit_b16, vit_tiny, resnet50, resnet50_tiny",
-            m.image_encoder);
-}
-
-model::BertConfig bert_config(const train::ModelConfig& m, int64_t vocab_size) {
-  MGCA_CHECK(m.text_encoder == "bert" || m.text_encoder == "bert_tiny",
-             "unknown text encoder '{}'; valid: bert, bert_tiny", m.text_encoder);
-  auto b = m.text_encoder == "bert_tiny" ? model::BertConfig::tiny(vocab_size)
-                                         : model::BertConfig::clinical(m.text_layers);
-  b.vocab_size = vocab_size;
-  b.num_layers = m.text_layers;
-  b.hidden_dropout = m.dropout;
-  b.attention_dropout = m.dropout;
-  b.freeze_embeddings = m.freeze_text_embeddings;
-  b.frozen_layers = m.freeze_text_layers;
-  return b;
+  MGCA_CHECK(m.image_encoder == "vit_b16" || m.image_encoder == "vit_tiny" ||
+                 m.image_encoder == "resnet50" || m.image_encoder == "resnet50_tiny",
+             "unknown image encoder '{}'; valid: vit_b16, vit_tiny, resnet50, resnet50_tiny",
+             m.image_encoder);
+  if (train::is_vit(m)) return std::make_shared<model::ViTImpl>(train::vit_config(m));
+  return std::make_shared<model::ResNetImpl>(train::resnet_config(m));
 }
 
 // The vocab file of a run config: as given, or relative to the ancestors of
@@ -118,41 +98,18 @@ void EvalModel::build(bool image_only, const fs::path& vocab) {
     vocab_ = vocab;
     method_ = config_.method;
     const int64_t vocab_size = tokenizer_->vocab_size();
+    // The trainer's mapping of a run config onto the model's shapes
+    // (train/model_builder.h), with per-process BatchNorm: evaluation runs
+    // in eval mode on each rank's own batch.
     if (config_.method == "mgca") {
-      model::MgcaModelConfig c;
-      c.backbone = m.image_encoder.rfind("vit", 0) == 0 ? model::ImageBackbone::ViT
-                                                         : model::ImageBackbone::ResNet;
-      if (c.backbone == model::ImageBackbone::ViT) {
-        c.vit = m.image_encoder == "vit_b16" ? model::ViTConfig::base16() : model::ViTConfig::tiny();
-        c.vit.image_size = m.image_size;
-      } else {
-        c.resnet = m.image_encoder == "resnet50" ? model::ResNetConfig::resnet50(m.resnet_input_size)
-                                                 : model::ResNetConfig::tiny(m.resnet_input_size);
-      }
-      MGCA_CHECK(m.image_encoder == "vit_b16" || m.image_encoder == "vit_tiny" ||
-                     m.image_encoder == "resnet50" || m.image_encoder == "resnet50_tiny",
-                 "unknown image encoder '{}'; valid: vit_b16, vit_tiny, resnet50, resnet50_tiny",
-                 m.image_encoder);
-      c.bert = bert_config(m, vocab_size);
-      c.head_hidden = m.head_hidden;
-      c.embed_dim = m.embed_dim;
-      c.num_prototypes = m.num_prototypes;
-      c.sync_batchnorm = false;  // evaluation runs each rank's batch on its own
-      c.words.official_pairing = config_.objectives.quirk_cls_attention_off_by_one;
+      auto c = train::mgca_model_config(config_, vocab_size);
+      c.sync_batchnorm = false;
       auto mgca = std::make_shared<model::MgcaModelImpl>(
           c, model::WordVocabulary{tokenizer_->continuation_table(), tokenizer_->sep_id()});
       image_ = mgca->image;
       full_ = mgca;
     } else if (config_.method == "convirt") {
-      model::ConvirtModelConfig c;
-      MGCA_CHECK(m.image_encoder == "resnet50" || m.image_encoder == "resnet50_tiny",
-                 "ConVIRT needs a ResNet image encoder, the run config names '{}'", m.image_encoder);
-      c.resnet = m.image_encoder == "resnet50" ? model::ResNetConfig::resnet50(m.resnet_input_size)
-                                               : model::ResNetConfig::tiny(m.resnet_input_size);
-      c.bert = bert_config(m, vocab_size);
-      c.image_head_hidden = m.head_hidden;
-      c.text_head_hidden = m.text_head_hidden;
-      c.embed_dim = m.embed_dim;
+      auto c = train::convirt_model_config(config_, vocab_size);
       c.sync_batchnorm = false;
       auto convirt = std::make_shared<model::ConvirtModelImpl>(c);
       image_ = convirt->image;

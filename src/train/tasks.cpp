@@ -5,6 +5,7 @@
 #include "mgca/data/loader.h"
 #include "mgca/io/dataset_file.h"
 #include "mgca/model/mgca_model.h"
+#include "mgca/model/module_cast.h"
 #include "mgca/model/weights.h"
 #include "mgca/objectives/objectives.h"
 #include "mgca/objectives/options.h"
@@ -55,9 +56,9 @@ void load_pretrained(torch::nn::Module& module, const std::string& file, bool pa
 }
 
 // The dataset, tokenizer and loader of a run.
-class DataSource {
+class LoaderSource : public BatchSource {
  public:
-  DataSource(const Config& config, const comm::Communicator& comm, torch::Device device, data::TextMode text,
+  LoaderSource(const Config& config, const comm::Communicator& comm, torch::Device device, data::TextMode text,
              std::shared_ptr<const text::Tokenizer> tokenizer)
       : device_(device), dtype_(config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32) {
     dataset_ = io::Dataset::open(config.data.train);
@@ -78,9 +79,9 @@ class DataSource {
     loader_ = std::make_unique<data::Loader>(dataset_, std::move(tokenizer), options);
   }
 
-  int64_t size() const { return dataset_->size(); }
-  void seek(int64_t epoch, int64_t batch) { loader_->start(epoch, batch); }
-  const data::Batch& next() {
+  int64_t size() const override { return dataset_->size(); }
+  void seek(int64_t epoch, int64_t batch) override { loader_->start(epoch, batch); }
+  const data::Batch& next() override {
     std::optional<data::Batch> batch = loader_->next();
     MGCA_CHECK(batch.has_value(), "the loader ran past the end of epoch {} (step {})", loader_->epoch(),
                loader_->step());
@@ -88,7 +89,7 @@ class DataSource {
     if (batch_.images.scalar_type() != dtype_) batch_.images = batch_.images.to(dtype_);
     return batch_;
   }
-  const data::Batch& batch() const { return batch_; }
+  const data::Batch& batch() const override { return batch_; }
 
  private:
   torch::Device device_;
@@ -117,7 +118,8 @@ std::map<std::string, std::string> model_metadata(const Config& config) {
 
 class MgcaTask : public Task {
  public:
-  MgcaTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device)
+  MgcaTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
+           std::unique_ptr<BatchSource> source)
       : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
     auto tokenizer = make_tokenizer(config);
     model_ = model::MgcaModel(mgca_model_config(config, tokenizer->vocab_size()),
@@ -125,9 +127,10 @@ class MgcaTask : public Task {
     load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
     load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
     model_->set_communicator(comm_);
-    model_->to(device, dtype_of(config));
+    model::to_device_and_dtype(*model_, device, dtype_of(config));
     model_->train();
-    data_ = std::make_unique<DataSource>(config, *comm_, device, data::TextMode::Full, tokenizer);
+    data_ = source ? std::move(source)
+                   : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::Full, tokenizer);
   }
 
   torch::nn::Module& module() override { return *model_; }
@@ -183,21 +186,24 @@ class MgcaTask : public Task {
   std::shared_ptr<comm::Communicator> comm_;
   objectives::ObjectiveOptions options_;
   model::MgcaModel model_{nullptr};
-  std::unique_ptr<DataSource> data_;
+  std::unique_ptr<BatchSource> data_;
 };
 
 class ConvirtTask : public Task {
  public:
-  ConvirtTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device)
+  ConvirtTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
+              std::unique_ptr<BatchSource> source)
       : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
     auto tokenizer = make_tokenizer(config);
     model_ = model::ConvirtModel(convirt_model_config(config, tokenizer->vocab_size()));
     load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
     load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
     model_->set_communicator(comm_);
-    model_->to(device, dtype_of(config));
+    model::to_device_and_dtype(*model_, device, dtype_of(config));
     model_->train();
-    data_ = std::make_unique<DataSource>(config, *comm_, device, data::TextMode::SampleSentence, tokenizer);
+    data_ = source ? std::move(source)
+                   : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::SampleSentence,
+                                                    tokenizer);
   }
 
   torch::nn::Module& module() override { return *model_; }
@@ -225,15 +231,17 @@ class ConvirtTask : public Task {
   std::shared_ptr<comm::Communicator> comm_;
   objectives::ObjectiveOptions options_;
   model::ConvirtModel model_{nullptr};
-  std::unique_ptr<DataSource> data_;
+  std::unique_ptr<BatchSource> data_;
 };
 
 }  // namespace
 
 std::unique_ptr<Task> make_task(const Config& config, std::shared_ptr<comm::Communicator> comm,
-                                torch::Device device) {
-  if (config.method == "mgca") return std::make_unique<MgcaTask>(config, std::move(comm), device);
-  if (config.method == "convirt") return std::make_unique<ConvirtTask>(config, std::move(comm), device);
+                                torch::Device device, std::unique_ptr<BatchSource> source) {
+  if (config.method == "mgca") return std::make_unique<MgcaTask>(config, std::move(comm), device, std::move(source));
+  if (config.method == "convirt") {
+    return std::make_unique<ConvirtTask>(config, std::move(comm), device, std::move(source));
+  }
   MGCA_FAIL("method \"{}\" is not one of: mgca, convirt", config.method);
 }
 

@@ -44,7 +44,7 @@ class EvalSplit {
 };
 
 // Split folders: explicit paths win; otherwise `data`/train, `data`/val (or
-// valid, validation), `data`/test. The result has train/val/test entries;
+// valid, validation, validate: the first that exists), `data`/test. The result has train/val/test entries;
 // an entry is empty when the split does not exist (the caller decides
 // whether it needs it).
 struct SplitPaths {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mgca/comm/communicator.h"
+#include "mgca/data/batch.h"
 #include "mgca/train/config.h"
 #include "mgca/train/task.h"
 #include "mgca/train/trainer.h"
@@ -25,11 +26,26 @@ namespace mgca::train {
 Config load_config_collective(const std::filesystem::path& job_file, const std::vector<std::string>& overrides,
                               comm::Communicator& comm);
 
+// Where a task's batches come from. The default is the loader over
+// config.data.train; benchmarks (bench/step) substitute fixed in-memory
+// batches so that the rest of the task is the code `mgca train` runs. The
+// contract is the loader's (SPEC §5.4): after seek(e, k), next() returns
+// this rank's b-slice of micro-batch k of epoch e, on the task's device.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual int64_t size() const = 0;  // samples in the dataset (global)
+  virtual void seek(int64_t epoch, int64_t batch) = 0;
+  virtual const data::Batch& next() = 0;
+  virtual const data::Batch& batch() const = 0;  // the last next()
+};
+
 // The task of config.method ("mgca", "convirt"): its model built on `device`
-// from the current torch seed, its data loader at epoch 0. Collective only
-// through the model's communicator (nothing is exchanged here).
+// from the current torch seed, its data from `source` (default: the loader
+// at epoch 0). Collective only through the model's communicator (nothing is
+// exchanged here).
 std::unique_ptr<Task> make_task(const Config& config, std::shared_ptr<comm::Communicator> comm,
-                                torch::Device device);
+                                torch::Device device, std::unique_ptr<BatchSource> source = nullptr);
 
 // Collective: selects the device and thread count, logs host/rank/device once
 // per rank, builds the task from config.seed (identical initial weights on

@@ -74,5 +74,20 @@ TEST(EvalSplit, ResolveSplits) {
   EXPECT_TRUE(resolve_splits("", "", "", "").train.empty());
 }
 
+// MIMIC-CXR names its validation split "validate" (mgca prep keeps the name);
+// "val" wins when both exist; no validation folder leaves val empty.
+TEST(EvalSplit, ResolveSplitsMimicValidate) {
+  mgca::test::TempDir dir;
+  for (const char* name : {"train", "validate", "test"}) {
+    testing::write_dataset(dir / "m" / name, 8, {"a", "b"}, 2, [](int64_t i) { return sample(i, 8); });
+  }
+  EXPECT_EQ(resolve_splits(dir / "m", "", "", "").val, dir / "m/validate");
+  testing::write_dataset(dir / "m/val", 8, {"a", "b"}, 2, [](int64_t i) { return sample(i, 8); });
+  EXPECT_EQ(resolve_splits(dir / "m", "", "", "").val, dir / "m/val");
+  testing::write_dataset(dir / "n/train", 8, {"a", "b"}, 2, [](int64_t i) { return sample(i, 8); });
+  std::filesystem::create_directories(dir / "n/validate");  // a folder without a manifest is no split
+  EXPECT_TRUE(resolve_splits(dir / "n", "", "", "").val.empty());
+}
+
 }  // namespace
 }  // namespace mgca::eval

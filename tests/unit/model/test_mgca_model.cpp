@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include "mgca/model/mgca_model.h"
+#include "mgca/model/module_cast.h"
+#include "mgca/util/error.h"
 #include "model_test_util.h"
 
 namespace mgca::model {
@@ -124,6 +126,30 @@ TEST(ConvirtModel, FrozenTextPrefixAndMaxPoolOverRealTokens) {
   auto other_pads = ids.clone();
   other_pads[1].narrow(0, 6, 6).fill_(555);
   EXPECT_TRUE(test::Close(model->encode_text(other_pads, mask), pooled, 1e-6));
+}
+
+
+// libtorch's Module::to(dtype) would turn num_batches_tracked into a float and
+// checkpoints would no longer load into a fresh model (the CI failure this
+// guards against).
+TEST(ModuleCast, FloatingTensorsTakeTheDtypeIntegerBuffersKeepTheirs) {
+  MgcaModel model(MgcaModelConfig::tiny(ImageBackbone::ResNet), vocabulary());
+  const auto before = model->parameters();
+  int64_t integer_buffers = 0;
+  for (const auto& item : model->named_buffers()) integer_buffers += !c10::isFloatingType(item.value().scalar_type());
+  ASSERT_GT(integer_buffers, 0) << "the tiny model should have BatchNorm counters";
+
+  to_device_and_dtype(*model, torch::kCPU, torch::kFloat64);
+  for (const auto& item : model->named_parameters()) EXPECT_EQ(item.value().scalar_type(), torch::kFloat64) << item.key();
+  for (const auto& item : model->named_buffers()) {
+    const bool counter = item.key().find("num_batches_tracked") != std::string::npos;
+    EXPECT_EQ(item.value().scalar_type(), counter ? torch::kLong : torch::kFloat64) << item.key();
+  }
+  const auto after = model->parameters();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(before[i].is_same(after[i])) << "parameter " << i;
+
+  EXPECT_THROW(to_device_and_dtype(*model, torch::kCPU, torch::kLong), mgca::Error);
 }
 
 }  // namespace
