@@ -140,7 +140,15 @@ def run(args):
     clock = Clock(device)
     steps = []
     total_steps = args.warmup + args.steps
+    prof = None
     for step in range(total_steps):
+        if prof is not None:  # the profiled step ended
+            prof.__exit__(None, None, None)
+            prof.export_chrome_trace(args.profile)
+            prof = None
+        if args.profile and step == args.warmup:  # as bench_step --profile: the first timed step
+            prof = torch.autograd.profiler.profile()
+            prof.__enter__()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = clock.now()
         k = step % pool
@@ -176,6 +184,9 @@ def run(args):
             record["grad_norm"] = norm
         steps.append(record)
 
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        prof.export_chrome_trace(args.profile)
     timed = steps[args.warmup:]
     med = {k: statistics.median(s[k] for s in timed)
            for k in ("data", "forward", "backward", "optimizer", "total", "cpu", "page_faults")}
@@ -253,6 +264,8 @@ def main(argv=None):
     ap.add_argument("--check", metavar="DIR", help="compare with the steps `bench_step --dump DIR` ran")
     ap.add_argument("--rtol", type=float, default=1e-4, help="--check tolerance of step 1 (relative; ×10 per later step)")
     ap.add_argument("--json", help="write the result here too")
+    ap.add_argument("--profile", metavar="TRACE.json",
+                    help="run the first timed step under the autograd profiler and write its chrome trace")
     args = ap.parse_args(argv)
 
     if args.write_inputs:

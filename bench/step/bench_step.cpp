@@ -2,7 +2,7 @@
 //
 //   [mpirun -np W --bind-to none] bench_step --job JOB.toml [--set key=value ...]
 //       [--batch b] [--threads T] [--warmup N] [--steps N] [--inputs FILE]
-//       [--json OUT] [--dump DIR]
+//       [--json OUT] [--dump DIR] [--profile TRACE.json]
 //
 // The step is `mgca train`'s: train::make_task (the MGCA model, objectives,
 // prototype normalization and gradient drop) and train::Trainer (forward,
@@ -26,6 +26,10 @@
 // --dump DIR (one rank) writes what `mgca_step.py --check DIR` needs to
 // compare the reference with this run: initial.safetensors (the model
 // before the first step), inputs.safetensors and metrics.jsonl.
+//
+// --profile TRACE.json (rank 0) runs the first timed step under the autograd
+// profiler and writes its chrome trace (op names, CPU times, shapes); the
+// profiler slows that step, so use it for the breakdown, not the figures.
 #include <sys/resource.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -60,13 +64,13 @@ struct Args {
   std::string job;
   std::vector<std::string> sets;
   int64_t batch = 0, threads = 0, warmup = 2, steps = 5;
-  std::string inputs, json, dump;
+  std::string inputs, json, dump, profile;
 };
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "bench_step: " << error
             << "\nusage: bench_step --job JOB.toml [--set key=value ...] [--batch b] [--threads T] [--warmup N]"
-               " [--steps N] [--inputs FILE] [--json OUT] [--dump DIR]\n";
+               " [--steps N] [--inputs FILE] [--json OUT] [--dump DIR] [--profile TRACE.json]\n";
   std::exit(2);
 }
 
@@ -97,6 +101,7 @@ Args parse_args(int argc, char** argv) {
     else if (k == "--inputs") a.inputs = next();
     else if (k == "--json") a.json = next();
     else if (k == "--dump") a.dump = next();
+    else if (k == "--profile") a.profile = next();
     else usage("unknown argument '" + k + "'");
   }
   if (a.job.empty()) usage("--job is required");
@@ -162,6 +167,7 @@ int run(int argc, char** argv) {
   torch::manual_seed(util::make_key({static_cast<uint64_t>(config.seed), 0x7261'6e6bULL,
                                      static_cast<uint64_t>(world->rank())}) >> 1);
   bench::RecordingTask* task_ptr = task.get();
+  if (!args.profile.empty() && world->rank() == 0) task_ptr->profile_step(args.warmup, args.profile);
   if (!args.dump.empty()) {
     MGCA_CHECK(world->size() == 1, "bench_step --dump runs on one rank, not {}", world->size());
     fs::create_directories(args.dump);

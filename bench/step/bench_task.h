@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -99,8 +100,19 @@ class RecordingTask : public train::Task {
   void next_batch() override { inner_->next_batch(); }
   train::LossParts forward() override { return inner_->forward(); }
   void before_step(int64_t epoch) override {
+    profile_.reset();  // ends (and writes) the profiled step, if any
     record_boundary();
+    if (!profile_path_.empty() && static_cast<int64_t>(boundaries_.size()) == profile_step_ + 1) {
+      profile_ = std::make_unique<torch::autograd::profiler::RecordProfile>(profile_path_);
+    }
     inner_->before_step(epoch);
+  }
+  // Step `step` (0-based, counted from the first) runs under the autograd
+  // profiler; its chrome trace goes to `path` (the profiler's own overhead
+  // makes that step slower: it is for the op breakdown, not for timing).
+  void profile_step(int64_t step, std::string path) {
+    profile_step_ = step;
+    profile_path_ = std::move(path);
   }
   void after_backward(int64_t epoch) override { inner_->after_backward(epoch); }
   std::map<std::string, std::string> metadata() const override { return inner_->metadata(); }
@@ -133,6 +145,9 @@ class RecordingTask : public train::Task {
   std::unique_ptr<train::Task> inner_;
   std::shared_ptr<TimedCommunicator> comm_;
   std::vector<StepRecord> boundaries_;
+  int64_t profile_step_ = -1;
+  std::string profile_path_;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile_;
 };
 
 }  // namespace mgca::bench
