@@ -347,6 +347,35 @@ TEST(TrainSbatch, RunsTheCiTinyJobOnTwoCpuRanks) {
   EXPECT_TRUE(fs::exists(last / "DONE"));
 }
 
+// Every step logged once with the uninterrupted run's values, and the same
+// final weights, byte for byte.
+void expect_same_as_reference(const fs::path& run) {
+  const fs::path reference_dir = reference_run().dir;
+  const auto metrics = read_metrics(run);
+  const auto expected = read_metrics(reference_dir);
+  ASSERT_EQ(metrics.size(), static_cast<size_t>(kSteps));
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
+  for (int i = 0; i < kSteps; ++i) {
+    EXPECT_EQ(metrics[i].at("step").get<int>(), i + 1);
+    for (const auto& [key, value] : expected[i].items()) {
+      if (key.rfind("time_", 0) == 0 || key.rfind("mem_", 0) == 0 || key == "samples_per_s" || key == "train_s") {
+        continue;  // wall-clock figures differ between runs
+      }
+      EXPECT_EQ(metrics[i].value(key, nlohmann::json()), value) << "step " << i + 1 << ", " << key;
+    }
+  }
+
+  // The same final weights, byte for byte.
+  const fs::path last = newest_checkpoint(run);
+  const fs::path expected_last = newest_checkpoint(reference_dir);
+  ASSERT_FALSE(last.empty());
+  EXPECT_EQ(last.filename(), expected_last.filename());
+  const std::string weights = read_text_file(last / "model.safetensors");
+  EXPECT_GT(weights.size(), 1000u);
+  EXPECT_TRUE(weights == read_text_file(expected_last / "model.safetensors"))
+      << "model.safetensors of " << run << " differs from the uninterrupted run's";
+}
+
 TEST(TrainSbatch, PreemptedJobCheckpointsIsRequeuedResumesAndMatchesTheUninterruptedRun) {
   REQUIRE_CLUSTER();
   const TrainRun& reference = reference_run();
@@ -382,31 +411,37 @@ TEST(TrainSbatch, PreemptedJobCheckpointsIsRequeuedResumesAndMatchesTheUninterru
                                                 std::to_string(kSteps))))
       << log;
   EXPECT_NE(log.find("mgca train finished (run 2 of job " + job.id + ")"), std::string::npos) << log;
+  expect_same_as_reference(run);
+}
 
-  // Every step logged once, and with the uninterrupted run's values.
-  const auto metrics = read_metrics(run);
-  const auto expected = read_metrics(reference.dir);
-  ASSERT_EQ(metrics.size(), static_cast<size_t>(kSteps));
-  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
-  for (int i = 0; i < kSteps; ++i) {
-    EXPECT_EQ(metrics[i].at("step").get<int>(), i + 1);
-    for (const auto& [key, value] : expected[i].items()) {
-      if (key.rfind("time_", 0) == 0 || key.rfind("mem_", 0) == 0 || key == "samples_per_s" || key == "train_s") {
-        continue;  // wall-clock figures differ between runs
-      }
-      EXPECT_EQ(metrics[i].value(key, nlohmann::json()), value) << "step " << i + 1 << ", " << key;
-    }
-  }
+// `scontrol requeue` from outside: SLURM ends the run with SIGTERM (the ranks
+// checkpoint within KillWait), the script does not requeue it a second time,
+// and SLURM's own requeue resumes it to the same end.
+TEST(TrainSbatch, ScontrolRequeuedJobResumesAndMatchesTheUninterruptedRun) {
+  REQUIRE_CLUSTER();
+  ASSERT_EQ(reference_run().end.state, "COMPLETED") << log_of(reference_run().job);
 
-  // The same final weights, byte for byte.
-  const fs::path last = newest_checkpoint(run);
-  const fs::path expected_last = newest_checkpoint(reference.dir);
-  ASSERT_FALSE(last.empty());
-  EXPECT_EQ(last.filename(), expected_last.filename());
-  const std::string weights = read_text_file(last / "model.safetensors");
-  EXPECT_GT(weights.size(), 1000u);
-  EXPECT_TRUE(weights == read_text_file(expected_last / "model.safetensors"))
-      << "model.safetensors of the preempted run differs from the uninterrupted run's";
+  const Job job = submit_twin("scontrol-requeued");
+  const fs::path run = twin_run_dir("scontrol-requeued");
+  wait_for_progress(job, run);
+  const CommandResult requeue = run_command("scontrol requeue " + job.id);
+  ASSERT_EQ(requeue.exit_code, 0) << requeue.output;
+  wait_for(job);
+
+  const std::string log = log_of(job);
+  const JobEnd end = job_end(job);
+  ASSERT_EQ(end.restarts, 1) << "the job was not requeued (did it finish before the requeue?):\n" << log;
+  EXPECT_EQ(end.state, "COMPLETED") << log;
+  EXPECT_EQ(end.exit_code, "0:0");
+  EXPECT_NE(log.find("train.sbatch: SIGTERM"), std::string::npos) << log;
+  EXPECT_EQ(log.find("requeued job " + job.id), std::string::npos) << "the script requeued as well:\n" << log;
+  EXPECT_NE(log.find("job " + job.id + " (scontrol-requeued), run 2 (SLURM_RESTART_COUNT=1)"), std::string::npos)
+      << log;
+  EXPECT_TRUE(std::regex_search(log, std::regex(R"(resumed from \S*step-0*[1-9]\d* at step [1-9]\d* of )" +
+                                                std::to_string(kSteps))))
+      << log;
+  EXPECT_NE(log.find("mgca train finished (run 2 of job " + job.id + ")"), std::string::npos) << log;
+  expect_same_as_reference(run);
 }
 
 TEST(TrainSbatch, CancelledJobCheckpointsAndIsNotRequeued) {
