@@ -1,5 +1,7 @@
 #include "attention.h"
 
+#include "mgca/model/dropout.h"
+
 #include <cmath>
 
 #include "format.h"
@@ -7,6 +9,16 @@
 #include "mgca/util/torch_compat.h"
 
 namespace mgca::model::detail {
+
+torch::Tensor plain_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& attn_mask, double dropout_p) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  // Scaling q (L·Dh values, fused into the copy matmul makes anyway) is cheaper than scaling L·L scores.
+  auto scores = at::matmul(q * scale, k.transpose(-2, -1));
+  if (attn_mask.defined()) scores.add_(attn_mask);  // matmul's backward does not need its output
+  auto probs = at::softmax(scores, -1);
+  return at::matmul(model::fast_dropout(probs, dropout_p, dropout_p > 0.0), v);
+}
 
 torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t length, int64_t heads,
                              const torch::Tensor& attn_mask, double dropout_p,
@@ -26,7 +38,8 @@ torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t le
     if (attn_mask.defined()) scores.add_(attn_mask);
     *cls_attention = at::softmax(scores, -1).mean(1).squeeze(1);  // [b, L]
   }
-  const auto context = compat::scaled_dot_product_attention(q, k, v, attn_mask, dropout_p);
+  const auto context = compat::kFusedAttention ? compat::library_attention(q, k, v, attn_mask, dropout_p)
+                                                : plain_attention(q, k, v, attn_mask, dropout_p);
   return context.transpose(1, 2).reshape({batch * length, dim});
 }
 

@@ -16,6 +16,12 @@ torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t le
                              const torch::Tensor& attn_mask, double dropout_p,
                              torch::Tensor* cls_attention);
 
+// softmax(q·kᵀ/√Dh + mask)·v with dropout on the probabilities (fast dropout,
+// dropout.h). q, k, v [B, H, L, Dh] (any strides); mask undefined or additive,
+// broadcastable to [B, H, L, L]. Returns [B, H, L, Dh].
+torch::Tensor plain_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& attn_mask, double dropout_p);
+
 // y = x·Wᵀ + b for x [..., in] via one GEMM on the 2-D view (no copy when x
 // is contiguous).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "attention.h"
+#include "mgca/model/dropout.h"
 #include "format.h"
 #include "mgca/util/error.h"
 
@@ -42,10 +43,10 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto h = detail::linear(x2, qkv->weight, qkv->bias);
   h = detail::self_attention(h, b, l, config_.heads, mask, train ? config_.attention_dropout : 0.0,
                              cls_attention);
-  h = at::dropout(detail::linear(h, proj->weight, proj->bias), config_.hidden_dropout, train);
+  h = model::fast_dropout(detail::linear(h, proj->weight, proj->bias), config_.hidden_dropout, train);
   const auto y = at::layer_norm(h + x2, {d}, norm1->weight, norm1->bias, config_.ln_eps);
   h = at::gelu(detail::linear(y, fc1->weight, fc1->bias));
-  h = at::dropout(detail::linear(h, fc2->weight, fc2->bias), config_.hidden_dropout, train);
+  h = model::fast_dropout(detail::linear(h, fc2->weight, fc2->bias), config_.hidden_dropout, train);
   return at::layer_norm(h + y, {d}, norm2->weight, norm2->bias, config_.ln_eps).view({b, l, d});
 }
 
@@ -94,7 +95,7 @@ torch::Tensor BertImpl::embed(const torch::Tensor& input_ids) {
   auto x = at::embedding(word_embeddings->weight, input_ids) +
            (position_embeddings->weight.narrow(0, 0, l) + token_type_embeddings->weight[0]);
   x = at::layer_norm(x, {config_.hidden}, embeddings_norm->weight, embeddings_norm->bias, config_.ln_eps);
-  return at::dropout(x, config_.hidden_dropout, is_training());
+  return model::fast_dropout(x, config_.hidden_dropout, is_training());
 }
 
 TextFeatures BertImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {

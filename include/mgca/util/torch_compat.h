@@ -7,8 +7,6 @@
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
 
-#include <cmath>
-
 #define MGCA_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||       \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -22,37 +20,24 @@ inline constexpr int kTorchMinor = TORCH_VERSION_MINOR;
 // True where libtorch has a public fused scaled-dot-product attention with
 // autograd (2.x: flash/memory-efficient kernels on GPU, a flash kernel on CPU
 // from 2.1). libtorch 1.13's at::_scaled_dot_product_attention is its math
-// path on CPU (the same matmul/softmax/matmul) and its fused kernels have no
-// backward, so 1.13 uses the plain path below.
+// path on CPU (the same matmul/softmax/matmul; measured no faster, see
+// docs/performance.md) and its fused kernels have no backward, so on 1.13 the
+// model uses its own plain path (src/model/attention.cpp).
 inline constexpr bool kFusedAttention = MGCA_TORCH_AT_LEAST(2, 0);
 
-// Plain multi-head attention: softmax(q·kᵀ·scale + mask)·v. q, k, v:
-// [B, H, L, Dh] (any strides); attn_mask: undefined, or an additive float mask
-// broadcastable to [B, H, L, L]; dropout on the probabilities when p > 0.
-// Returns [B, H, L, Dh].
-inline at::Tensor plain_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const at::Tensor& attn_mask, double dropout_p) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  // Scaling q (L·Dh values) is cheaper than scaling the scores (L·L).
-  at::Tensor scores = at::matmul(q * scale, k.transpose(-2, -1));
-  if (attn_mask.defined()) scores.add_(attn_mask);  // matmul's backward does not need its output
-  at::Tensor probs = at::softmax(scores, -1);
-  if (dropout_p > 0.0) probs = at::dropout(probs, dropout_p, /*train=*/true);
-  return at::matmul(probs, v);
-}
-
-// The fastest attention this libtorch has for training (forward + backward);
-// same contract as plain_attention. Never returns the probabilities: callers
-// that need them compute the rows they need (see model/attention).
-inline at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k,
-                                               const at::Tensor& v, const at::Tensor& attn_mask,
-                                               double dropout_p) {
-#if MGCA_TORCH_AT_LEAST(2, 0)
+// libtorch's own scaled-dot-product attention, with autograd. q, k, v:
+// [B, H, L, Dh] (any strides); attn_mask: undefined or an additive float mask
+// broadcastable to [B, H, L, L]; dropout on the probabilities (libtorch's
+// RNG). Returns [B, H, L, Dh]. Fused only where kFusedAttention.
+inline at::Tensor library_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& attn_mask, double dropout_p) {
   c10::optional<at::Tensor> mask;
   if (attn_mask.defined()) mask = attn_mask.to(q.scalar_type());
+#if MGCA_TORCH_AT_LEAST(2, 0)
   return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
 #else
-  return plain_attention(q, k, v, attn_mask, dropout_p);
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, dropout_p, /*need_attn_weights=*/false,
+                                                       /*is_causal=*/false));
 #endif
 }
 
