@@ -170,8 +170,8 @@ nlohmann::json run_attention(const Options& o) {
   return rows;
 }
 
-// Dropout at BERT-6 shapes (hidden [b, L, 768], probabilities [b, 12, L, L]),
-// forward + backward: ours against at::dropout.
+// Dropout at BERT shapes (hidden [b, L, 768], probabilities [b, 12, L, L]),
+// forward alone and forward + backward of a sum: ours against at::dropout.
 nlohmann::json run_dropout(const Options& o) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
@@ -183,8 +183,14 @@ nlohmann::json run_dropout(const Options& o) {
         (ours ? model::fast_dropout(x, 0.1, true) : at::dropout(x, 0.1, true)).sum().backward();
       });
     };
-    const auto ours = run(true), library = run(false);
+    auto forward = [&](bool ours) {
+      torch::NoGradGuard no_grad;
+      return time_it(o.warmup, o.reps, [&] { ours ? model::fast_dropout(x, 0.1, true) : at::dropout(x, 0.1, true); });
+    };
+    const auto ours = run(true), library = run(false), ours_fwd = forward(true), library_fwd = forward(false);
     nlohmann::json row = {{"name", name}, {"batch", o.text_batch}};
+    row.update(timing_json("ours_forward", ours_fwd, o.text_batch));
+    row.update(timing_json("library_forward", library_fwd, o.text_batch));
     row.update(timing_json("ours_train", ours, o.text_batch));
     row.update(timing_json("library_train", library, o.text_batch));
     rows.push_back(row);

@@ -145,10 +145,16 @@ void visit_fields(C& c, F&& f) {
   f("runtime.check_finite", r.check_finite, "stop with the step and the loss part at a NaN/Inf", Choices{});
 
   auto& k = c.comm;
+  f("comm.backend", k.backend,
+    "device tensors: auto (NCCL when every rank has a GPU, else MPI), mpi (staged through host memory), "
+    "nccl (an error where NCCL cannot be used); host tensors always go through MPI",
+    Choices{"auto", "mpi", "nccl"});
   f("comm.timeout_s", k.timeout_s, "watchdog: a collective taking longer ends the job", Choices{});
   f("comm.bucket_mb", k.bucket_mb, "gradient all-reduce bucket size (MiB)", Choices{});
   f("comm.overlap", k.overlap, "launch bucket all-reduces from backward hooks", Choices{});
-  f("comm.validate", k.validate, "cross-rank shape/dtype check before every collective (slower)", Choices{});
+  f("comm.validate", k.validate,
+    "cross-rank shape/dtype check before each collective, naming the ranks that differ (about 0.6 µs a call)",
+    Choices{});
 
   auto& h = c.checkpoint;
   f("checkpoint.every_steps", h.every_steps, "checkpoint every n optimizer steps; 0 = only at the end",

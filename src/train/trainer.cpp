@@ -348,7 +348,14 @@ struct Trainer::Impl {
       torch::Tensor loss = accumulate > 1 ? parts.total / static_cast<double>(accumulate) : parts.total;
       {
         // Gradient sync only on the last micro-batch: the others accumulate locally.
-        auto no_sync = grad_sync && micro + 1 < accumulate ? grad_sync->no_sync() : comm::GradSync::NoSync();
+        const bool last_micro = micro + 1 == accumulate;
+        auto no_sync = grad_sync && !last_micro ? grad_sync->no_sync() : comm::GradSync::NoSync();
+        // Parameters this loss cannot reach (unused branches) get their bucket
+        // slots filled now, so their buckets launch during backward instead of
+        // waiting for finalize(). The prototypes of the frozen epoch do get a
+        // gradient here: it is synced, then dropped by task->after_backward()
+        // on every rank alike.
+        if (grad_sync && last_micro) grad_sync->prepare_for_backward({loss});
         loss.backward();
       }
       sync_device(device);

@@ -112,10 +112,12 @@ struct RuntimeConfig {
 };
 
 struct CommConfig {
+  std::string backend = "auto";  // auto | mpi | nccl (comm::parse_backend; see mgca/comm/types.h)
   double timeout_s = 600.0;  // watchdog: a collective taking longer aborts the job
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
   bool overlap = true;       // launch bucket all-reduces from backward hooks
-  bool validate = false;     // cross-rank shape/dtype check before every collective
+  bool validate = true;      // cross-rank shape/dtype check before each collective (~0.6 µs a call; GradSync's
+                             // bucket all-reduces skip it, their layout is checked once)
 };
 
 struct CheckpointConfig {

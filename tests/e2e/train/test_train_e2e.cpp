@@ -212,6 +212,10 @@ TEST_F(TrainE2E, TwoRanksEqualOneRankWithTheGlobalBatch) {
   }
   // And the weights did move: the comparison is not of two untouched initialisations.
   EXPECT_NE(m1.front()["loss"].get<double>(), m1.back()["loss"].get<double>());
+  // The 20 steps cross the end of the prototypes' frozen epoch (12 steps of 8 of
+  // the 96 samples per epoch): the contract holds with and without their gradient.
+  EXPECT_EQ(m2.front()["epoch"].get<int>(), 0);
+  EXPECT_EQ(m2.back()["epoch"].get<int>(), 1);
 }
 
 // ---- preemption ---------------------------------------------------------------------

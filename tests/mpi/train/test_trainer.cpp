@@ -124,6 +124,13 @@ TEST(Trainer, WRanksEqualOneRankWithTheGlobalBatch) {
   for (const auto& [name, tensor] : reference) {
     EXPECT_TRUE(mgca::test::AllClose(weights.at(name), tensor, 1e-5, 1e-6)) << name;
   }
+  // The layer no loss reaches kept its initial weights (no gradient on any
+  // rank: no update and no weight decay), through the frozen epoch and after.
+  torch::manual_seed(11);
+  ToyTask fresh(options, comm::Communicator::single());
+  for (const char* name : {"unused.weight", "unused.bias"}) {
+    EXPECT_TRUE(torch::equal(weights.at(name), fresh.module().named_parameters()[name])) << name;
+  }
 }
 
 TEST(Trainer, AccumulationSyncsOnceAndMatchesOneRank) {

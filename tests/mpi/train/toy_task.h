@@ -1,8 +1,8 @@
 // A small contrastive Task with the trainer's data contract, for testing the
 // trainer itself (resume, the distributed contract, signals, NaN detection)
 // in seconds: two towers (one with SyncBatchNorm), an InfoNCE loss over
-// globally gathered negatives, and a prototype layer frozen in the first
-// epoch as MGCA's.
+// globally gathered negatives, a prototype layer frozen in the first
+// epoch as MGCA's, and a layer no loss reaches.
 #pragma once
 
 #include <torch/torch.h>
@@ -38,8 +38,11 @@ struct ToyNet : torch::nn::Module {
     txt1 = register_module("txt1", torch::nn::Linear(12, 32));
     txt2 = register_module("txt2", torch::nn::Linear(32, 8));
     prototypes = register_parameter("prototypes", torch::randn({6, 8}));
+    // Never called: a branch no loss reaches (its gradient stays undefined on
+    // every rank; GradSync must neither wait for it nor let it be updated).
+    unused = register_module("unused", torch::nn::Linear(8, 4));
   }
-  torch::nn::Linear img1{nullptr}, img2{nullptr}, txt1{nullptr}, txt2{nullptr};
+  torch::nn::Linear img1{nullptr}, img2{nullptr}, txt1{nullptr}, txt2{nullptr}, unused{nullptr};
   comm::SyncBatchNorm bn{nullptr};
   torch::Tensor prototypes;
 };

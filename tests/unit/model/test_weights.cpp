@@ -2,7 +2,11 @@
 // mis-shaped tensor (in the checkpoint's own names), partial loads, our own
 // checkpoints round-trip through safetensors files.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "mgca/io/safetensors.h"
 #include "mgca/model/bert.h"
@@ -18,6 +22,10 @@ namespace {
 using test::error_of;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+std::vector<std::pair<std::string, torch::Tensor>> as_list(const std::map<std::string, torch::Tensor>& tensors) {
+  return {tensors.begin(), tensors.end()};
+}
 
 std::map<std::string, torch::Tensor> state_of(const torch::nn::Module& module) {
   std::map<std::string, torch::Tensor> out;
@@ -163,6 +171,54 @@ TEST(Weights, OwnCheckpointRoundTripsThroughSafetensors) {
     load_weights(*c->image, file, image_only);
     expect_same_state(*a->image, *c->image);
   }
+}
+
+// The same errors through a checkpoint file (what `mgca train --init` and
+// `mgca eval` load): a file cut short inside its data, a wrong-shape tensor
+// and a missing tensor each name the file and the tensor.
+TEST(Weights, CheckpointFileErrorsNameFileAndTensor) {
+  test::TempDir dir;
+  Bert source(BertConfig::tiny()), target(BertConfig::tiny());
+  const auto before = state_of(*target);
+
+  const auto truncated = dir / "truncated.safetensors";
+  io::save_safetensors(truncated, as_list(hf_state(*source)));
+  // The tensor stored last, from the header itself (8-byte length, JSON).
+  std::string last;
+  {
+    std::ifstream in(truncated, std::ios::binary);
+    uint64_t n = 0;
+    in.read(reinterpret_cast<char*>(&n), 8);
+    std::string header(n, '\0');
+    in.read(header.data(), static_cast<std::streamsize>(n));
+    int64_t end = -1;
+    const auto json = nlohmann::json::parse(header);
+    for (auto it = json.begin(); it != json.end(); ++it) {
+      if (it.key() != "__metadata__" && it.value().at("data_offsets")[1].get<int64_t>() > end) {
+        end = it.value().at("data_offsets")[1].get<int64_t>();
+        last = it.key();
+      }
+    }
+  }
+  ASSERT_FALSE(last.empty());
+  std::filesystem::resize_file(truncated, std::filesystem::file_size(truncated) - 3);
+  auto message = error_of([&] { load_weights(*target, truncated); });
+  EXPECT_TRUE(contains(message, "tensor '" + last + "' in " + truncated.string())) << message;
+  EXPECT_TRUE(contains(message, "run past the data section")) << message;
+
+  auto hf = hf_state(*source);
+  hf["bert.encoder.layer.1.intermediate.dense.weight"] = torch::zeros({512, 100});
+  hf.erase("bert.encoder.layer.0.output.LayerNorm.bias");
+  const auto bad = dir / "bad.safetensors";
+  io::save_safetensors(bad, as_list(hf));
+  message = error_of([&] { load_weights(*target, bad); });
+  EXPECT_TRUE(contains(message, bad.string() + ": cannot load")) << message;
+  EXPECT_TRUE(contains(message, "layers.1.fc1.weight: checkpoint [512, 100], model [512, 128] "
+                                "(from bert.encoder.layer.1.intermediate.dense.weight)"))
+      << message;
+  EXPECT_TRUE(contains(message, "missing (1):\n    layers.0.norm2.bias")) << message;
+  // Neither failed load changed the model.
+  for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, state_of(*target).at(name))) << name;
 }
 
 TEST(Weights, FormatNamesAndMisuse) {
