@@ -21,6 +21,7 @@
 #include "mgca/model/dropout.h"
 #include "mgca/model/resnet.h"
 #include "mgca/model/vit.h"
+#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
 #include "mgca/util/timer.h"
 #include "mgca/util/torch_compat.h"
@@ -267,6 +268,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     at::set_num_threads(o.threads);
+    mgca::util::set_blas_threads(o.threads);
     nlohmann::json results = nlohmann::json::array();
     for (const auto& name : o.models) {
       nlohmann::json row;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "mgca/train/collective_error.h"
+#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 #include "mgca/util/rng.h"
@@ -29,6 +30,7 @@ RunResult run_training(const Config& config, std::shared_ptr<comm::Communicator>
   const torch::Device device = select_device(config, *comm);
   const int threads = select_threads(config, *comm);
   at::set_num_threads(threads);
+  util::set_blas_threads(threads);
   log::all("host {} rank {}/{} local rank {}/{} device {} threads {}", comm->host(), comm->rank(), comm->size(),
            comm->local_rank(), comm->local_size(), device.str(), threads);
   // The same initial weights on every rank (the trainer also broadcasts rank 0's).

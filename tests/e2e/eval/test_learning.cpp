@@ -22,8 +22,8 @@ using e2e::read_json;
 using e2e::values_of;
 
 // What the test demands (measured figures in docs/evaluation.md).
-constexpr double kProbeMargin = 0.01;  // macro AUROC, pretrained over random init (measured 0.026)
-constexpr double kR10OverChance = 2.0;  // measured 3.0
+constexpr double kProbeMargin = 0.05;  // macro AUROC, pretrained over random init (measured 0.098)
+constexpr double kR10OverChance = 2.5;  // measured 3.5
 
 bool has_command(const std::string& name) {
   const auto help = mgca::test::run_command(quote(mgca::test::mgca_program()) + " --help");
