@@ -108,6 +108,19 @@ std::shared_ptr<text::Tokenizer> make_tokenizer(const Config& config) {
       text::Tokenizer::from_vocab_file(config.text.vocab, text::TokenizerOptions{config.text.lower_case}));
 }
 
+// What both tasks do to a freshly built model (MgcaModel or ConvirtModel):
+// the pretrained encoder weights of the job, the communicator for
+// SyncBatchNorm, the device and dtype, train mode.
+template <typename ModelHolder>
+void prepare_model(ModelHolder& model, const Config& config, std::shared_ptr<comm::Communicator> comm,
+                   torch::Device device) {
+  load_pretrained(*model->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
+  load_pretrained(*model->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
+  model->set_communicator(std::move(comm));
+  model::to_device_and_dtype(*model, device, dtype_of(config));
+  model->train();
+}
+
 std::map<std::string, std::string> model_metadata(const Config& config) {
   return {{"image_encoder", config.model.image_encoder},
           {"image_size", std::to_string(config.model.image_size)},
@@ -124,11 +137,7 @@ class MgcaTask : public Task {
     auto tokenizer = make_tokenizer(config);
     model_ = model::MgcaModel(mgca_model_config(config, tokenizer->vocab_size()),
                               model::WordVocabulary{tokenizer->continuation_table(), tokenizer->sep_id()});
-    load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
-    load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
-    model_->set_communicator(comm_);
-    model::to_device_and_dtype(*model_, device, dtype_of(config));
-    model_->train();
+    prepare_model(model_, config, comm_, device);
     data_ = source ? std::move(source)
                    : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::Full, tokenizer);
   }
@@ -196,11 +205,7 @@ class ConvirtTask : public Task {
       : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
     auto tokenizer = make_tokenizer(config);
     model_ = model::ConvirtModel(convirt_model_config(config, tokenizer->vocab_size()));
-    load_pretrained(*model_->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
-    load_pretrained(*model_->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
-    model_->set_communicator(comm_);
-    model::to_device_and_dtype(*model_, device, dtype_of(config));
-    model_->train();
+    prepare_model(model_, config, comm_, device);
     data_ = source ? std::move(source)
                    : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::SampleSentence,
                                                     tokenizer);
