@@ -36,6 +36,7 @@
 
 #include "mgca/comm/communicator.h"
 #include "mgca/util/error.h"
+#include "mgca/util/torch_compat.h"
 
 namespace {
 
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     const auto type = scalar_type(args.dtype);
     const int64_t esize = static_cast<int64_t>(c10::elementSize(type));
-    at::set_num_threads(1);
+    mgca::compat::set_cpu_threads(1);
 
     mgca::comm::CommOptions checked_options;
     auto ours = Communicator::world(checked_options);

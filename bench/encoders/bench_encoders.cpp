@@ -21,7 +21,6 @@
 #include "mgca/model/dropout.h"
 #include "mgca/model/resnet.h"
 #include "mgca/model/vit.h"
-#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
 #include "mgca/util/timer.h"
 #include "mgca/util/torch_compat.h"
@@ -256,7 +255,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Encoder forward and forward+backward time per sample (mgca-hpc)"};
   app.add_option("--models", o.models,
                  "vit_b16 resnet50_224 resnet50_299 bert6 bert12; micro-benchmarks: attention dropout patch_embed");
-  app.add_option("--threads", o.threads, "intra-op threads (at::set_num_threads)");
+  app.add_option("--threads", o.threads, "intra-op threads (libtorch and OpenBLAS: compat::set_cpu_threads)");
   app.add_option("--reps", o.reps, "timed repetitions (median reported)");
   app.add_option("--warmup", o.warmup, "untimed repetitions first");
   app.add_option("--image-batch", o.image_batch, "images per step");
@@ -267,8 +266,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", o.json, "write the results here (also printed)");
   CLI11_PARSE(app, argc, argv);
   try {
-    at::set_num_threads(o.threads);
-    mgca::util::set_blas_threads(o.threads);
+    compat::set_cpu_threads(o.threads);
     nlohmann::json results = nlohmann::json::array();
     for (const auto& name : o.models) {
       nlohmann::json row;

@@ -51,6 +51,7 @@
 #include "mgca/comm/communicator.h"
 #include "mgca/objectives/objectives.h"
 #include "mgca/util/error.h"
+#include "mgca/util/torch_compat.h"
 
 namespace {
 
@@ -368,7 +369,7 @@ int main(int argc, char** argv) {
       }
     }
     MGCA_CHECK(reps >= 1 && threads >= 1, "bench_objectives: --reps and --threads must be >= 1");
-    at::set_num_threads(threads);
+    mgca::compat::set_cpu_threads(threads);
 
     if (!point.empty()) {
       install_counting_allocator();

@@ -51,9 +51,9 @@
 #include "mgca/train/config.h"
 #include "mgca/train/run.h"
 #include "mgca/train/trainer.h"
-#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
 #include "mgca/util/rng.h"
+#include "mgca/util/torch_compat.h"
 #include "timed_communicator.h"
 
 namespace fs = std::filesystem;
@@ -154,8 +154,7 @@ int run(int argc, char** argv) {
   config.output_dir = (work / "runs").string();
   auto timed = std::make_shared<bench::TimedCommunicator>(world);
   const int threads = train::select_threads(config, *world);
-  at::set_num_threads(threads);
-  mgca::util::set_blas_threads(threads);
+  mgca::compat::set_cpu_threads(threads);
   const torch::Device device = train::select_device(config, *world);
 
   // As train::run_training: the same initial weights on every rank, then each

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
+#include "mgca/util/torch_compat.h"
 
 int main(int argc, char** argv) {
   int threads = 1, reps = 5;
@@ -40,8 +40,7 @@ int main(int argc, char** argv) {
     }
   }
   MGCA_CHECK(threads >= 1 && reps >= 1 && !sizes.empty(), "bench_gemm_peak: bad arguments");
-  at::set_num_threads(threads);
-  mgca::util::set_blas_threads(threads);
+  mgca::compat::set_cpu_threads(threads);
   torch::NoGradGuard no_grad;
   double best_overall = 0;
   std::string rows;

@@ -30,9 +30,9 @@
 #include "mgca/eval/pipeline.h"
 #include "mgca/eval/protocol.h"
 #include "mgca/eval/sampling.h"
-#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
+#include "mgca/util/torch_compat.h"
 
 namespace fs = std::filesystem;
 
@@ -131,8 +131,7 @@ Session start(int* argc, char*** argv, const Common& c) {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     threads = std::max(1, cores / std::max(1, s.comm->local_size()));
   }
-  at::set_num_threads(threads);
-  util::set_blas_threads(threads);
+  compat::set_cpu_threads(threads);
   const bool cuda = torch::cuda::is_available();
   MGCA_CHECK(c.device != "cuda" || cuda, "--device cuda: no GPU visible to this libtorch");
   if (c.device == "cuda" || (c.device == "auto" && cuda)) {

@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include "mgca/train/collective_error.h"
-#include "mgca/util/cpu_threads.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 #include "mgca/util/rng.h"
+#include "mgca/util/torch_compat.h"
 
 namespace mgca::train {
 
@@ -29,8 +29,7 @@ Config load_config_collective(const std::filesystem::path& job_file, const std::
 RunResult run_training(const Config& config, std::shared_ptr<comm::Communicator> comm) {
   const torch::Device device = select_device(config, *comm);
   const int threads = select_threads(config, *comm);
-  at::set_num_threads(threads);
-  util::set_blas_threads(threads);
+  compat::set_cpu_threads(threads);
   log::all("host {} rank {}/{} local rank {}/{} device {} threads {}", comm->host(), comm->rank(), comm->size(),
            comm->local_rank(), comm->local_size(), device.str(), threads);
   // The same initial weights on every rank (the trainer also broadcasts rank 0's).

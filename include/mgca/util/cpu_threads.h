@@ -5,7 +5,8 @@
 // thread ran its GEMMs on every core (two ranks on two cores: four BLAS
 // threads), and the results depended on the environment: OpenBLAS picks
 // different kernels for different thread counts, so a run was bit-exact only
-// under the same OMP_NUM_THREADS.
+// under the same OMP_NUM_THREADS. Programs call compat::set_cpu_threads
+// (util/torch_compat.h), which sets both pools.
 #pragma once
 
 namespace mgca::util {

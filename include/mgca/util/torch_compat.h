@@ -1,11 +1,14 @@
 // The one place that hides differences between libtorch 1.13 (Debian, CPU)
-// and libtorch 2.x (the CUDA builds on GPU machines). Code elsewhere calls
-// these wrappers instead of testing versions itself.
+// and libtorch 2.x (the CUDA builds on GPU machines), and between libtorch
+// builds' CPU runtimes (their BLAS). Code elsewhere calls these wrappers
+// instead of testing versions itself.
 #pragma once
 
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
+
+#include "mgca/util/cpu_threads.h"
 
 #define MGCA_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||       \
@@ -15,6 +18,15 @@ namespace mgca::compat {
 
 inline constexpr int kTorchMajor = TORCH_VERSION_MAJOR;
 inline constexpr int kTorchMinor = TORCH_VERSION_MINOR;
+
+// ---- CPU threads (every program that computes) ------------------------------
+// Intra-op threads for libtorch's pool and for its BLAS where that is OpenBLAS
+// (util/cpu_threads.h: at::set_num_threads does not size OpenBLAS's own
+// pool). Call this, never at::set_num_threads alone.
+inline void set_cpu_threads(int threads) {
+  at::set_num_threads(threads);
+  util::set_blas_threads(threads);
+}
 
 // ---- attention (model module) ----------------------------------------------
 // True where libtorch has a public fused scaled-dot-product attention with
