@@ -22,7 +22,7 @@ function(mgca_target_defaults target)
 endfunction()
 
 add_library(mgca_torch_pch OBJECT ${CMAKE_SOURCE_DIR}/cmake/pch_anchor.cpp)
-target_link_libraries(mgca_torch_pch PUBLIC ${TORCH_LIBRARIES})
+target_link_libraries(mgca_torch_pch PUBLIC ${MGCA_TORCH_LINK})
 mgca_target_defaults(mgca_torch_pch)
 if(MGCA_TORCH_PCH)
   target_precompile_headers(mgca_torch_pch PRIVATE <torch/torch.h>)
@@ -30,7 +30,7 @@ endif()
 
 # mgca_use_torch(target): link libtorch and reuse the shared PCH.
 function(mgca_use_torch target)
-  target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
+  target_link_libraries(${target} PUBLIC ${MGCA_TORCH_LINK})
   if(MGCA_TORCH_PCH)
     target_precompile_headers(${target} REUSE_FROM mgca_torch_pch)
   endif()

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Generates src/text/unicode_tables.inc from Python's own Unicode behaviour.
 
 Run with Debian's /usr/bin/python3 (Python 3.11, unicodedata 14.0.0: the

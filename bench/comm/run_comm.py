@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Runs bench_comm under mpirun (np=2, and np=4 oversubscribed on machines
 with fewer than 4 cores) and renders the tables of docs/performance.md's
 Communication section. scripts/bench calls run() and markdown(); by hand:

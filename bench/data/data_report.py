@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Markdown table of bench_data's JSON beside bench/reference/data_torchvision.py's
 (used by scripts/bench --only data; also runnable by hand):
 
-    /usr/bin/python3 bench/data/data_report.py data.json data_torchvision.json
+    /opt/mgca-venv/bin/python bench/data/data_report.py data.json data_torchvision.json
 """
 import json
 import sys

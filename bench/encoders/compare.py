@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Side-by-side table of bench_encoders (ours) and bench/reference/encoders.py.
 
     compare.py --ours ours*.json --reference ref*.json

@@ -23,7 +23,7 @@
 //       one point, one JSON line; --profile writes a chrome trace of one more step
 //
 // --reference also times the official MGCA loss code's structure in PyTorch
-// (official_objective.py, /usr/bin/python3) at W = 1 for the "mgca" points.
+// (official_objective.py, the venv Python) at W = 1 for the "mgca" points.
 #include <c10/core/CPUAllocator.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -387,7 +387,7 @@ int main(int argc, char** argv) {
       auto r = json::parse(out.substr(out.rfind('{')));
       if (reference && p.objective == "mgca" && p.N == p.b) {
         const auto script = std::filesystem::path(MGCA_SOURCE_DIR) / "bench" / "objectives" / "official_objective.py";
-        auto ref = run_capture("OMP_NUM_THREADS=" + std::to_string(threads) + " /usr/bin/python3 " + script.string() +
+        auto ref = run_capture("OMP_NUM_THREADS=" + std::to_string(threads) + " " MGCA_PYTHON " " + script.string() +
                                " --b " + std::to_string(p.b) + " --d " + std::to_string(p.d) + " --reps " +
                                std::to_string(reps) + " --threads " + std::to_string(threads));
         auto rj = json::parse(ref.substr(ref.rfind('{')));

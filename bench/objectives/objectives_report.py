@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Markdown table of a bench_objectives JSON file (used by scripts/bench).
 
   objectives_report.py objectives.json

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """The MGCA objective as the official code computes it, timed in PyTorch.
 
   official_objective.py --b B [--d 128] [--reps 5] [--threads 1]
@@ -9,7 +9,7 @@ and patch weights, F.cross_entropy over rearranged similarity matrices, and
 SwAV's non-distributed Sinkhorn (5 reductions per modality). The patch
 weights are given as [B, P] (the head-mean of the [CLS] attention), as
 bench_objectives gives them to ours. Prints one JSON line with the median
-forward+backward wall and CPU time. Debian's python3-torch (1.13) on CPU.
+forward+backward wall and CPU time. the venv's torch 2.11 on CPU (scripts/install-deps).
 """
 import argparse
 import json

@@ -1,9 +1,9 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """torchvision baseline for bench/data/bench_data.cpp: the same augmentations
 on the same 256-px images, one thread, as MGCA's and ConVIRT's PyTorch code
 runs them (PIL "L" images through torchvision transforms).
 
-    /usr/bin/python3 bench/reference/data_torchvision.py DATASET [--seconds 2]
+    /opt/mgca-venv/bin/python bench/reference/data_torchvision.py DATASET [--seconds 2]
 
 DATASET is a 256-px dataset folder (bench_data --work DIR leaves one in
 DIR/synth256). Prints one JSON object:

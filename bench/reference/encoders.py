@@ -1,5 +1,5 @@
-#!/usr/bin/python3
-"""The encoders of bench/encoders in plain PyTorch (Debian's torch 1.13 on CPU).
+#!/opt/mgca-venv/bin/python
+"""The encoders of bench/encoders in plain PyTorch (the venv's torch 2.11 on CPU).
 
 Same models, inputs and timing rules as bench_encoders: per-sample median
 time of a forward (eval, no autograd) and of a forward + backward (train
@@ -10,7 +10,7 @@ last layer's attentions); ResNet-50 is torchvision's, run as MGCA's
 resnet_forward (3-channel input, bilinear resize to 299 for resnet50_299).
 The official pipeline feeds RGB: the gray image replicated to 3 channels.
 
-    /usr/bin/python3 bench/reference/encoders.py --threads 2 --reps 5 --json ref.json
+    /opt/mgca-venv/bin/python bench/reference/encoders.py --threads 2 --reps 5 --json ref.json
 """
 import argparse
 import json

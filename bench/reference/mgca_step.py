@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """The MGCA training step in plain PyTorch: the baseline of bench/step.
 
 Runs the official code's step (mgca_official.py: forward, the three losses,
@@ -9,10 +9,10 @@ mgca-hpc job file, and prints one JSON object: per-step times split into
 data / forward / backward / optimizer, medians, samples/s, peak memory and
 the analytic FLOP count (flops.py).
 
-    /usr/bin/python3 bench/reference/mgca_step.py --job jobs/cpu-demo.toml \
+    /opt/mgca-venv/bin/python bench/reference/mgca_step.py --job jobs/cpu-demo.toml \
         --threads 1 --steps 5 --warmup 2 [--inputs inputs.safetensors] [--json out.json]
 
-CPU: Debian's torch 1.13 (same libtorch as ours). GPU: any CUDA PyTorch 2.x,
+CPU: the venv's torch 2.11 (same libtorch as ours). GPU: any CUDA PyTorch 2.x,
 `--device cuda` (bf16 autocast around the forward, as `mgca train` on GPU).
 `--weights` loads an mgca-hpc model.safetensors (our names, mapped), and
 `--check DIR` runs the steps that `bench_step --dump DIR` ran on our side

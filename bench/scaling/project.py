@@ -1,7 +1,7 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Projects the MGCA step time to W = 8 … 512 GPUs (docs/scaling.md).
 
-    /usr/bin/python3 bench/scaling/project.py --job jobs/mgca-vit-b16.toml \
+    /opt/mgca-venv/bin/python bench/scaling/project.py --job jobs/mgca-vit-b16.toml \
         [--batch 72] [--compute-ms 30 | --mfu 0.35 --peak-tflops 989] [--markdown] [--json OUT]
 
 Step time(W) = compute (constant per GPU in weak scaling) + every collective

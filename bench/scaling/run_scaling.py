@@ -1,7 +1,7 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Weak scaling of our train step on this machine: W = 1, 2 (4 oversubscribed).
 
-    /usr/bin/python3 bench/scaling/run_scaling.py [--build build/release] [--cases tiny,real]
+    /opt/mgca-venv/bin/python bench/scaling/run_scaling.py [--build build/release] [--cases tiny,real]
         [--worlds 1,2,4] [--threads 1] [--reps 3] [--json OUT] [--quick]
 
 Each run is `mpirun -np W --bind-to none bench_step` with a fixed batch and
@@ -30,7 +30,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-PY = "/usr/bin/python3"
+PY = "/opt/mgca-venv/bin/python"
 
 # name: (job, overrides, batch per rank, warmup, steps, worlds allowed, most repetitions)
 CASES = {

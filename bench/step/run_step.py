@@ -1,7 +1,7 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Our MGCA train step beside the PyTorch reference, alternating, medians.
 
-    /usr/bin/python3 bench/step/run_step.py [--cases tiny,real] [--reps 3] [--threads 2] \
+    /opt/mgca-venv/bin/python bench/step/run_step.py [--cases tiny,real] [--reps 3] [--threads 2] \
         [--build build/release] [--json OUT] [--markdown OUT.md]
 
 For each case both sides train the same model (shapes, batch, dropout and
@@ -37,7 +37,7 @@ import flops  # noqa: E402
 import jobfile  # noqa: E402
 from mgca_official import model_shapes  # noqa: E402
 
-PYTHON = "/usr/bin/python3"
+PYTHON = "/opt/mgca-venv/bin/python"
 REFERENCE = os.path.join(REPO, "bench", "reference", "mgca_step.py")
 
 # name: (job, overrides, batch, warmup, steps, sides). The real case (~1.1 TFLOP per step, seconds per step

@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Self CPU time per op of one profiled step (chrome traces of
 `bench_step --profile` and `mgca_step.py --profile`), side by side.
 
-    /usr/bin/python3 bench/step/trace_ops.py OURS.json REFERENCE.json [--top 30]
+    /opt/mgca-venv/bin/python bench/step/trace_ops.py OURS.json REFERENCE.json [--top 30]
 
 Self time = an event's duration minus that of the events nested in it on the
 same thread. Autograd's backward nodes (`…Backward0`) and the ops they call

@@ -2,6 +2,7 @@
 // model.safetensors) contains: metadata, one line per tensor, totals.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <filesystem>

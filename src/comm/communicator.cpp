@@ -1,5 +1,6 @@
 // The world communicator (MPI for host tensors, NCCL or host staging for
 // device tensors) and the single-process communicator.
+#include <fmt/ranges.h>
 #include "mgca/comm/communicator.h"
 
 #include <torch/torch.h>

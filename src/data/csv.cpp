@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include "csv.h"
 
 #include <zlib.h>

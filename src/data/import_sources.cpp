@@ -2,6 +2,7 @@
 // CheXpert, RSNA Pneumonia and MedMNIST (.npz). Each lists its items in a
 // deterministic order; problems with single items become skip reasons,
 // problems with the whole input are errors.
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <pugixml.hpp>
 

@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include "mgca/eval/features.h"
 
 #include <torch/torch.h>

@@ -1,6 +1,7 @@
 #include "mgca/eval/results.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>

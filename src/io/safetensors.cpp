@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include "mgca/io/safetensors.h"
 
 #include <fcntl.h>

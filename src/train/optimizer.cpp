@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include "mgca/train/optimizer.h"
 
 #include <torch/torch.h>

@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include "mgca/train/trainer.h"
 
 #include <nlohmann/json.hpp>

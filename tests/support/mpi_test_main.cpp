@@ -1,12 +1,15 @@
 // main() for the mpi test programs: every rank runs every test; rank 0
 // prints the usual GoogleTest output, other ranks print only their failures
-// (prefixed with the rank); the job fails when any rank fails.
+// (prefixed with the rank); the job fails when any rank fails, and exits
+// kSkipExitCode (support/skip_exit.h) when every rank skipped everything.
+// --gtest_list_tests (test discovery, outside mpirun) needs no MPI.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cstdio>
 
 #include "mgca/comm/runtime.h"
+#include "support/skip_exit.h"
 
 namespace {
 
@@ -26,8 +29,9 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mgca::comm::init(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
+  if (::testing::GTEST_FLAG(list_tests)) return RUN_ALL_TESTS();
+  mgca::comm::init(&argc, &argv);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank != 0) {
@@ -35,9 +39,11 @@ int main(int argc, char** argv) {
     delete listeners.Release(listeners.default_result_printer());
     listeners.Append(new FailurePrinter(rank));
   }
-  int local_failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  int local[2] = {RUN_ALL_TESTS() != 0 ? 1 : 0, mgca::test::all_tests_skipped() ? 1 : 0};
   int any_failed = 0;
-  MPI_Allreduce(&local_failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  int all_skipped = 0;
+  MPI_Allreduce(&local[0], &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&local[1], &all_skipped, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   mgca::comm::finalize();
-  return any_failed;
+  return mgca::test::exit_code(any_failed != 0, all_skipped != 0);
 }

@@ -84,4 +84,6 @@ void write_text_file(const fs::path& path, const std::string& text) {
   out << text;
 }
 
+std::string python() { return MGCA_PYTHON; }
+
 }  // namespace mgca::test

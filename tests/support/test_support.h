@@ -14,6 +14,9 @@ std::filesystem::path source_dir();
 std::filesystem::path binary_dir();
 // The built `mgca` program.
 std::filesystem::path mgca_program();
+// The venv's Python (scripts/install-deps: torch 2.11 and the real
+// implementations) that runs every Python reference.
+std::string python();
 
 // A fresh directory under $TMPDIR, removed (with its contents) on destruction
 // unless MGCA_KEEP_TEST_DIRS is set.

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Writes a small real-image classification table for `mgca prep --format csv`.
 
 argv: SAMPLES_DIR OUT_DIR COUNT

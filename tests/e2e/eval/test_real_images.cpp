@@ -47,7 +47,7 @@ class RealImages : public ::testing::Test {
     dir_ = new mgca::test::TempDir("mgca-eval-e2e");
     const auto script = mgca::test::source_dir() / "tests/e2e/eval/make_real_csv.py";
     const auto made = mgca::test::run_command(
-        "/usr/bin/python3 " + quote(script) + " " + quote(mgca::test::shared_data_dir() / "cxr-samples") +
+        mgca::test::python() + " " + quote(script) + " " + quote(mgca::test::shared_data_dir() / "cxr-samples") +
         " " + quote(path("src")) + " 60");
     ASSERT_EQ(made.exit_code, 0) << made.output;
     mgca("prep --format csv --in " + quote(path("src/table.csv")) + " --out " + quote(path("ds")) +

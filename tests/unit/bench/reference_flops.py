@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Checks the analytic FLOP count (bench/reference/flops.py) against the FLOPs
 torch.profiler records for one forward of the reference model.
 

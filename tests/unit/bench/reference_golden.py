@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Checks the PyTorch baseline of bench/step (bench/reference/mgca_official.py)
 against the official MGCA implementation's golden vectors, so that the
 benchmark compares our step with the official computation and not another one.

@@ -1,7 +1,7 @@
 // The PyTorch baseline of bench/step (bench/reference/) must compute the
 // official MGCA step, and its FLOP count must be right: otherwise the
 // benchmark ratio and MFU compare different work. These tests run the
-// Python checks with Debian's /usr/bin/python3 (torch 1.13).
+// Python checks with the venv's Python (torch 2.11).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -17,7 +17,7 @@ using mgca::test::run_command;
 using mgca::test::shared_data_dir;
 using mgca::test::source_dir;
 
-std::string python() { return "/usr/bin/python3"; }
+std::string python() { return mgca::test::python(); }
 
 TEST(ReferenceStep, LossesAndGradientsEqualTheOfficialGoldenVectors) {
   const auto script = source_dir() / "tests/unit/bench/reference_golden.py";

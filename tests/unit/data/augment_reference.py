@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """torchvision 0.14 reference for test_augment.cpp.
 
 argv[1] is a folder holding input.raw (uint8 S x S) and cases.json, written

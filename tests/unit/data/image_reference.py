@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Reference images for test_image.cpp, written into the folder argv[1].
 
 * PNG files of every layout the decoder handles, written by a small PNG encoder

@@ -135,7 +135,7 @@ TEST(Augment, OpsAndPipelinesMatchTorchvision) {
   }
   test::write_text_file(dir / "cases.json", cases.dump());
   const auto script = test::source_dir() / "tests/unit/data/augment_reference.py";
-  const auto result = test::run_command("/usr/bin/python3 " + script.string() + " " + dir.path().string());
+  const auto result = test::run_command(mgca::test::python() + " " + script.string() + " " + dir.path().string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
 
   for (const auto& [name, values] : ours) {

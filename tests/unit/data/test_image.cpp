@@ -22,7 +22,7 @@ class ImageReference : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new test::TempDir("mgca-image-ref");
     const auto script = test::source_dir() / "tests/unit/data/image_reference.py";
-    const auto result = test::run_command("/usr/bin/python3 " + script.string() + " " + dir_->path().string() +
+    const auto result = test::run_command(mgca::test::python() + " " + script.string() + " " + dir_->path().string() +
                                           " " + (test::shared_data_dir() / "cxr-samples").string());
     ASSERT_EQ(result.exit_code, 0) << result.output;
     manifest_ = nlohmann::json::parse(result.output);

@@ -59,7 +59,7 @@ class OpenITree : public ::testing::Test {
     fs::copy_file(samples() / "tbx11k-tb0005.png", images / "CXR1_1_IM-0001-4001.png");     // RGB
     fs::copy_file(samples() / "16747_3_1.jpg", images / "CXR2_IM-0652-1001.jpg");           // JPEG
     // 16-bit gray: the 8-bit NIH image times 257, written by PIL.
-    run_ok(fmt::format("/usr/bin/python3 -c \"import numpy as np; from PIL import Image; "
+    run_ok(mgca::test::python() + fmt::format(" -c \"import numpy as np; from PIL import Image; "
                        "a = np.asarray(Image.open('{}')).astype(np.uint16) * 257; "
                        "Image.fromarray(a).save('{}')\"",
                        (samples() / "nih-00027426_000.png").string(), (images / "CXR2_IM-0652-2001.png").string()));
@@ -422,7 +422,7 @@ TEST(MimicImport, FrontalJpegsWithSectionedReportsSplitsAndLabels) {
 
 TEST(MedmnistImport, NpzSplitsAndLabels) {
   test::TempDir dir("mgca-medmnist");
-  run_ok(fmt::format("/usr/bin/python3 -c \"import numpy as np; r = np.random.default_rng(1); "
+  run_ok(mgca::test::python() + fmt::format(" -c \"import numpy as np; r = np.random.default_rng(1); "
                      "np.savez_compressed('{0}/chestmnist.npz', "
                      "train_images=r.integers(0, 256, (7, 28, 28), dtype=np.uint8), "
                      "train_labels=r.integers(0, 2, (7, 14), dtype=np.uint8), "

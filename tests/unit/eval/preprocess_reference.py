@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """MGCA's test transform with torchvision: argv = in.raw S n crop out.raw.
 
 in.raw: n·S·S uint8; out.raw: n·crop·crop float32 (little-endian) of

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Replays a linear-probe run with PyTorch's own AdamW and losses.
 
 Input JSON (argv[1]): x_train, y_train (multi-label: rows with null for

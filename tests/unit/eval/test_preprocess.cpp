@@ -21,7 +21,7 @@ torch::Tensor reference(const torch::Tensor& images, int64_t crop) {
   }
   const auto script = mgca::test::source_dir() / "tests/unit/eval/preprocess_reference.py";
   const auto run = mgca::test::run_command(
-      "/usr/bin/python3 " + script.string() + " " + (dir / "in.raw").string() + " " +
+      mgca::test::python() + " " + script.string() + " " + (dir / "in.raw").string() + " " +
       std::to_string(s) + " " + std::to_string(n) + " " + std::to_string(crop) + " " +
       (dir / "out.raw").string());
   EXPECT_EQ(run.exit_code, 0) << run.output;

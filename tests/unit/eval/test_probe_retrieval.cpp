@@ -352,7 +352,7 @@ ProbeHistory compare_with_pytorch(const torch::Tensor& xtr, const Targets& ytr,
   mgca::test::TempDir dir;
   mgca::test::write_text_file(dir / "job.json", job.dump());
   const auto script = mgca::test::source_dir() / "tests/unit/eval/probe_reference.py";
-  const auto run = mgca::test::run_command("/usr/bin/python3 " + script.string() + " " +
+  const auto run = mgca::test::run_command(mgca::test::python() + " " + script.string() + " " +
                                            (dir / "job.json").string() + " " +
                                            (dir / "out.json").string());
   EXPECT_EQ(run.exit_code, 0) << run.output;

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Reads an mgca dataset folder with h5py exactly as docs/data-format.md shows,
 and prints what it found as JSON (test_dataset_file.cpp compares it)."""
 import hashlib

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Independent safetensors reader/writer (json + numpy only) for the C++ tests.
 
   safetensors_reference.py check FILE   verify a file the C++ writer produced

@@ -275,7 +275,7 @@ TEST(DatasetFile, ReadableWithH5py) {
   TempDir dir;
   const auto written = write_dataset(dir.path(), 12, {5, 4}, {"Edema", "Pneumonia"});
   const fs::path script = test::source_dir() / "tests/unit/io/read_dataset_h5py.py";
-  const auto result = test::run_command("/usr/bin/python3 " + script.string() + " " + dir.path().string());
+  const auto result = test::run_command(mgca::test::python() + " " + script.string() + " " + dir.path().string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const auto doc = nlohmann::json::parse(result.output);
   ASSERT_EQ(doc.at("ids").size(), 9u);
@@ -302,7 +302,7 @@ TEST(DatasetFile, ReadableWithH5py) {
 TEST(DatasetFile, ReadsShardWrittenByH5pyWithCompression) {
   TempDir dir;
   const fs::path script = test::source_dir() / "tests/unit/io/write_dataset_h5py.py";
-  const auto result = test::run_command("/usr/bin/python3 " + script.string() + " " + dir.path().string());
+  const auto result = test::run_command(mgca::test::python() + " " + script.string() + " " + dir.path().string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto dataset = Dataset::open(dir.path(), {.verify_checksums = true});
   ASSERT_EQ(dataset->size(), 6);

@@ -77,7 +77,7 @@ std::string error_of(const std::function<void()>& action) {
 #define EXPECT_CONTAINS(text, part) \
   EXPECT_NE(std::string(text).find(part), std::string::npos) << "'" << (text) << "' lacks '" << (part) << "'"
 
-std::string python() { return "/usr/bin/python3"; }
+std::string python() { return mgca::test::python(); }
 fs::path reference_script() { return test::source_dir() / "tests/unit/io/safetensors_reference.py"; }
 
 TEST(Safetensors, RoundTripEveryDtypeEmptyAndScalar) {

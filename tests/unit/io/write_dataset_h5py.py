@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Writes a one-shard mgca dataset with h5py, following docs/data-format.md but
 with gzip compression and several images per chunk (a layout our writer never
 produces), so the reader's general HDF5 path is tested."""

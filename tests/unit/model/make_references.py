@@ -1,6 +1,6 @@
-#!/usr/bin/python3
-"""Independent references for the model tests (run with Debian's /usr/bin/python3:
-torch 1.13 + torchvision 0.14).
+#!/opt/mgca-venv/bin/python
+"""Independent references for the model tests (run with the venv's Python:
+torch 2.11 + torchvision 0.26).
 
     make_references.py CASE OUT.safetensors      CASE: resnet | vit | vit_timm | bert
 

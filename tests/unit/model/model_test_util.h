@@ -1,5 +1,5 @@
 // Helpers for the model tests: reference files made by make_references.py
-// (Debian's /usr/bin/python3 with torch + torchvision), cached in the build
+// (the venv's Python, torch 2.11 + torchvision), cached in the build
 // folder and rebuilt when the script changes.
 #pragma once
 
@@ -25,7 +25,7 @@ inline std::filesystem::path model_reference(const std::string& name) {
   if (fs::exists(file) && fs::last_write_time(file) >= fs::last_write_time(script)) return file;
   fs::create_directories(dir);
   const fs::path tmp = dir / (name + ".tmp.safetensors");
-  const auto result = run_command("/usr/bin/python3 " + script.string() + " " + name + " " + tmp.string());
+  const auto result = run_command(mgca::test::python() + " " + script.string() + " " + name + " " + tmp.string());
   MGCA_CHECK(result.exit_code == 0, "make_references.py {} failed ({}): {}", name, result.exit_code,
              result.output);
   fs::rename(tmp, file);

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Independent PyTorch reference of SPEC §2 for test_reference.cpp.
 
   objectives_reference.py IN.safetensors OUT.safetensors
@@ -10,7 +10,7 @@ as an N×N score matrix, a Python loop over samples for the weight clipping,
 torch.quantile, SwAV's non-distributed Sinkhorn with its constants) and
 SPEC §2's text for the "paper" variant; it writes every loss part and the
 gradients w.r.t. the raw inputs and the normalized prototypes to OUT.
-Only json, numpy and torch (Debian's python3-torch) are used.
+Only json, numpy and torch (the venv's torch) are used.
 """
 import json
 import struct

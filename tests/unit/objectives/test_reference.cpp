@@ -1,5 +1,5 @@
 // Our objectives against an independent PyTorch reference
-// (objectives_reference.py, run with /usr/bin/python3) on random float64
+// (objectives_reference.py, run with the venv's Python) on random float64
 // inputs with pad words, for both variants and both patch sources: covers
 // what the golden files do not (variant "paper", ConVIRT, top-5 accuracy,
 // larger shapes, S ≠ P). Tolerance 1e-10 relative (float64 on both sides).
@@ -81,7 +81,7 @@ TEST_P(Reference, AllPartsAndGradients) {
   if (vit) inputs.emplace_back("patch_weight", patch_weight);
   io::save_safetensors(dir / "in.safetensors", inputs, {{"settings", settings.dump()}});
   const auto script = test::source_dir() / "tests" / "unit" / "objectives" / "objectives_reference.py";
-  const auto run = test::run_command("/usr/bin/python3 " + script.string() + " " + (dir / "in.safetensors").string() +
+  const auto run = test::run_command(mgca::test::python() + " " + script.string() + " " + (dir / "in.safetensors").string() +
                                      " " + (dir / "out.safetensors").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   io::SafetensorsFile ref(dir / "out.safetensors");

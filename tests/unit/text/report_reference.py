@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/mgca-venv/bin/python
 """Reference for mgca::text::clean_report: the official MGCA cleaning
 (MultimodalPretrainingDataset.create_path_2_sent_mapping) run in Python on
 every Open-I report and on edge cases.

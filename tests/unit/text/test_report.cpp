@@ -67,7 +67,7 @@ TEST(CleanReport, MatchesOfficialPythonOnOpenIAndEdgeCases) {
   const auto script = test::source_dir() / "tests/unit/text/report_reference.py";
   const auto tgz = test::shared_data_dir() / "openi" / "NLMCXR_reports.tgz";
   const auto result =
-      test::run_command("/usr/bin/python3 " + script.string() + " " + tgz.string() + " " + out.string());
+      test::run_command(mgca::test::python() + " " + script.string() + " " + tgz.string() + " " + out.string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
 
   std::ifstream in(out);

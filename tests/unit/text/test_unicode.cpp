@@ -31,7 +31,7 @@ TEST(Unicode, TablesAreCurrent) {
   // The committed tables are what the generator makes now.
   test::TempDir dir;
   const auto out = dir / "tables.inc";
-  const auto result = test::run_command("/usr/bin/python3 " + generator().string() + " > " + out.string());
+  const auto result = test::run_command(mgca::test::python() + " " + generator().string() + " > " + out.string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(test::read_text_file(out) == test::read_text_file(test::source_dir() / "src/text/unicode_tables.inc"))
       << "src/text/unicode_tables.inc is stale: regenerate it with scripts/gen_unicode_tables.py";
@@ -43,7 +43,7 @@ TEST(Unicode, EveryCodePointMatchesPython) {
   // with anything non-trivial, computed by Python at test time.
   test::TempDir dir;
   const auto out = dir / "dump.txt";
-  const auto result = test::run_command("/usr/bin/python3 " + generator().string() + " --dump > " + out.string());
+  const auto result = test::run_command(mgca::test::python() + " " + generator().string() + " --dump > " + out.string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   std::unordered_map<uint32_t, std::string> python;
   std::ifstream in(out);
