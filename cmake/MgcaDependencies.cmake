@@ -78,6 +78,16 @@ endif()
 # nvrtc serves torch's JIT fusers, which load it themselves (libcaffe2_nvrtc).
 list(FILTER TORCH_LIBRARIES EXCLUDE REGEX "libnvrtc")
 
+# Both builds compile with libtorch's CPU usage requirements alone, so that
+# an object file of the gpu build equals the release build's wherever the
+# source does not read mgca/build_config.h (scripts/build shares a compiler
+# cache between the two: CI compiles most files once). torch_cuda's own
+# definitions (USE_C10D_NCCL, USE_NVSHMEM) only matter to c10d's headers,
+# which we do not include.
+add_library(mgca_torch_cpu INTERFACE)
+target_link_libraries(mgca_torch_cpu INTERFACE torch_cpu c10)
+target_include_directories(mgca_torch_cpu SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+
 # MGCA_WITH_CUDA=OFF (the CPU presets) links libtorch's CPU side alone, so a
 # CPU program never loads libtorch_cuda; ON (the gpu preset) links all of it
 # and compiles our NCCL communicator and CUDA paths.
@@ -93,11 +103,13 @@ if(MGCA_WITH_CUDA AND MGCA_TORCH_HAS_CUDA)
   add_library(mgca_nccl_external INTERFACE)
   target_include_directories(mgca_nccl_external SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
   target_link_libraries(mgca_nccl_external INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
-  set(MGCA_TORCH_LINK ${TORCH_LIBRARIES})
+  add_library(mgca_torch_gpu INTERFACE)
+  # torch_cuda_library links libtorch_cuda with --no-as-needed: loading it
+  # registers libtorch's CUDA hooks even where no symbol of it is referenced.
+  target_link_libraries(mgca_torch_gpu INTERFACE mgca_torch_cpu
+                        $<LINK_ONLY:torch_cuda_library> $<LINK_ONLY:c10_cuda>)
+  set(MGCA_TORCH_LINK mgca_torch_gpu)
 else()
   set(MGCA_TORCH_HAS_CUDA OFF)
-  add_library(mgca_torch_cpu INTERFACE)
-  target_link_libraries(mgca_torch_cpu INTERFACE torch_cpu c10)
-  target_include_directories(mgca_torch_cpu SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
   set(MGCA_TORCH_LINK mgca_torch_cpu)
 endif()

@@ -166,8 +166,7 @@ at::Tensor plain_attention(const at::Tensor& q, const at::Tensor& k, const at::T
 }
 
 // Forward + backward of one attention call at ViT and BERT shapes: the plain
-// path against libtorch's own SDPA (compat::library_attention; on 1.13 its
-// math path _scaled_dot_product_attention).
+// path against libtorch's own SDPA (compat::library_attention).
 nlohmann::json run_attention(const Options& o) {
   nlohmann::json rows = nlohmann::json::array();
   struct Shape { const char* name; int64_t b, h, l, d; bool mask; };
@@ -181,7 +180,7 @@ nlohmann::json run_attention(const Options& o) {
         qkv.mutable_grad() = torch::Tensor();
         const auto p = qkv.permute({2, 0, 3, 1, 4});
         const auto out = plain ? plain_attention(p[0], p[1], p[2], mask)
-                               : compat::library_attention(p[0], p[1], p[2], mask, 0.0);
+                               : compat::library_attention(p[0], p[1], p[2], mask);
         out.transpose(1, 2).reshape({s.b, s.l, -1}).sum().backward();
       };
     };

@@ -13,7 +13,8 @@ the analytic FLOP count (flops.py).
         --threads 1 --steps 5 --warmup 2 [--inputs inputs.safetensors] [--json out.json]
 
 CPU: the venv's torch 2.11 (same libtorch as ours). GPU: any CUDA PyTorch 2.x,
-`--device cuda` (bf16 autocast around the forward, as `mgca train` on GPU).
+`--device cuda` (bf16 autocast around the forward, as `mgca train` on GPU; `--amp bf16` on CPU
+too), `--compile` (torch.compile, inductor).
 `--weights` loads an mgca-hpc model.safetensors (our names, mapped), and
 `--check DIR` runs the steps that `bench_step --dump DIR` ran on our side
 (its weights, inputs and metrics.jsonl) and compares every loss part and the
@@ -136,7 +137,13 @@ def run(args):
         raise ValueError(f"the inputs hold {data['images'].shape[0]} samples, fewer than one batch of {batch}")
     host = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
 
-    autocast = args.device.startswith("cuda") and args.amp == "bf16"
+    amp = args.amp
+    if amp == "job":
+        amp = job.get("runtime", {}).get("autocast", "auto")
+        if amp == "auto":
+            amp = "bf16" if device.type == "cuda" else "none"
+    autocast = amp == "bf16"
+    forward = torch.compile(model) if args.compile else model
     clock = Clock(device)
     steps = []
     total_steps = args.warmup + args.steps
@@ -159,8 +166,8 @@ def run(args):
                       "attention_mask": host["attention_mask"][sl].to(device, non_blocking=True),
                       "token_type_ids": torch.zeros_like(ids)}
         t1 = clock.now()
-        with (torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()):
-            loss_ita, loss_local, loss_proto, parts = model(batch_dict)
+        with (torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()):
+            loss_ita, loss_local, loss_proto, parts = forward(batch_dict)
             l1, l2, l3 = shapes["lambdas"]
             loss = l1 * loss_ita + l2 * loss_local + l3 * loss_proto
         t2 = clock.now()
@@ -194,7 +201,7 @@ def run(args):
     result = dict(
         side="reference", implementation="PyTorch (official MGCA code structure)",
         torch=torch.__version__, device=str(device), threads=torch.get_num_threads(),
-        amp=("bf16" if autocast else "fp32"), aggregation=args.aggregation, fused_attention=hasattr(
+        amp=("bf16" if autocast else "fp32"), compiled=args.compile, aggregation=args.aggregation, fused_attention=hasattr(
             torch.nn.functional, "scaled_dot_product_attention"),
         job=args.job, overrides=args.set, batch=batch, warmup=args.warmup, steps=steps,
         median_s=med, samples_per_s=batch / med["total"] if timed else None,
@@ -255,7 +262,10 @@ def main(argv=None):
     ap.add_argument("--pool", type=int, default=4, help="distinct synthetic batches, cycled")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    ap.add_argument("--amp", default="bf16", choices=["bf16", "none"], help="autocast on GPU")
+    ap.add_argument("--amp", default="job", choices=["job", "bf16", "none"],
+                    help="autocast: job = the job's runtime.autocast (auto: bf16 on GPU, none on CPU)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (inductor; on CPU it generates and compiles C++ first)")
     ap.add_argument("--aggregation", default="official", choices=["official", "vectorized"],
                     help="subword→word aggregation: the official Python loop or one index_add")
     ap.add_argument("--weights", help="mgca-hpc model.safetensors to start from (default: random init)")

@@ -43,10 +43,17 @@ REFERENCE = os.path.join(REPO, "bench", "reference", "mgca_step.py")
 # name: (job, overrides, batch, warmup, steps, sides). The real case (~1.1 TFLOP per step, seconds per step
 # on 2 cores) runs ours and the official-structure reference only, 2 timed steps per run, to keep
 # scripts/bench within its time budget; the vectorized reference is measured at the tiny shapes.
+# The -bf16 cases run both sides under bf16 autocast (runtime.autocast = bf16; the reference reads it
+# from the job). reference-compiled is the vectorized reference under torch.compile (inductor; its
+# compilation happens in the warm-up steps and is not timed).
+REAL = ['model.image_weights=""', 'model.text_weights=""']
+ALL_SIDES = ("ours", "reference", "reference-vectorized", "reference-compiled")
 CASES = {
-    "tiny": ("jobs/cpu-demo.toml", [], 32, 2, 8, ("ours", "reference", "reference-vectorized")),
-    "real": ("jobs/mgca-vit-b16.toml", ['model.image_weights=""', 'model.text_weights=""'], 8, 1, 2,
-             ("ours", "reference")),
+    "tiny": ("jobs/cpu-demo.toml", [], 32, 2, 8, ALL_SIDES),
+    "real": ("jobs/mgca-vit-b16.toml", REAL, 8, 1, 2, ("ours", "reference", "reference-compiled")),
+    "tiny-bf16": ("jobs/cpu-demo.toml", ["runtime.autocast=bf16"], 32, 2, 8, ALL_SIDES),
+    "real-bf16": ("jobs/mgca-vit-b16.toml", REAL + ["runtime.autocast=bf16"], 8, 1, 2,
+                  ("ours", "reference", "reference-compiled")),
 }
 PARTS = ("data", "forward", "backward", "comm", "optimizer", "total")
 
@@ -71,8 +78,8 @@ def side_command(side, args, job, overrides, batch, warmup, steps, inputs):
               "--steps", str(steps), "--inputs", inputs] + sets
     if side == "ours":
         return [os.path.join(args.build, "bench", "step", "bench_step")] + common
-    agg = "vectorized" if side == "reference-vectorized" else "official"
-    return [PYTHON, REFERENCE, "--aggregation", agg] + common
+    agg = "official" if side == "reference" else "vectorized"
+    return [PYTHON, REFERENCE, "--aggregation", agg] + (["--compile"] if side == "reference-compiled" else []) + common
 
 
 def environment(threads):
@@ -165,7 +172,7 @@ def markdown(res):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="tiny,real")
-    ap.add_argument("--sides", default="ours,reference,reference-vectorized")
+    ap.add_argument("--sides", default=",".join(ALL_SIDES))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=0, help="timed steps per run (default: per case)")
