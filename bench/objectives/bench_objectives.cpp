@@ -69,7 +69,7 @@ std::atomic<int64_t> g_peak{0};
 class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) override {
     auto inner = base_->allocate(n);
     void* data = inner.get();
     auto* ctx = new Context{std::move(inner), static_cast<int64_t>(n)};
@@ -79,8 +79,7 @@ class CountingAllocator final : public c10::Allocator {
     }
     return {data, ctx, &release, c10::Device(c10::DeviceType::CPU)};
   }
-  // libtorch >= 2.3 declares this pure virtual; older versions ignore it.
-  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 
  private:
   struct Context {
