@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <map>
@@ -12,7 +13,6 @@
 
 #include "mgca/io/safetensors.h"
 #include "mgca/util/error.h"
-#include <unistd.h>
 
 #include "support/tensor_checks.h"
 #include "support/test_support.h"
