@@ -10,6 +10,8 @@
 #include <map>
 #include <string>
 
+#include <unistd.h>
+
 #include "mgca/io/safetensors.h"
 #include "mgca/util/error.h"
 #include "support/tensor_checks.h"
@@ -24,7 +26,9 @@ inline std::filesystem::path model_reference(const std::string& name) {
   const fs::path file = dir / (name + ".safetensors");
   if (fs::exists(file) && fs::last_write_time(file) >= fs::last_write_time(script)) return file;
   fs::create_directories(dir);
-  const fs::path tmp = dir / (name + ".tmp.safetensors");
+  // A private temporary name: tests of one program run as parallel processes
+  // and may build the same reference at once (the rename is atomic).
+  const fs::path tmp = dir / (name + ".tmp" + std::to_string(::getpid()) + ".safetensors");
   const auto result = run_command(mgca::test::python() + " " + script.string() + " " + name + " " + tmp.string());
   MGCA_CHECK(result.exit_code == 0, "make_references.py {} failed ({}): {}", name, result.exit_code,
              result.output);
