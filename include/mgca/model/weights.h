@@ -14,7 +14,8 @@
 //   Ours               our own names (any module, e.g. a whole MgcaModel), nothing skipped.
 //   Auto               detected from the names and the target module's type.
 // A leading "module." (DDP) is removed. ViT position embeddings of another
-// grid are resized as timm does (bicubic, align_corners=false; [CLS] kept).
+// grid are resized as timm's resample_abs_pos_embed with antialias=False does
+// (bicubic, align_corners=false, in float32; [CLS] kept).
 //
 // Strict (default): every parameter and buffer of the module must be filled
 // with the right shape and every checkpoint tensor must be used or
@@ -72,7 +73,9 @@ LoadReport load_weights(torch::nn::Module& module, const std::filesystem::path& 
 // Every parameter and buffer under our names (what a checkpoint stores).
 std::vector<std::pair<std::string, torch::Tensor>> state_tensors(const torch::nn::Module& module);
 
-// timm's position-embedding resampling: pos [1, 1 + g0², D] → [1, 1 + g1², D].
+// Position-embedding resampling, pos [1, 1 + g0², D] → [1, 1 + g1², D]: timm's
+// resample_abs_pos_embed(..., interpolation="bicubic", antialias=False) (DeiT's
+// and BLIP's rule; timm's own checkpoint filter defaults to antialias=True).
 torch::Tensor resize_position_embedding(const torch::Tensor& pos, int64_t new_grid);
 
 }  // namespace mgca::model

@@ -1,50 +1,33 @@
 #!/opt/mgca-venv/bin/python
-"""Independent references for the model tests (run with the venv's Python:
-torch 2.11 + torchvision 0.26).
+"""References for the model tests from the real implementations (the venv:
+torch 2.11, torchvision, timm, transformers; models built from configs,
+never downloaded).
 
-    make_references.py CASE OUT.safetensors      CASE: resnet | vit | vit_timm | bert
+    make_references.py CASE OUT.safetensors
+    CASE: resnet | vit_torchvision | vit_timm | vit_timm_resize | bert
 
-Each case builds the public implementation (torchvision resnet50 / vit_b_16)
-or, for BERT, a Hugging Face-named BERT written here from PyTorch's own
-modules, randomizes every parameter and buffer with a fixed seed, runs a fixed
-input and writes, under the public checkpoint names, the weights plus
-"ref.*" tensors: the input, the outputs our encoders must reproduce and the
-gradients of a fixed scalar loss. Files are written by hand in the
-safetensors format (there is no safetensors package here).
+Each case builds the public implementation (torchvision resnet50 / vit_b_16,
+timm vit_base_patch16_224, transformers BertModel), randomizes every
+parameter and buffer with a fixed seed, runs a fixed input and writes, under
+the public checkpoint names, the weights (float32) plus "ref.*" tensors: the
+input, the outputs our encoders must reproduce and the gradients
+("ref.grad.<public name>") of a fixed scalar loss. ViT and BERT run in
+float64 (weights cast from the stored float32 values, exactly as ours are).
 """
-import json
 import math
-import struct
 import sys
 
-import numpy as np
+import timm
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
+import transformers
+from safetensors.torch import save_file
+from timm.layers import resample_abs_pos_embed
 
-DTYPES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64", np.dtype("int64"): "I64",
-          np.dtype("bool"): "BOOL"}
 
-
-def write_safetensors(path, tensors, metadata=None):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        a = np.array(t.detach().cpu().numpy() if torch.is_tensor(t) else t, order="C")  # keeps 0-d shapes
-        data = a.tobytes()
-        header[name] = {"dtype": DTYPES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
+def write_safetensors(path, tensors):
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, path)
 
 
 def randomize(module, generator):
@@ -131,132 +114,101 @@ def vit_reference(model, x):
     return t[:, 0], t[:, 1:], attn[:, 0, 1:]
 
 
-def vit_case(out):
+def timm_reference(model, x):
+    """timm forward_features split into [CLS] and patches, and the last block's
+    [CLS]→patch attention averaged over heads, taken from timm's own
+    non-fused attention path (the probabilities pass through attn_drop)."""
+    attn = model.blocks[-1].attn
+    attn.fused_attn = False
+    seen = []
+    handle = attn.attn_drop.register_forward_hook(lambda module, inputs, output: seen.append(output.detach()))
+    t = model.forward_features(x)
+    handle.remove()
+    return t[:, 0], t[:, 1:], seen[0].mean(1)[:, 0, 1:]
+
+
+def vit_case(out, build, forward, grad_names):
+    """ViT-B/16 at 224 px in float64: outputs, [CLS] attention and gradients."""
     g = torch.Generator().manual_seed(2)
-    model = torchvision.models.vit_b_16()
+    model = build()
     randomize(model, g)
     with torch.no_grad():
-        model.class_token.mul_(0.02)
-        model.encoder.pos_embedding.mul_(0.02)
-    model.eval()  # no dropout in vit_b_16; eval keeps MultiheadAttention on its reference path
-    gray = torch.rand(2, 1, 224, 224, generator=g)
-    glob, local, attn = vit_reference(model, gray.expand(2, 3, 224, 224))
-    r1 = torch.randn(glob.shape, generator=g)
-    r2 = torch.randn(local.shape, generator=g)
+        for name, p in model.named_parameters():
+            if name in ("class_token", "encoder.pos_embedding", "cls_token", "pos_embed"):
+                p.mul_(0.02)
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}  # float32
+    model.double().eval()  # no dropout in either model; eval keeps attention on its reference path
+    gray = torch.rand(2, 1, 224, 224, generator=g, dtype=torch.float64)
+    glob, local, attn = forward(model, gray.expand(2, 3, 224, 224))
+    r1 = torch.randn(glob.shape, generator=g, dtype=torch.float64)
+    r2 = torch.randn(local.shape, generator=g, dtype=torch.float64)
     ((glob * r1).sum() + (local * r2).sum()).backward()
-    tensors = {k: v.clone() for k, v in model.state_dict().items()}
     tensors.update({"ref.input": gray, "ref.global": glob, "ref.local": local, "ref.patch_attention": attn,
                     "ref.r_global": r1, "ref.r_local": r2})
-    tensors.update(grads(model, ["conv_proj.weight", "encoder.layers.encoder_layer_5.self_attention.in_proj_weight",
-                                 "encoder.layers.encoder_layer_11.mlp.3.weight", "encoder.pos_embedding"]))
+    tensors.update(grads(model, grad_names))
     write_safetensors(out, tensors)
 
 
+def vit_torchvision_case(out):
+    block = "encoder.layers.encoder_layer_{}."
+    vit_case(out, torchvision.models.vit_b_16, vit_reference,
+             ["conv_proj.weight", "conv_proj.bias", "class_token", "encoder.pos_embedding",
+              block.format(0) + "ln_1.weight", block.format(5) + "self_attention.in_proj_weight",
+              block.format(5) + "self_attention.in_proj_bias", block.format(7) + "self_attention.out_proj.bias",
+              block.format(11) + "mlp.3.weight", block.format(11) + "mlp.0.bias", "encoder.ln.bias"])
+
+
 def vit_timm_case(out):
-    """A small ViT saved under timm names at 32 px (grid 4); the reference output
-    is the same network at 48 px (grid 6) with timm's bicubic resampling of the
-    position embedding, so loading must interpolate."""
+    vit_case(out, lambda: timm.create_model("vit_base_patch16_224", pretrained=False), timm_reference,
+             ["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.0.norm1.weight",
+              "blocks.5.attn.qkv.weight", "blocks.5.attn.qkv.bias", "blocks.7.attn.proj.bias",
+              "blocks.11.mlp.fc2.weight", "blocks.11.mlp.fc1.bias", "norm.bias"])
+
+
+def vit_timm_resize_case(out):
+    """A small timm ViT saved at 32 px (grid 4); the reference output is timm's
+    ViT at 48 px (grid 6) with the position table resampled by timm's
+    resample_abs_pos_embed (bicubic, antialias off: see docs/design.md), so
+    loading must interpolate."""
     g = torch.Generator().manual_seed(3)
-    kw = dict(patch_size=8, num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128)
-    small = torchvision.models.VisionTransformer(image_size=32, **kw)
+    kw = dict(patch_size=8, embed_dim=64, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=10)
+    small = timm.models.VisionTransformer(img_size=32, **kw)
     randomize(small, g)
-    sd = small.state_dict()
-    timm = {"cls_token": sd["class_token"], "pos_embed": sd["encoder.pos_embedding"],
-            "patch_embed.proj.weight": sd["conv_proj.weight"], "patch_embed.proj.bias": sd["conv_proj.bias"],
-            "norm.weight": sd["encoder.ln.weight"], "norm.bias": sd["encoder.ln.bias"],
-            "head.weight": sd["heads.head.weight"], "head.bias": sd["heads.head.bias"]}
-    names = {"ln_1": "norm1", "self_attention.in_proj_weight": "attn.qkv.weight",
-             "self_attention.in_proj_bias": "attn.qkv.bias", "self_attention.out_proj": "attn.proj",
-             "ln_2": "norm2", "mlp.0": "mlp.fc1", "mlp.3": "mlp.fc2"}
-    for k, v in sd.items():
-        if k.startswith("encoder.layers."):
-            i, rest = k[len("encoder.layers.encoder_layer_"):].split(".", 1)
-            for a, b in names.items():
-                if rest.startswith(a):
-                    timm[f"blocks.{i}.{b}{rest[len(a):]}"] = v
-                    break
-            else:
-                raise KeyError(k)
-    assert len(timm) == len(sd)
-    big = torchvision.models.VisionTransformer(image_size=48, **kw)
+    sd = {k: v.clone() for k, v in small.state_dict().items()}
+    big = timm.models.VisionTransformer(img_size=48, **kw)
     big_sd = dict(sd)
-    pos = sd["encoder.pos_embedding"]
-    grid = pos[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(6, 6), mode="bicubic", align_corners=False)
-    big_sd["encoder.pos_embedding"] = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, 36, -1)], 1)
+    big_sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], (6, 6), num_prefix_tokens=1,
+                                                 interpolation="bicubic", antialias=False)
     big.load_state_dict(big_sd)
     big.eval()
     x = torch.rand(3, 3, 48, 48, generator=g)
     with torch.no_grad():
-        glob, local, attn = vit_reference(big, x)
-    timm.update({"ref.input": x, "ref.global": glob, "ref.local": local, "ref.patch_attention": attn,
-                 "ref.pos_embed_48": big_sd["encoder.pos_embedding"]})
-    write_safetensors(out, timm)
-
-
-class Bert(nn.Module):
-    """BERT (post-norm) from PyTorch modules, with Hugging Face's names."""
-
-    def __init__(self, vocab=28996, hidden=768, layers=4, heads=12, inter=3072, positions=512, eps=1e-12):
-        super().__init__()
-        self.heads, self.eps = heads, eps
-        self.embeddings = nn.Module()
-        self.embeddings.word_embeddings = nn.Embedding(vocab, hidden)
-        self.embeddings.position_embeddings = nn.Embedding(positions, hidden)
-        self.embeddings.token_type_embeddings = nn.Embedding(2, hidden)
-        self.embeddings.LayerNorm = nn.LayerNorm(hidden, eps=eps)
-        self.encoder = nn.Module()
-        self.encoder.layer = nn.ModuleList()
-        for _ in range(layers):
-            l = nn.Module()
-            l.attention = nn.Module()
-            l.attention.self = nn.Module()
-            l.attention.self.query = nn.Linear(hidden, hidden)
-            l.attention.self.key = nn.Linear(hidden, hidden)
-            l.attention.self.value = nn.Linear(hidden, hidden)
-            l.attention.output = nn.Module()
-            l.attention.output.dense = nn.Linear(hidden, hidden)
-            l.attention.output.LayerNorm = nn.LayerNorm(hidden, eps=eps)
-            l.intermediate = nn.Module()
-            l.intermediate.dense = nn.Linear(hidden, inter)
-            l.output = nn.Module()
-            l.output.dense = nn.Linear(inter, hidden)
-            l.output.LayerNorm = nn.LayerNorm(hidden, eps=eps)
-            self.encoder.layer.append(l)
-        self.pooler = nn.Module()
-        self.pooler.dense = nn.Linear(hidden, hidden)
-
-    def forward(self, ids, mask, num_layers):
-        b, n = ids.shape
-        e = self.embeddings
-        x = e.word_embeddings(ids) + e.position_embeddings(torch.arange(n))[None] + \
-            e.token_type_embeddings(torch.zeros_like(ids))
-        x = e.LayerNorm(x)
-        ext = (1.0 - mask[:, None, None, :].float()) * -10000.0
-        probs = None
-        for l in list(self.encoder.layer)[:num_layers]:
-            s = l.attention.self
-
-            def split(t):
-                return t.view(b, n, self.heads, -1).permute(0, 2, 1, 3)
-
-            q, k, v = split(s.query(x)), split(s.key(x)), split(s.value(x))
-            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + ext
-            probs = torch.softmax(scores, dim=-1)
-            ctx = (probs @ v).permute(0, 2, 1, 3).reshape(b, n, -1)
-            a = l.attention.output.LayerNorm(l.attention.output.dense(ctx) + x)
-            x = l.output.LayerNorm(l.output.dense(F.gelu(l.intermediate.dense(a))) + a)
-        return x, probs
+        glob, local, attn = timm_reference(big, x)
+    sd.update({"ref.input": x, "ref.global": glob, "ref.local": local, "ref.patch_attention": attn,
+               "ref.pos_embed_48": big_sd["pos_embed"]})
+    write_safetensors(out, sd)
 
 
 def bert_case(out):
+    """transformers' BertModel with Bio_ClinicalBERT's shapes and 4 layers, in
+    float64; the reference is the state after 3 layers (our model builds 3,
+    as MGCA builds 6 of 12) and the last of those layers' attention."""
     g = torch.Generator().manual_seed(4)
-    model = Bert()
+    config = transformers.BertConfig(
+        vocab_size=28996, hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072,
+        max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12, hidden_act="gelu",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config._attn_implementation = "eager"  # returns the attention probabilities
+    model = transformers.BertModel(config)
     randomize(model, g)
     with torch.no_grad():
         for emb in (model.embeddings.word_embeddings, model.embeddings.position_embeddings,
                     model.embeddings.token_type_embeddings):
             emb.weight.mul_(0.5)
+    tensors = {("bert." + k): v.clone() for k, v in model.state_dict().items()}
+    tensors["bert.embeddings.position_ids"] = torch.arange(512)[None]  # older checkpoints store it
+    tensors["cls.predictions.bias"] = torch.zeros(28996)  # an MLM head: skipped on load
+    model.double().eval()
     lengths = [16, 9, 4]
     ids = torch.zeros(3, 16, dtype=torch.long)
     mask = torch.zeros(3, 16, dtype=torch.long)
@@ -264,22 +216,29 @@ def bert_case(out):
         ids[i, :n] = torch.randint(1000, 28996, (n,), generator=g)
         ids[i, 0], ids[i, n - 1] = 101, 102
         mask[i, :n] = 1
-    hidden, probs = model(ids, mask, num_layers=3)  # the checkpoint has 4 layers, the model uses 3
-    r = torch.randn(hidden.shape, generator=g)
+    result = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    hidden, probs = result.hidden_states[3], result.attentions[2]
+    r = torch.randn(hidden.shape, generator=g, dtype=torch.float64)
     (hidden * r).sum().backward()
-    tensors = {("bert." + k): v for k, v in model.state_dict().items()}
-    tensors["bert.embeddings.position_ids"] = torch.arange(512)[None]
-    tensors.update({"cls.predictions.bias": torch.zeros(28996),  # an MLM head: skipped on load
-                    "ref.input_ids": ids, "ref.attention_mask": mask, "ref.hidden": hidden,
+    tensors.update({"ref.input_ids": ids, "ref.attention_mask": mask, "ref.hidden": hidden,
                     "ref.attention_last": probs, "ref.r_hidden": r})
-    tensors.update(grads(model, [
-        "embeddings.position_embeddings.weight", "embeddings.LayerNorm.weight",
-        "encoder.layer.0.attention.self.key.weight", "encoder.layer.1.intermediate.dense.weight",
-        "encoder.layer.2.attention.self.value.bias", "encoder.layer.2.output.LayerNorm.bias"]))
+    layer = "encoder.layer.{}."
+    grad_names = ["embeddings.position_embeddings.weight", "embeddings.token_type_embeddings.weight",
+                  "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]
+    for i in range(3):
+        grad_names += [layer.format(i) + f"attention.self.{part}.{p}" for part in ("query", "key", "value")
+                       for p in ("weight", "bias")]
+        grad_names += [layer.format(i) + n for n in ("attention.output.dense.bias", "attention.output.LayerNorm.weight",
+                                                     "attention.output.LayerNorm.bias", "intermediate.dense.bias",
+                                                     "output.dense.bias", "output.LayerNorm.weight",
+                                                     "output.LayerNorm.bias")]
+    grad_names += [layer.format(1) + "intermediate.dense.weight", layer.format(2) + "output.dense.weight"]
+    tensors.update(grads(model, grad_names))
     write_safetensors(out, tensors)
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     case, out = sys.argv[1], sys.argv[2]
-    {"resnet": resnet_case, "vit": vit_case, "vit_timm": vit_timm_case, "bert": bert_case}[case](out)
+    {"resnet": resnet_case, "vit_torchvision": vit_torchvision_case, "vit_timm": vit_timm_case,
+     "vit_timm_resize": vit_timm_resize_case, "bert": bert_case}[case](out)

@@ -5,15 +5,15 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <map>
 #include <string>
 
+#include <unistd.h>
+
 #include "mgca/io/safetensors.h"
 #include "mgca/util/error.h"
-
 #include "support/tensor_checks.h"
 #include "support/test_support.h"
 
@@ -26,8 +26,8 @@ inline std::filesystem::path model_reference(const std::string& name) {
   const fs::path file = dir / (name + ".safetensors");
   if (fs::exists(file) && fs::last_write_time(file) >= fs::last_write_time(script)) return file;
   fs::create_directories(dir);
-  // ctest runs tests in parallel: each process writes its own file, and the
-  // rename (atomic) lets the last of identical copies win.
+  // A private temporary name: tests of one program run as parallel processes
+  // and may build the same reference at once (the rename is atomic).
   const fs::path tmp = dir / (name + ".tmp" + std::to_string(::getpid()) + ".safetensors");
   const auto result = run_command(mgca::test::python() + " " + script.string() + " " + name + " " + tmp.string());
   MGCA_CHECK(result.exit_code == 0, "make_references.py {} failed ({}): {}", name, result.exit_code,
