@@ -180,6 +180,8 @@ SegmentRun train_segmenter(comm::Communicator& comm, const std::shared_ptr<model
       break;
     }
   }
+  MGCA_CHECK(!best.empty(), "segmentation: the validation loss was never finite ({} epochs); lower --lr?",
+             run.epochs);
   {
     torch::NoGradGuard no_grad;
     size_t k = 0;
