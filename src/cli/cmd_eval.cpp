@@ -30,6 +30,7 @@
 #include "mgca/eval/pipeline.h"
 #include "mgca/eval/protocol.h"
 #include "mgca/eval/sampling.h"
+#include "mgca/eval/segment_protocol.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 #include "mgca/util/torch_compat.h"
@@ -488,14 +489,52 @@ int run_extract(ExtractArgs& a, int* argc, char*** argv, const std::vector<std::
   return kExitOk;
 }
 
+// ---------------------------------------------------------------- segment
+
+struct SegmentArgs {
+  Common c;
+  std::string fractions = "0.01,0.1,1";
+  eval::SegmentGridOptions grid;
+};
+
+int run_segment(SegmentArgs& a, int* argc, char*** argv, const std::vector<std::string>& command) {
+  const auto s = start(argc, argv, a.c);
+  const auto paths = eval::resolve_splits(a.c.data, a.c.train, a.c.val, a.c.test);
+  MGCA_CHECK(!paths.train.empty() && !paths.val.empty() && !paths.test.empty(),
+             "segmentation needs train, val and test splits with masks (--data or --train/--val/--test)");
+  a.grid.fractions = parse_list(a.fractions, "--fractions");
+  auto models = load_models(a.c, s, /*need_text=*/false);
+  const auto train = io::Dataset::open(paths.train), val = io::Dataset::open(paths.val),
+             test = io::Dataset::open(paths.test);
+  const std::string name = a.c.dataset_name.empty() ? test->manifest().source : a.c.dataset_name;
+  eval::Results results("segment");
+  results.info()["train"] = paths.train.string();
+  results.info()["val"] = paths.val.string();
+  results.info()["test"] = paths.test.string();
+  const auto& o = a.grid.train;
+  results.info()["segment"] = {{"optimizer", "AdamW"}, {"lr", o.learning_rate}, {"weight_decay", o.weight_decay},
+                               {"batch_size", o.batch_size}, {"max_epochs", o.max_epochs},
+                               {"patience", o.patience}, {"loss", "10 focal(gamma 2) - log dice"}};
+  for (auto& model : models) {
+    const auto encoder = model.image_encoder();
+    const int64_t size = eval::segment_input_size(*encoder, o.input_size);
+    const auto tr = eval::load_masked_images(*train, size), va = eval::load_masked_images(*val, size),
+               te = eval::load_masked_images(*test, size);
+    eval::run_segment_grid(*s.comm, model.name(), encoder, name, tr, va, te, a.grid, results);
+  }
+  finish(a.c, s, results, fmt::format("Segmentation Dice, frozen encoder ({})", name), command);
+  return kExitOk;
+}
+
 int run_eval(int argc, char** argv) {
-  CLI::App app{"Evaluate pretrained encoders: linear probe, retrieval, zero-shot (docs/evaluation.md)",
+  CLI::App app{"Evaluate pretrained encoders: linear probe, retrieval, zero-shot, segmentation (docs/evaluation.md)",
                "mgca eval"};
   app.require_subcommand(1);
   ProbeArgs probe;
   RetrievalArgs retrieval;
   ZeroShotArgs zeroshot;
   ExtractArgs extract;
+  SegmentArgs segment;
 
   auto* p = app.add_subcommand("probe", "linear probe on frozen image features, label fractions × seeds");
   add_model_options(*p, probe.c);
@@ -536,6 +575,24 @@ int run_eval(int argc, char** argv) {
   z->add_option("--prompts", zeroshot.prompts,
                 "JSON {\"class\": [\"prompt\", ...]} (default: templates on the class names)");
 
+  auto* g = app.add_subcommand("segment", "segmentation decoder on the frozen encoder, label fractions × seeds");
+  add_model_options(*g, segment.c);
+  add_data_options(*g, segment.c, true);
+  add_run_options(*g, segment.c, "segment");
+  g->add_option("--fractions", segment.fractions, "label fractions of the training masks")->capture_default_str();
+  g->add_option("--seeds", segment.grid.seeds, "seeds per fraction")->check(CLI::PositiveNumber)->capture_default_str();
+  g->add_option("--seed", segment.grid.base_seed, "first seed")->capture_default_str();
+  g->add_option("--lr", segment.grid.train.learning_rate, "AdamW learning rate")->capture_default_str();
+  g->add_option("--weight-decay", segment.grid.train.weight_decay, "AdamW weight decay")->capture_default_str();
+  g->add_option("--train-batch-size", segment.grid.train.batch_size, "global training batch")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  g->add_option("--epochs", segment.grid.train.max_epochs, "maximum epochs")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  g->add_option("--patience", segment.grid.train.patience, "early-stopping patience (epochs)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  g->add_option("--input-size", segment.grid.train.input_size, "input side (0: the encoder's; ResNet 224)")
+      ->capture_default_str();
+
   auto* x = app.add_subcommand("extract", "extract and cache features or embeddings of one split");
   add_model_options(*x, extract.c);
   x->add_option("--split", extract.split, "dataset folder")->required();
@@ -552,10 +609,12 @@ int run_eval(int argc, char** argv) {
   if (p->parsed()) return run_probe(probe, &argc, &argv, command);
   if (r->parsed()) return run_retrieval(retrieval, &argc, &argv, command);
   if (z->parsed()) return run_zeroshot(zeroshot, &argc, &argv, command);
+  if (g->parsed()) return run_segment(segment, &argc, &argv, command);
   return run_extract(extract, &argc, &argv, command);
 }
 
-const Registration registration{"eval", "evaluate encoders: linear probe, retrieval, zero-shot", run_eval};
+const Registration registration{"eval", "evaluate encoders: linear probe, retrieval, zero-shot, segmentation",
+                                run_eval};
 
 }  // namespace
 }  // namespace mgca::cli

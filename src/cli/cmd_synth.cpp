@@ -69,6 +69,7 @@ int run_synth(int argc, char** argv) {
   spec.split = options.split;
   spec.image_size = options.image_size;
   spec.label_names = data::synth_label_names();
+  spec.annotations = {true, true};  // lesion masks and boxes
   spec.shard_size = shard_size;
   spec.overwrite = overwrite;
   spec.info_json = info.dump();
@@ -100,7 +101,8 @@ int run_synth(int argc, char** argv) {
     if (failure) std::rethrow_exception(failure);
     for (int64_t k = 0; k < count; ++k) {
       const auto& s = samples[static_cast<size_t>(k)];
-      writer.append(s.id, s.report, s.image.data(), s.labels.data());
+      const io::SampleAnnotation annotation{s.mask.data(), s.boxes};
+      writer.append(s.id, s.report, s.image.data(), s.labels.data(), &annotation);
     }
     progress.update(first + count - begin);
   }

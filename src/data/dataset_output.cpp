@@ -108,14 +108,15 @@ ParallelDatasetWriter::ParallelDatasetWriter(comm::Communicator& comm, OutputSpe
   problem = comm_.broadcast_string(problem, 0);
   MGCA_CHECK(problem.empty(), "{}", problem);
   writer_ = std::make_unique<io::ShardedWriter>(spec_.dir, fmt::format("part-r{:05d}", comm_.rank()),
-                                                spec_.image_size, spec_.label_names, spec_.shard_size);
+                                                spec_.image_size, spec_.label_names, spec_.shard_size,
+                                                spec_.annotations);
 }
 
 ParallelDatasetWriter::~ParallelDatasetWriter() = default;
 
 void ParallelDatasetWriter::append(std::string_view id, std::string_view report, const uint8_t* image,
-                                   const float* labels) {
-  writer_->append(id, report, image, labels);
+                                   const float* labels, const io::SampleAnnotation* annotation) {
+  writer_->append(id, report, image, labels, annotation);
 }
 
 int64_t ParallelDatasetWriter::count() const { return writer_ ? writer_->count() : 0; }
@@ -146,6 +147,7 @@ ImportSummary ParallelDatasetWriter::finish(const ImportSummary& rank_summary) {
     manifest.split = spec_.split;
     manifest.image_size = spec_.image_size;
     manifest.label_names = spec_.label_names;
+    manifest.annotations = spec_.annotations;
     for (int r = 0; r < comm_.size(); ++r) {
       const fs::path path = spec_.dir / sidecar_name(r);
       std::ifstream in(path);

@@ -255,6 +255,7 @@ Anatomy make_anatomy(util::Rng& rng, const std::vector<PlacedFinding>& findings,
 
 struct Scratch {
   std::vector<float> value, lung;  // intensity; lung-field weight (no heart)
+  std::vector<float> before;       // value before the finding being drawn (its mask)
   std::vector<float> texture_row;
   std::vector<uint16_t> noise;
 };
@@ -341,11 +342,11 @@ void render_anatomy(const Anatomy& a, int64_t S, float edge, Scratch& s) {
   }
 }
 
-struct Box {
+struct PixelBox {
   int64_t x0, y0, x1, y1;  // pixel bounds, half-open
 };
 
-Box box_of(float u0, float v0, float u1, float v1, int64_t S) {
+PixelBox box_of(float u0, float v0, float u1, float v1, int64_t S) {
   const auto to_pixel = [S](float t) {
     return std::clamp<int64_t>(static_cast<int64_t>(std::floor(t * static_cast<float>(S))), 0, S);
   };
@@ -354,7 +355,7 @@ Box box_of(float u0, float v0, float u1, float v1, int64_t S) {
 
 // Calls fn(x, y, u, v) over the pixels of a box.
 template <typename Fn>
-void for_box(const Box& box, int64_t S, Fn&& fn) {
+void for_box(const PixelBox& box, int64_t S, Fn&& fn) {
   const float step = 1.f / static_cast<float>(S);
   for (int64_t y = box.y0; y < box.y1; ++y) {
     const float v = (static_cast<float>(y) + 0.5f) * step;
@@ -494,6 +495,11 @@ void quantize(const Anatomy& a, util::Rng& rng, int64_t S, Scratch& s, uint8_t* 
 
 }  // namespace
 
+bool is_synth_lesion(SynthFinding kind) {
+  return kind == SynthFinding::Consolidation || kind == SynthFinding::LungNodule ||
+         kind == SynthFinding::PleuralEffusion || kind == SynthFinding::Pneumothorax;
+}
+
 const std::vector<std::string>& synth_label_names() {
   static const std::vector<std::string> names = {"Cardiomegaly", "Consolidation", "Lung Nodule",
                                                  "Pleural Effusion", "Pneumothorax", "Support Devices",
@@ -528,7 +534,27 @@ void generate_synth_sample(const SynthOptions& options, int64_t index, SynthSamp
   scratch.lung.resize(static_cast<size_t>(S * S));
   render_anatomy(anatomy, S, edge, scratch);
   util::Rng pixel_rng(util::make_key({key, kPixels}));
-  for (const auto& finding : out.findings) render_finding(anatomy, finding, pixel_rng, S, edge, scratch);
+  out.mask.assign(static_cast<size_t>(S * S), 0);
+  out.boxes.clear();
+  for (const auto& finding : out.findings) {
+    const bool lesion = is_synth_lesion(finding.kind);
+    if (lesion) scratch.before = scratch.value;
+    render_finding(anatomy, finding, pixel_rng, S, edge, scratch);
+    if (!lesion) continue;
+    int64_t x0 = S, y0 = S, x1 = -1, y1 = -1;
+    for (int64_t y = 0; y < S; ++y) {
+      for (int64_t x = 0; x < S; ++x) {
+        const size_t j = static_cast<size_t>(y * S + x);
+        if (std::abs(scratch.value[j] - scratch.before[j]) <= kSynthMaskThreshold) continue;
+        out.mask[j] = 1;
+        x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
+      }
+    }
+    if (x1 >= 0) {
+      out.boxes.push_back({static_cast<float>(x0), static_cast<float>(y0), static_cast<float>(x1 + 1),
+                           static_cast<float>(y1 + 1)});
+    }
+  }
   out.image.resize(static_cast<size_t>(S * S));
   quantize(anatomy, pixel_rng, S, scratch, out.image.data());
 

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -188,7 +189,92 @@ void write_string_attribute_array(hid_t owner, const char* name,
 
 std::string shard_where(const fs::path& path) { return fmt::format("shard '{}'", path.string()); }
 
+// [0, S, S] growable uint8 dataset, one S×S plane per chunk with Fletcher32:
+// the layout of 'images' (which the reader's fast path relies on) and 'masks'.
+Hid create_plane_dataset(hid_t file, const char* name, int64_t image_size, const std::string& where) {
+  const hsize_t S = static_cast<hsize_t>(image_size);
+  const hsize_t dims[3] = {0, S, S}, max_dims[3] = {H5S_UNLIMITED, S, S}, chunk[3] = {1, S, S};
+  Hid space = checked(H5Screate_simple(3, dims, max_dims), H5Sclose, where);
+  Hid dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, where);
+  H5_CHECK(H5Pset_chunk(dcpl.get(), 3, chunk), "{}: chunking '{}'", where, name);
+  H5_CHECK(H5Pset_fletcher32(dcpl.get()), "{}: Fletcher32", where);
+  // Every chunk is written in full: no fill values needed.
+  H5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "{}: fill time", where);
+  return checked(H5Dcreate2(file, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                 H5Dclose, fmt::format("{}: creating '{}'", where, name));
+}
+
+// Writes planes [first, first + count) of a plane dataset from `data`.
+void write_planes(hid_t dataset, const char* name, int64_t image_size, int64_t first, int64_t count,
+                  const uint8_t* data, const std::string& where) {
+  const hsize_t S = static_cast<hsize_t>(image_size);
+  const hsize_t new_dims[3] = {static_cast<hsize_t>(first + count), S, S};
+  H5_CHECK(H5Dset_extent(dataset, new_dims), "{}: growing '{}' to {}", where, name, first + count);
+  Hid file_space = checked(H5Dget_space(dataset), H5Sclose, where);
+  const hsize_t start[3] = {static_cast<hsize_t>(first), 0, 0};
+  const hsize_t block[3] = {static_cast<hsize_t>(count), S, S};
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
+           "{}: selecting '{}'", where, name);
+  Hid memory_space = checked(H5Screate_simple(3, block, nullptr), H5Sclose, where);
+  H5_CHECK(H5Dwrite(dataset, H5T_NATIVE_UINT8, memory_space.get(), file_space.get(), H5P_DEFAULT, data),
+           "{}: writing '{}' {}..{}", where, name, first, first + count - 1);
+}
+
+// A 1-D or 2-D chunked, Fletcher32-checksummed numeric dataset written at once.
+void write_table(hid_t file, const char* name, hid_t file_type, hid_t memory_type, int64_t rows,
+                 int64_t columns, const void* data, const std::string& where) {
+  const int rank = columns > 0 ? 2 : 1;
+  const hsize_t dims[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(std::max<int64_t>(columns, 1))};
+  const hsize_t max_dims[2] = {H5S_UNLIMITED, dims[1]};
+  const hsize_t chunk[2] = {std::clamp<hsize_t>(dims[0], 1, 4096), dims[1]};
+  Hid space = checked(H5Screate_simple(rank, dims, max_dims), H5Sclose, where);
+  Hid dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, where);
+  H5_CHECK(H5Pset_chunk(dcpl.get(), rank, chunk), "{}: chunking '{}'", where, name);
+  H5_CHECK(H5Pset_fletcher32(dcpl.get()), "{}: Fletcher32", where);
+  Hid dataset = checked(H5Dcreate2(file, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                        H5Dclose, fmt::format("{}: creating '{}'", where, name));
+  if (rows > 0) {
+    H5_CHECK(H5Dwrite(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "{}: writing '{}'",
+             where, name);
+  }
+}
+
+// Reads a whole numeric dataset after checking its shape.
+template <typename T>
+std::vector<T> read_table(hid_t file, const char* name, hid_t memory_type, std::vector<hsize_t> expected,
+                          const std::string& where) {
+  MGCA_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, "{}: dataset '{}' is missing", where, name);
+  Hid dataset = checked(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose, fmt::format("{}: opening '{}'", where, name));
+  Hid space(H5Dget_space(dataset.get()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  // expected[0] == 0 means "any number of rows".
+  bool matches = dims.size() == expected.size();
+  for (size_t d = 0; matches && d < dims.size(); ++d) matches = expected[d] == 0 ? d == 0 : dims[d] == expected[d];
+  MGCA_CHECK(matches, "{}: '{}' has shape [{}], expected [{}]", where, name, fmt::join(dims, ", "),
+             fmt::join(expected, ", "));
+  size_t total = 1;
+  for (const hsize_t d : dims) total *= static_cast<size_t>(d);
+  std::vector<T> values(total);
+  if (total > 0) {
+    H5_CHECK(H5Dread(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+             "{}: reading '{}'", where, name);
+  }
+  return values;
+}
+
 }  // namespace
+
+std::string box_problem(const Box& box, int64_t image_size) {
+  const float S = static_cast<float>(image_size);
+  if (!std::isfinite(box.x0) || !std::isfinite(box.y0) || !std::isfinite(box.x1) || !std::isfinite(box.y1)) {
+    return "box coordinate is not a finite number";
+  }
+  if (!(box.x1 > box.x0) || !(box.y1 > box.y0)) return "box has no area";
+  if (box.x0 < 0 || box.y0 < 0 || box.x1 > S || box.y1 > S) return "box outside the image";
+  return "";
+}
 
 // ---------------------------------------------------------------- manifest
 
@@ -226,6 +312,17 @@ DatasetManifest read_manifest(const fs::path& dir) {
     manifest.image_size = require("image_size").get<int64_t>();
     MGCA_CHECK(manifest.image_size > 0, "'{}': key 'image_size' must be positive", file.string());
     manifest.label_names = require("label_names").get<std::vector<std::string>>();
+    if (doc.contains("annotations")) {
+      for (const auto& kind : doc.at("annotations").get<std::vector<std::string>>()) {
+        if (kind == "masks") {
+          manifest.annotations.masks = true;
+        } else if (kind == "boxes") {
+          manifest.annotations.boxes = true;
+        } else {
+          MGCA_FAIL("'{}': key 'annotations': unknown kind '{}' (masks, boxes)", file.string(), kind);
+        }
+      }
+    }
     for (const auto& entry : require("shards")) {
       ShardInfo shard;
       shard.file = entry.at("file").get<std::string>();
@@ -257,6 +354,11 @@ void write_manifest(const fs::path& dir, const DatasetManifest& manifest) {
   doc["image_size"] = manifest.image_size;
   doc["num_samples"] = manifest.num_samples();
   doc["label_names"] = manifest.label_names;
+  if (manifest.annotations.masks || manifest.annotations.boxes) {
+    doc["annotations"] = json::array();
+    if (manifest.annotations.masks) doc["annotations"].push_back("masks");
+    if (manifest.annotations.boxes) doc["annotations"].push_back("boxes");
+  }
   doc["shards"] = json::array();
   for (const auto& shard : manifest.shards) {
     doc["shards"].push_back(
@@ -281,9 +383,10 @@ void write_manifest(const fs::path& dir, const DatasetManifest& manifest) {
 
 // ---------------------------------------------------------------- writer
 
-ShardWriter::ShardWriter(const fs::path& path, int64_t image_size, std::vector<std::string> label_names)
+ShardWriter::ShardWriter(const fs::path& path, int64_t image_size, std::vector<std::string> label_names,
+                         AnnotationKinds annotations)
     : path_(path), temp_path_(path.string() + ".tmp"), image_size_(image_size),
-      label_names_(std::move(label_names)) {
+      label_names_(std::move(label_names)), annotations_(annotations) {
   quiet_hdf5();
   const std::string where = shard_where(path_);
   MGCA_CHECK(image_size_ > 0, "{}: image size must be positive, got {}", where, image_size_);
@@ -292,17 +395,8 @@ ShardWriter::ShardWriter(const fs::path& path, int64_t image_size, std::vector<s
              "{}: label names must be distinct and non-empty", where);
   Hid file = checked(H5Fcreate(temp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
                      H5Fclose, fmt::format("{}: cannot create '{}'", where, temp_path_.string()));
-  const hsize_t S = static_cast<hsize_t>(image_size_);
-  const hsize_t dims[3] = {0, S, S}, max_dims[3] = {H5S_UNLIMITED, S, S}, chunk[3] = {1, S, S};
-  Hid space = checked(H5Screate_simple(3, dims, max_dims), H5Sclose, where);
-  Hid dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, where);
-  H5_CHECK(H5Pset_chunk(dcpl.get(), 3, chunk), "{}: chunking", where);
-  H5_CHECK(H5Pset_fletcher32(dcpl.get()), "{}: Fletcher32", where);
-  // Every chunk is written in full: no fill values needed.
-  H5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "{}: fill time", where);
-  Hid images = checked(H5Dcreate2(file.get(), "images", H5T_STD_U8LE, space.get(), H5P_DEFAULT,
-                                  dcpl.get(), H5P_DEFAULT),
-                       H5Dclose, fmt::format("{}: creating 'images'", where));
+  Hid images = create_plane_dataset(file.get(), "images", image_size_, where);
+  if (annotations_.masks) masks_ = create_plane_dataset(file.get(), "masks", image_size_, where).release();
   image_buffer_.reserve(static_cast<size_t>(kImagesPerWrite * image_size_ * image_size_));
   images_ = images.release();
   file_ = file.release();
@@ -310,6 +404,7 @@ ShardWriter::ShardWriter(const fs::path& path, int64_t image_size, std::vector<s
 
 ShardWriter::~ShardWriter() {
   if (closed_) return;
+  if (masks_ >= 0) H5Dclose(masks_);
   if (images_ >= 0) H5Dclose(images_);
   if (file_ >= 0) H5Fclose(file_);
   std::error_code ignored;
@@ -317,14 +412,36 @@ ShardWriter::~ShardWriter() {
 }
 
 void ShardWriter::append(std::string_view id, std::string_view report, const uint8_t* image,
-                         const float* labels) {
+                         const float* labels, const SampleAnnotation* annotation) {
   MGCA_CHECK(!closed_, "{}: append after close", shard_where(path_));
   MGCA_CHECK(!id.empty(), "{}: sample {} has an empty id", shard_where(path_), count_);
   MGCA_CHECK(id.find('\0') == std::string_view::npos && report.find('\0') == std::string_view::npos,
              "{}: sample '{}': id and report must not contain NUL bytes", shard_where(path_), id);
   MGCA_CHECK(label_names_.empty() || labels != nullptr, "{}: sample '{}' needs {} labels",
              shard_where(path_), id, label_names_.size());
-  image_buffer_.insert(image_buffer_.end(), image, image + image_size_ * image_size_);
+  const int64_t pixels = image_size_ * image_size_;
+  if (annotations_.masks || annotations_.boxes) {
+    MGCA_CHECK(annotation != nullptr, "{}: sample '{}' needs its annotation (masks: {}, boxes: {})",
+               shard_where(path_), id, annotations_.masks, annotations_.boxes);
+  }
+  if (annotations_.masks) {
+    MGCA_CHECK(annotation->mask != nullptr, "{}: sample '{}' needs a mask", shard_where(path_), id);
+    MGCA_CHECK(std::all_of(annotation->mask, annotation->mask + pixels, [](uint8_t v) { return v <= 1; }),
+               "{}: sample '{}': mask values must be 0 or 1", shard_where(path_), id);
+  }
+  if (annotations_.boxes) {
+    for (const Box& box : annotation->boxes) {
+      const std::string problem = box_problem(box, image_size_);
+      MGCA_CHECK(problem.empty(), "{}: sample '{}': {} ({}, {}, {}, {})", shard_where(path_), id, problem,
+                 box.x0, box.y0, box.x1, box.y1);
+    }
+  }
+  image_buffer_.insert(image_buffer_.end(), image, image + pixels);
+  if (annotations_.masks) mask_buffer_.insert(mask_buffer_.end(), annotation->mask, annotation->mask + pixels);
+  if (annotations_.boxes) {
+    for (const Box& box : annotation->boxes) boxes_.insert(boxes_.end(), {box.x0, box.y0, box.x1, box.y1});
+    box_offsets_.push_back(static_cast<int64_t>(boxes_.size() / 4));
+  }
   ids_.emplace_back(id);
   reports_.emplace_back(report);
   if (!label_names_.empty()) labels_.insert(labels_.end(), labels, labels + label_names_.size());
@@ -336,20 +453,11 @@ void ShardWriter::flush_images() {
   const int64_t pending = count_ - images_written_;
   if (pending == 0) return;
   const std::string where = shard_where(path_);
-  const hsize_t S = static_cast<hsize_t>(image_size_);
-  const hsize_t new_dims[3] = {static_cast<hsize_t>(count_), S, S};
-  H5_CHECK(H5Dset_extent(images_, new_dims), "{}: growing 'images' to {}", where, count_);
-  Hid file_space = checked(H5Dget_space(images_), H5Sclose, where);
-  const hsize_t start[3] = {static_cast<hsize_t>(images_written_), 0, 0};
-  const hsize_t block[3] = {static_cast<hsize_t>(pending), S, S};
-  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
-           "{}: selecting images", where);
-  Hid memory_space = checked(H5Screate_simple(3, block, nullptr), H5Sclose, where);
-  H5_CHECK(H5Dwrite(images_, H5T_NATIVE_UINT8, memory_space.get(), file_space.get(), H5P_DEFAULT,
-                    image_buffer_.data()),
-           "{}: writing images {}..{}", where, images_written_, count_ - 1);
+  write_planes(images_, "images", image_size_, images_written_, pending, image_buffer_.data(), where);
+  if (masks_ >= 0) write_planes(masks_, "masks", image_size_, images_written_, pending, mask_buffer_.data(), where);
   images_written_ = count_;
   image_buffer_.clear();
+  mask_buffer_.clear();
 }
 
 ShardInfo ShardWriter::close() {
@@ -357,31 +465,26 @@ ShardInfo ShardWriter::close() {
   const std::string where = shard_where(path_);
   flush_images();
   Hid images(images_, H5Dclose);
+  Hid masks(masks_, H5Dclose);
   Hid file(file_, H5Fclose);
-  images_ = file_ = -1;
+  images_ = masks_ = file_ = -1;
   write_strings(file.get(), "ids", ids_, where);
   write_strings(file.get(), "reports", reports_, where);
   if (!label_names_.empty()) {
-    const hsize_t L = label_names_.size();
-    const hsize_t dims[2] = {static_cast<hsize_t>(count_), L};
-    const hsize_t max_dims[2] = {H5S_UNLIMITED, L};
-    const hsize_t chunk[2] = {std::clamp<hsize_t>(dims[0], 1, 4096), L};
-    Hid space = checked(H5Screate_simple(2, dims, max_dims), H5Sclose, where);
-    Hid dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, where);
-    H5_CHECK(H5Pset_chunk(dcpl.get(), 2, chunk), "{}: chunking labels", where);
-    H5_CHECK(H5Pset_fletcher32(dcpl.get()), "{}: Fletcher32", where);
-    Hid labels = checked(H5Dcreate2(file.get(), "labels", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                                    dcpl.get(), H5P_DEFAULT),
-                         H5Dclose, fmt::format("{}: creating 'labels'", where));
-    if (count_ > 0) {
-      H5_CHECK(H5Dwrite(labels.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels_.data()),
-               "{}: writing labels", where);
-    }
+    write_table(file.get(), "labels", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, count_,
+                static_cast<int64_t>(label_names_.size()), labels_.data(), where);
     write_string_attribute_array(file.get(), "label_names", label_names_, where);
+  }
+  if (annotations_.boxes) {
+    write_table(file.get(), "boxes", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, box_offsets_.back(), 4, boxes_.data(),
+                where);
+    write_table(file.get(), "box_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, count_ + 1, 0,
+                box_offsets_.data(), where);
   }
   write_scalar_attribute(file.get(), "format_version", kDatasetFormatVersion, where);
   write_scalar_attribute(file.get(), "image_size", image_size_, where);
   images.reset();
+  masks.reset();
   H5_CHECK(H5Fclose(file.release()), "{}: closing", where);
   closed_ = true;
   fs::rename(temp_path_, path_);
@@ -393,25 +496,28 @@ ShardInfo ShardWriter::close() {
   ids_.clear();
   reports_.clear();
   labels_.clear();
+  boxes_.clear();
+  box_offsets_.assign(1, 0);
   return info;
 }
 
 ShardedWriter::ShardedWriter(fs::path dir, std::string prefix, int64_t image_size,
-                             std::vector<std::string> label_names, int64_t shard_size)
+                             std::vector<std::string> label_names, int64_t shard_size,
+                             AnnotationKinds annotations)
     : dir_(std::move(dir)), prefix_(std::move(prefix)), image_size_(image_size),
-      shard_size_(shard_size), label_names_(std::move(label_names)) {
+      shard_size_(shard_size), label_names_(std::move(label_names)), annotations_(annotations) {
   MGCA_CHECK(shard_size_ > 0, "shard size must be positive, got {}", shard_size_);
   MGCA_CHECK(fs::is_directory(dir_), "output folder '{}' does not exist", dir_.string());
 }
 
 void ShardedWriter::append(std::string_view id, std::string_view report, const uint8_t* image,
-                           const float* labels) {
+                           const float* labels, const SampleAnnotation* annotation) {
   if (current_ && current_->count() >= shard_size_) done_.push_back(current_->close());
   if (!current_ || current_->count() >= shard_size_) {
     const std::string name = fmt::format("{}-{:05d}.h5", prefix_, done_.size());
-    current_ = std::make_unique<ShardWriter>(dir_ / name, image_size_, label_names_);
+    current_ = std::make_unique<ShardWriter>(dir_ / name, image_size_, label_names_, annotations_);
   }
-  current_->append(id, report, image, labels);
+  current_->append(id, report, image, labels, annotation);
   ++count_;
 }
 
@@ -463,20 +569,35 @@ ShardReader::ShardReader(const fs::path& path) : path_(path) {
   if (!label_names_.empty()) {
     MGCA_CHECK(H5Lexists(file.get(), "labels", H5P_DEFAULT) > 0,
                "{}: attribute 'label_names' present but dataset 'labels' missing", where);
-    Hid labels = checked(H5Dopen2(file.get(), "labels", H5P_DEFAULT), H5Dclose,
-                         fmt::format("{}: opening 'labels'", where));
-    Hid space(H5Dget_space(labels.get()), H5Sclose);
-    hsize_t dims[2] = {0, 0};
-    MGCA_CHECK(H5Sget_simple_extent_ndims(space.get()) == 2, "{}: 'labels' must be [n, L]", where);
+    labels_ = read_table<float>(file.get(), "labels", H5T_NATIVE_FLOAT,
+                                {static_cast<hsize_t>(count_), label_names_.size()}, where);
+  }
+  annotations_.boxes = H5Lexists(file.get(), "boxes", H5P_DEFAULT) > 0;
+  if (annotations_.boxes) {
+    box_offsets_ = read_table<int64_t>(file.get(), "box_offsets", H5T_NATIVE_INT64,
+                                       {static_cast<hsize_t>(count_ + 1)}, where);
+    boxes_ = read_table<float>(file.get(), "boxes", H5T_NATIVE_FLOAT, {0, 4}, where);
+    const int64_t num_boxes = static_cast<int64_t>(boxes_.size() / 4);
+    MGCA_CHECK(box_offsets_.front() == 0 && box_offsets_.back() == num_boxes &&
+                   std::is_sorted(box_offsets_.begin(), box_offsets_.end()),
+               "{}: 'box_offsets' must rise from 0 to the {} rows of 'boxes'", where, num_boxes);
+  }
+  annotations_.masks = H5Lexists(file.get(), "masks", H5P_DEFAULT) > 0;
+  if (annotations_.masks) {
+    Hid masks = checked(H5Dopen2(file.get(), "masks", H5P_DEFAULT), H5Dclose,
+                        fmt::format("{}: opening 'masks'", where));
+    Hid space(H5Dget_space(masks.get()), H5Sclose);
+    hsize_t dims[3] = {0, 0, 0};
+    MGCA_CHECK(H5Sget_simple_extent_ndims(space.get()) == 3, "{}: 'masks' must be [n, S, S]", where);
     H5Sget_simple_extent_dims(space.get(), dims, nullptr);
-    MGCA_CHECK(static_cast<int64_t>(dims[0]) == count_ && dims[1] == label_names_.size(),
-               "{}: 'labels' is [{}, {}], expected [{}, {}]", where, dims[0], dims[1], count_,
-               label_names_.size());
-    labels_.resize(static_cast<size_t>(count_) * label_names_.size());
-    if (count_ > 0) {
-      H5_CHECK(H5Dread(labels.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels_.data()),
-               "{}: reading 'labels'", where);
-    }
+    MGCA_CHECK(static_cast<int64_t>(dims[0]) == count_ && dims[1] == static_cast<hsize_t>(image_size_) &&
+                   dims[2] == dims[1],
+               "{}: 'masks' is [{}, {}, {}], expected [{}, {}, {}]", where, dims[0], dims[1], dims[2],
+               count_, image_size_, image_size_);
+    // Masks are read through HDF5 (its own handle on the file: the image
+    // fast path may close the library's handle below).
+    h5_masks_file_ = checked(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, where).release();
+    h5_masks_ = checked(H5Dopen2(h5_masks_file_, "masks", H5P_DEFAULT), H5Dclose, where).release();
   }
 
   // Fast path: one image per chunk with exactly the Fletcher32 filter (what
@@ -525,6 +646,8 @@ ShardReader::ShardReader(const fs::path& path) : path_(path) {
 
 ShardReader::~ShardReader() {
   if (fd_ >= 0) ::close(fd_);
+  if (h5_masks_ >= 0) H5Dclose(h5_masks_);
+  if (h5_masks_file_ >= 0) H5Fclose(h5_masks_file_);
   if (h5_images_ >= 0) H5Dclose(h5_images_);
   if (h5_file_ >= 0) H5Fclose(h5_file_);
 }
@@ -579,6 +702,32 @@ void ShardReader::read_image(int64_t index, uint8_t* out) const {
            ids_[static_cast<size_t>(index)]);
 }
 
+void ShardReader::read_mask(int64_t index, uint8_t* out) const {
+  check_index(index);
+  MGCA_CHECK(h5_masks_ >= 0, "{}: the shard has no masks", shard_where(path_));
+  quiet_hdf5();
+  const hsize_t S = static_cast<hsize_t>(image_size_);
+  Hid file_space(H5Dget_space(h5_masks_), H5Sclose);
+  const hsize_t start[3] = {static_cast<hsize_t>(index), 0, 0}, block[3] = {1, S, S};
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
+           "{}: selecting mask {}", shard_where(path_), index);
+  Hid memory_space(H5Screate_simple(3, block, nullptr), H5Sclose);
+  H5_CHECK(H5Dread(h5_masks_, H5T_NATIVE_UINT8, memory_space.get(), file_space.get(), H5P_DEFAULT, out),
+           "{}: mask {} (id '{}') could not be read", shard_where(path_), index,
+           ids_[static_cast<size_t>(index)]);
+}
+
+std::vector<Box> ShardReader::boxes(int64_t index) const {
+  check_index(index);
+  MGCA_CHECK(annotations_.boxes, "{}: the shard has no boxes", shard_where(path_));
+  std::vector<Box> out;
+  for (int64_t b = box_offsets_[static_cast<size_t>(index)]; b < box_offsets_[static_cast<size_t>(index) + 1]; ++b) {
+    const float* row = boxes_.data() + 4 * b;
+    out.push_back({row[0], row[1], row[2], row[3]});
+  }
+  return out;
+}
+
 const std::string& ShardReader::id(int64_t index) const {
   check_index(index);
   return ids_[static_cast<size_t>(index)];
@@ -621,6 +770,10 @@ std::shared_ptr<Dataset> Dataset::open(const fs::path& dir, const DatasetOpenOpt
                reader->image_size(), manifest.image_size);
     MGCA_CHECK(reader->label_names() == manifest.label_names,
                "shard '{}': label names differ from the manifest's", path.string());
+    MGCA_CHECK(reader->annotations() == manifest.annotations,
+               "shard '{}': annotations (masks {}, boxes {}) differ from the manifest's (masks {}, boxes {})",
+               path.string(), reader->annotations().masks, reader->annotations().boxes,
+               manifest.annotations.masks, manifest.annotations.boxes);
     dataset->offsets_.push_back(dataset->offsets_.back() + info.count);
     dataset->shards_.push_back(std::move(reader));
   }
@@ -658,6 +811,20 @@ const std::string& Dataset::report(int64_t index) const {
 const float* Dataset::labels(int64_t index) const {
   const auto [shard, local] = locate(index);
   return shards_[static_cast<size_t>(shard)]->labels(local);
+}
+
+void Dataset::read_mask(int64_t index, uint8_t* out) const {
+  const auto [shard, local] = locate(index);
+  try {
+    shards_[static_cast<size_t>(shard)]->read_mask(local, out);
+  } catch (const Error& error) {
+    MGCA_FAIL("{} [dataset index {}]", error.message(), index);
+  }
+}
+
+std::vector<Box> Dataset::boxes(int64_t index) const {
+  const auto [shard, local] = locate(index);
+  return shards_[static_cast<size_t>(shard)]->boxes(local);
 }
 
 }  // namespace mgca::io

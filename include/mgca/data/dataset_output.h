@@ -42,6 +42,7 @@ struct OutputSpec {
   std::string split;
   int64_t image_size = 256;
   std::vector<std::string> label_names;
+  io::AnnotationKinds annotations;  // masks and/or boxes on every sample
   int64_t shard_size = 4096;  // samples per shard file
   bool overwrite = false;     // replace an existing dataset in dir
   std::string info_json = "{}";  // put under the manifest's "info" (with "summary" added)
@@ -62,7 +63,7 @@ class ParallelDatasetWriter {
   ParallelDatasetWriter& operator=(const ParallelDatasetWriter&) = delete;
 
   void append(std::string_view id, std::string_view report, const uint8_t* image,
-              const float* labels = nullptr);
+              const float* labels = nullptr, const io::SampleAnnotation* annotation = nullptr);
   int64_t count() const;
 
   // Collective. Merges the ranks' summaries (the merged one is returned on

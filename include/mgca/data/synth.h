@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "mgca/io/dataset_file.h"
+
 namespace mgca::data {
 
 enum class SynthFinding : int {
@@ -51,7 +53,22 @@ struct SynthSample {
   std::string report;                  // sentences joined by '\n' (as stored)
   std::vector<float> labels;           // synth_label_names() order: 1 or 0
   std::vector<PlacedFinding> findings;
+  // Where the lung lesions (consolidation, nodule, effusion, pneumothorax)
+  // changed the image by more than kSynthMaskThreshold before quantisation:
+  // image_size² bytes of 0/1, and one box per lesion around its mask pixels
+  // (none when a lesion changed no pixel that much). Cardiomegaly (a normal
+  // structure enlarged) and support devices are not lesions, as in the
+  // RSNA and SIIM annotations.
+  std::vector<uint8_t> mask;
+  std::vector<io::Box> boxes;
 };
+
+// Intensity change (in [0, 1] units, before contrast and noise) that puts a
+// pixel into a lesion's mask.
+inline constexpr float kSynthMaskThreshold = 0.04f;
+
+// Whether a finding kind is a lesion that gets a mask and a box.
+bool is_synth_lesion(SynthFinding kind);
 
 // "Cardiomegaly", "Consolidation", "Lung Nodule", "Pleural Effusion",
 // "Pneumothorax", "Support Devices", "No Finding" (none of the first five).

@@ -8,6 +8,9 @@
 //                              sentences joined by '\n' ("" when the source has none)
 //   ids     string  [n]        UTF-8, variable length, unique within the dataset
 //   labels  float32 [n, L]     optional: 1 positive, 0 negative, -1 uncertain, NaN missing
+//   masks   uint8   [n, S, S]  optional: 1 inside the finding, 0 outside; chunked like images
+//   boxes   float32 [M, 4]     optional: (x0, y0, x1, y1) in stored pixels, sample i's boxes
+//   box_offsets int64 [n + 1]  are rows box_offsets[i] .. box_offsets[i+1]-1 (none: healthy)
 // Sample g of the dataset is sample g - offset(shard) of the shard holding it,
 // shards taken in manifest order.
 //
@@ -29,6 +32,35 @@ namespace mgca::io {
 inline constexpr int kDatasetFormatVersion = 1;
 inline constexpr const char* kManifestFileName = "dataset.json";
 
+// Which annotations a dataset carries. With masks (boxes), every sample has
+// one (possibly empty: no finding); a source that cannot annotate an item
+// skips it with a counted reason rather than storing it unannotated.
+struct AnnotationKinds {
+  bool masks = false;
+  bool boxes = false;
+  bool operator==(const AnnotationKinds& other) const {
+    return masks == other.masks && boxes == other.boxes;
+  }
+  bool operator!=(const AnnotationKinds& other) const { return !(*this == other); }
+};
+
+// A box in the stored image's pixel coordinates (after resize-and-pad):
+// x to the right, y down, 0 <= x0 < x1 <= S and 0 <= y0 < y1 <= S.
+struct Box {
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+
+// One sample's annotations for ShardWriter::append: `mask` points to S² bytes
+// of 0/1 (required when the shard stores masks), `boxes` may be empty.
+struct SampleAnnotation {
+  const uint8_t* mask = nullptr;
+  std::vector<Box> boxes;
+};
+
+// Why a box cannot be stored in an S×S image ("" when it can): not finite,
+// empty, or outside the image. Importers count such boxes as skips.
+std::string box_problem(const Box& box, int64_t image_size);
+
 struct ShardInfo {
   std::string file;    // file name relative to the dataset folder
   int64_t count = 0;   // samples in the shard
@@ -42,6 +74,7 @@ struct DatasetManifest {
   std::string split;   // "train", "val", "test", "all", ...
   int64_t image_size = 0;
   std::vector<std::string> label_names;  // empty when the dataset has no labels
+  AnnotationKinds annotations;           // "annotations": ["masks", "boxes"] (absent: none)
   std::vector<ShardInfo> shards;
   // Free-form JSON object kept under "info" (the command, the import summary,
   // the generator's options); "{}" when there is nothing.
@@ -61,15 +94,17 @@ void write_manifest(const std::filesystem::path& dir, const DatasetManifest& man
 class ShardWriter {
  public:
   ShardWriter(const std::filesystem::path& path, int64_t image_size,
-              std::vector<std::string> label_names);
+              std::vector<std::string> label_names, AnnotationKinds annotations = {});
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
   // image: image_size * image_size bytes, row-major. labels: label_names.size()
-  // floats, or nullptr when the shard has no labels.
+  // floats, or nullptr when the shard has no labels. annotation: required
+  // when the shard stores masks or boxes (a mask must hold only 0 and 1, each
+  // box must pass box_problem), ignored otherwise.
   void append(std::string_view id, std::string_view report, const uint8_t* image,
-              const float* labels = nullptr);
+              const float* labels = nullptr, const SampleAnnotation* annotation = nullptr);
   int64_t count() const { return count_; }
   ShardInfo close();
 
@@ -79,12 +114,14 @@ class ShardWriter {
   std::filesystem::path path_, temp_path_;
   int64_t image_size_;
   std::vector<std::string> label_names_;
+  AnnotationKinds annotations_;
   int64_t count_ = 0;
   int64_t images_written_ = 0;
-  std::vector<uint8_t> image_buffer_;
+  std::vector<uint8_t> image_buffer_, mask_buffer_;
   std::vector<std::string> ids_, reports_;
-  std::vector<float> labels_;
-  int64_t file_ = -1, images_ = -1;  // hid_t
+  std::vector<float> labels_, boxes_;
+  std::vector<int64_t> box_offsets_{0};
+  int64_t file_ = -1, images_ = -1, masks_ = -1;  // hid_t
   bool closed_ = false;
 };
 
@@ -95,9 +132,10 @@ class ShardWriter {
 class ShardedWriter {
  public:
   ShardedWriter(std::filesystem::path dir, std::string prefix, int64_t image_size,
-                std::vector<std::string> label_names, int64_t shard_size);
+                std::vector<std::string> label_names, int64_t shard_size,
+                AnnotationKinds annotations = {});
   void append(std::string_view id, std::string_view report, const uint8_t* image,
-              const float* labels = nullptr);
+              const float* labels = nullptr, const SampleAnnotation* annotation = nullptr);
   int64_t count() const { return count_; }
   std::vector<ShardInfo> finish();
 
@@ -106,6 +144,7 @@ class ShardedWriter {
   std::string prefix_;
   int64_t image_size_, shard_size_;
   std::vector<std::string> label_names_;
+  AnnotationKinds annotations_;
   std::unique_ptr<ShardWriter> current_;
   std::vector<ShardInfo> done_;
   int64_t count_ = 0;
@@ -136,6 +175,13 @@ class ShardReader {
   const std::string& report(int64_t index) const;
   // num_labels() floats; nullptr when the shard has no labels.
   const float* labels(int64_t index) const;
+  const AnnotationKinds& annotations() const { return annotations_; }
+  // Copies mask `index` (image_size² bytes of 0/1) into out; an error when
+  // the shard has no masks. Thread-safe (through HDF5's lock: masks are read
+  // by evaluation, not by the pretraining loader).
+  void read_mask(int64_t index, uint8_t* out) const;
+  // Sample `index`'s boxes (empty: none); an error when the shard has no boxes.
+  std::vector<Box> boxes(int64_t index) const;
 
  private:
   void check_index(int64_t index) const;
@@ -144,6 +190,10 @@ class ShardReader {
   int64_t count_ = 0, image_size_ = 0;
   std::vector<std::string> label_names_, ids_, reports_;
   std::vector<float> labels_;
+  AnnotationKinds annotations_;
+  std::vector<float> boxes_;
+  std::vector<int64_t> box_offsets_;
+  int64_t h5_masks_file_ = -1, h5_masks_ = -1;  // hid_t
   std::vector<uint64_t> chunk_offsets_;  // file offset of each image chunk
   int fd_ = -1;
   // Shards not written by ShardWriter (other filters or chunking) are read
@@ -173,6 +223,9 @@ class Dataset {
   const std::string& id(int64_t index) const;
   const std::string& report(int64_t index) const;
   const float* labels(int64_t index) const;  // nullptr without labels
+  const AnnotationKinds& annotations() const { return manifest_.annotations; }
+  void read_mask(int64_t index, uint8_t* out) const;  // error without masks
+  std::vector<Box> boxes(int64_t index) const;        // error without boxes
 
   // (shard number, index inside the shard) of a global index.
   std::pair<int64_t, int64_t> locate(int64_t index) const;

@@ -45,6 +45,50 @@ TEST(Synth, DeterministicPerSplitSeedAndIndex) {
   EXPECT_EQ(synth_findings(options, 17).size(), fresh.findings.size());
 }
 
+// Every lesion gets a box around its own mask pixels, the mask is the union
+// of them, and an image without lesions has an empty mask and no boxes.
+TEST(Synth, LesionsHaveMasksAndBoxes) {
+  SynthOptions options;
+  options.image_size = 64;
+  options.prevalence = 0.4;
+  SynthSample sample;
+  int64_t with_lesions = 0, boxed = 0;
+  for (int64_t i = 0; i < 200; ++i) {
+    generate_synth_sample(options, i, sample);
+    const int64_t lesions = std::count_if(sample.findings.begin(), sample.findings.end(),
+                                          [](const PlacedFinding& f) { return is_synth_lesion(f.kind); });
+    const int64_t pixels = std::count(sample.mask.begin(), sample.mask.end(), uint8_t{1});
+    ASSERT_EQ(sample.mask.size(), 64u * 64u);
+    EXPECT_LE(static_cast<int64_t>(sample.boxes.size()), lesions) << i;
+    if (lesions == 0) {
+      EXPECT_EQ(pixels, 0) << i;
+      EXPECT_TRUE(sample.boxes.empty()) << i;
+      continue;
+    }
+    ++with_lesions;
+    boxed += static_cast<int64_t>(sample.boxes.size());
+    std::vector<uint8_t> covered(sample.mask.size(), 0);
+    for (const auto& box : sample.boxes) {
+      EXPECT_EQ(io::box_problem(box, 64), "") << i;
+      for (int64_t y = static_cast<int64_t>(box.y0); y < static_cast<int64_t>(box.y1); ++y) {
+        for (int64_t x = static_cast<int64_t>(box.x0); x < static_cast<int64_t>(box.x1); ++x) {
+          covered[static_cast<size_t>(y * 64 + x)] = 1;
+        }
+      }
+    }
+    for (size_t j = 0; j < covered.size(); ++j) {
+      if (sample.mask[j]) {
+        ASSERT_TRUE(covered[j]) << "sample " << i << " pixel " << j << " outside every box";
+      }
+    }
+    // Masks are lesion-sized: neither empty nor the whole image.
+    EXPECT_GT(pixels, 0) << i;
+    EXPECT_LT(pixels, 64 * 64 / 3) << i;
+  }
+  EXPECT_GT(with_lesions, 50);
+  EXPECT_GE(boxed, with_lesions);
+}
+
 TEST(Synth, BadOptionsAreErrors) {
   SynthOptions options;
   SynthSample sample;
@@ -215,6 +259,9 @@ TEST(SynthCommand, WritesTheGeneratedSamples) {
     EXPECT_EQ(dataset->report(i), expected.report);
     EXPECT_EQ(dataset->id(i), expected.id);
     EXPECT_EQ(std::vector<float>(dataset->labels(i), dataset->labels(i) + 7), expected.labels);
+    dataset->read_mask(i, image.data());
+    EXPECT_EQ(image, expected.mask) << i;
+    EXPECT_EQ(dataset->boxes(i).size(), expected.boxes.size()) << i;
   }
   // A second run into the same folder refuses without --overwrite, and works with it.
   const auto again = test::run_command(fmt::format("{} synth --out {} --num 5 --image-size 64",

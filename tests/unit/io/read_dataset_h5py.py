@@ -16,6 +16,7 @@ with open(os.path.join(folder, "dataset.json")) as f:
 assert manifest["format"] == "mgca-dataset" and manifest["format_version"] == 1
 
 ids, reports, labels, image_sha256 = [], [], [], []
+mask_sha256, boxes = [], []
 checksums_ok = True
 for shard in manifest["shards"]:
     path = os.path.join(folder, shard["file"])
@@ -33,8 +34,18 @@ for shard in manifest["shards"]:
             names = list(h5.attrs["label_names"])
             assert names == manifest["label_names"], (names, manifest["label_names"])
             labels += [[None if math.isnan(v) else float(v) for v in row] for row in h5["labels"][:]]
+        if "masks" in h5:                            # uint8 [n, S, S], 0/1
+            assert "masks" in manifest["annotations"]
+            masks = h5["masks"]
+            assert masks.dtype == np.uint8 and masks.shape == images.shape
+            mask_sha256 += [hashlib.sha256(masks[i].tobytes()).hexdigest() for i in range(masks.shape[0])]
+        if "boxes" in h5:                            # float32 [M, 4] + int64 offsets [n + 1]
+            assert "boxes" in manifest["annotations"]
+            rows, offsets = h5["boxes"][:], h5["box_offsets"][:]
+            assert rows.dtype == np.float32 and offsets.dtype == np.int64
+            boxes += [rows[offsets[i]:offsets[i + 1]].tolist() for i in range(images.shape[0])]
         assert h5.attrs["image_size"] == manifest["image_size"]
 
 print(json.dumps({"ids": ids, "reports": reports, "labels": labels, "image_sha256": image_sha256,
                   "label_names": manifest["label_names"], "image_size": manifest["image_size"],
-                  "checksums_ok": checksums_ok}))
+                  "mask_sha256": mask_sha256, "boxes": boxes, "checksums_ok": checksums_ok}))

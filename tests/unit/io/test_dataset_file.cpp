@@ -321,5 +321,106 @@ TEST(DatasetFile, ReadsShardWrittenByH5pyWithCompression) {
   }
 }
 
+// Masks and boxes: written per sample, read back by index through shards (a
+// sample without boxes and an empty mask included), and by h5py as the docs show.
+TEST(DatasetFile, MasksAndBoxesRoundTripAndReadableWithH5py) {
+  TempDir dir;
+  const int64_t S = 10;
+  DatasetManifest manifest;
+  manifest.source = "test";
+  manifest.split = "train";
+  manifest.image_size = S;
+  manifest.annotations = {true, true};
+  std::vector<std::vector<uint8_t>> masks;
+  std::vector<std::vector<Box>> boxes;
+  int64_t global = 0;
+  for (const int64_t count : {3, 2}) {
+    ShardWriter writer(dir.path() / fmt::format("part-{}.h5", manifest.shards.size()), S, {}, {true, true});
+    for (int64_t i = 0; i < count; ++i, ++global) {
+      SampleAnnotation annotation;
+      std::vector<uint8_t> mask(static_cast<size_t>(S * S), 0);
+      for (int64_t b = 0; b < global % 3; ++b) {  // 0, 1 or 2 boxes
+        const Box box{static_cast<float>(b), 1.5f, static_cast<float>(b + 3 + global), 9.f};
+        annotation.boxes.push_back(box);
+        for (int64_t y = 2; y < 9; ++y) {
+          for (int64_t x = b; x < b + 3 + global; ++x) mask[static_cast<size_t>(y * S + x)] = 1;
+        }
+      }
+      annotation.mask = mask.data();
+      const auto image = random_image(S, static_cast<uint64_t>(global));
+      writer.append(fmt::format("s{}", global), "", image.data(), nullptr, &annotation);
+      masks.push_back(mask);
+      boxes.push_back(annotation.boxes);
+    }
+    manifest.shards.push_back(writer.close());
+  }
+  write_manifest(dir.path(), manifest);
+
+  auto dataset = Dataset::open(dir.path(), {.verify_checksums = true});
+  EXPECT_TRUE(dataset->annotations().masks && dataset->annotations().boxes);
+  std::vector<uint8_t> mask(static_cast<size_t>(S * S));
+  for (int64_t g = 0; g < 5; ++g) {
+    dataset->read_mask(g, mask.data());
+    EXPECT_EQ(mask, masks[static_cast<size_t>(g)]) << g;
+    const auto got = dataset->boxes(g);
+    ASSERT_EQ(got.size(), boxes[static_cast<size_t>(g)].size()) << g;
+    for (size_t b = 0; b < got.size(); ++b) {
+      EXPECT_EQ(got[b].x0, boxes[static_cast<size_t>(g)][b].x0);
+      EXPECT_EQ(got[b].y0, boxes[static_cast<size_t>(g)][b].y0);
+      EXPECT_EQ(got[b].x1, boxes[static_cast<size_t>(g)][b].x1);
+      EXPECT_EQ(got[b].y1, boxes[static_cast<size_t>(g)][b].y1);
+    }
+  }
+
+  const fs::path script = test::source_dir() / "tests/unit/io/read_dataset_h5py.py";
+  const auto result = test::run_command(mgca::test::python() + " " + script.string() + " " + dir.path().string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto doc = nlohmann::json::parse(result.output);
+  ASSERT_EQ(doc.at("mask_sha256").size(), 5u);
+  for (size_t g = 0; g < 5; ++g) {
+    EXPECT_EQ(doc["mask_sha256"][g], sha256_hex(masks[g].data(), masks[g].size()));
+    ASSERT_EQ(doc["boxes"][g].size(), boxes[g].size());
+    for (size_t b = 0; b < boxes[g].size(); ++b) {
+      EXPECT_EQ(doc["boxes"][g][b], nlohmann::json({boxes[g][b].x0, boxes[g][b].y0, boxes[g][b].x1, boxes[g][b].y1}));
+    }
+  }
+}
+
+TEST(DatasetFile, BadAnnotationsAreErrorsAndBoxProblemsAreNamed) {
+  TempDir dir;
+  const auto image = random_image(8, 1);
+  std::vector<uint8_t> mask(64, 0);
+  ShardWriter writer(dir.path() / "a.h5", 8, {}, {true, true});
+  EXPECT_THROW(writer.append("no-annotation", "", image.data()), Error);
+  mask[5] = 2;
+  SampleAnnotation bad_mask{mask.data(), {}};
+  EXPECT_THROW(writer.append("bad-mask", "", image.data(), nullptr, &bad_mask), Error);
+  mask[5] = 1;
+  SampleAnnotation bad_box{mask.data(), {{2, 2, 9, 4}}};
+  EXPECT_THROW(writer.append("bad-box", "", image.data(), nullptr, &bad_box), Error);
+  EXPECT_EQ(box_problem({1, 1, 3, 3}, 8), "");
+  EXPECT_EQ(box_problem({3, 1, 3, 3}, 8), "box has no area");
+  EXPECT_EQ(box_problem({-1, 1, 3, 3}, 8), "box outside the image");
+  EXPECT_EQ(box_problem({NAN, 1, 3, 3}, 8), "box coordinate is not a finite number");
+  EXPECT_EQ(writer.count(), 0);
+
+  // A shard without masks in a dataset whose manifest says it has them.
+  ShardWriter plain(dir.path() / "b.h5", 8, {});
+  plain.append("x", "", image.data());
+  DatasetManifest manifest;
+  manifest.source = "test";
+  manifest.split = "all";
+  manifest.image_size = 8;
+  manifest.annotations.masks = true;
+  manifest.shards.push_back(plain.close());
+  write_manifest(dir.path(), manifest);
+  try {
+    Dataset::open(dir.path());
+    FAIL() << "expected an error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("annotations"), std::string::npos) << error.what();
+  }
+}
+
 }  // namespace
 }  // namespace mgca::io
