@@ -170,8 +170,9 @@ TEST_F(TrainRobust, BadInputGivesClearMessagesAndTheDocumentedExitCodes) {
   expect_output(r, 2, {"bad job:", "text.vocab: not a usable vocabulary", "has no [PAD] token"});
   r = run_command(train_command(2, "big-batch", {"data.batch_size=30"}));
   expect_output(r, 2, {"bad job:", "data.batch_size: 2 ranks x 30 samples = 60 samples per micro-batch, more than the 48"});
-  r = run_command(train_command(2, "big-crop", {"model.image_size=96"}));
-  expect_output(r, 2, {"bad job:", "model.image_size: 96-pixel crops do not fit the 72-pixel images"});
+  ASSERT_EQ(run_command(mgca + " synth --out " + quote((*dir_ / "small").string()) + " --num 16 --image-size 48").exit_code, 0);
+  r = run_command(train_command(2, "big-crop", {"data.train=" + (*dir_ / "small").string()}));
+  expect_output(r, 2, {"bad job:", "model.image_size: 64-pixel crops do not fit the 48-pixel images"});
   // A range error names the --set that caused it.
   r = run_command(train_command(1, "bad-set", {"data.batch_size=0"}));
   expect_output(r, 2, {"--set data.batch_size=0: key 'data.batch_size': 0 must be >= 1"});
@@ -181,7 +182,8 @@ TEST_F(TrainRobust, BadInputGivesClearMessagesAndTheDocumentedExitCodes) {
   r = run_command(mgca + " eval probe --encoder x.safetensors --train a --test b --seeds 0");
   expect_output(r, 2, {"--seeds: must be a positive number, got 0"});
   // eval usage errors found after parsing exit 2.
-  r = run_command(mgca + " eval probe --train " + quote((*dir_ / "synth").string()));
+  r = run_command(mgca + " eval probe --train " + quote((*dir_ / "synth").string()) + " --test " +
+                  quote((*dir_ / "synth").string()));
   expect_output(r, 2, {"give at least one --checkpoint or --encoder", "mgca eval --help"});
   // Outside an MPI job there is no "[rank -1]".
   r = run_command(mgca + " info " + quote((*dir_ / "no-such-checkpoint").string()));
