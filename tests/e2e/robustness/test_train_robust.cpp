@@ -127,8 +127,11 @@ TEST_F(TrainRobust, SigtermAndCtrlCToTheWrapperCheckpointAndExit75) {
   for (const bool whole_group : {false, true}) {
     const std::string name = whole_group ? "ctrl-c" : "sigterm";
     const fs::path log = *dir_ / (name + ".log");
-    Background job("exec env MPIRUN=" + std::string(MGCA_MPIEXEC) + " " +
-                       train_command(2, name, {"schedule.max_steps=100000", "checkpoint.every_steps=100000"}, wrapper),
+    Background job("env MPIRUN=" + std::string(MGCA_MPIEXEC) + " " +
+                       train_command(2, name,
+                                     {"schedule.max_steps=100000", "checkpoint.every_steps=100000",
+                                      "logging.every_steps=1"},
+                                     wrapper),
                    log);
     ASSERT_TRUE(wait_for_file(runs() / name / "metrics.jsonl", 240)) << read_text_file(log);
     ASSERT_EQ(whole_group ? kill(-job.pid(), SIGINT) : kill(job.pid(), SIGTERM), 0);

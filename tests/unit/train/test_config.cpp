@@ -275,15 +275,15 @@ TEST(ConfigErrors, BadOverrides) {
 }
 
 // A tiny dataset folder, with or without reports.
-void write_dataset(const fs::path& dir, bool reports, const std::string& source) {
+void write_dataset(const fs::path& dir, bool reports, const std::string& source, int64_t image_size = 224) {
   fs::create_directories(dir);
-  io::ShardedWriter writer(dir, "part", 8, {}, 10);
-  const std::vector<uint8_t> image(64, 100);
+  io::ShardedWriter writer(dir, "part", image_size, {}, 10);
+  const std::vector<uint8_t> image(static_cast<size_t>(image_size * image_size), 100);
   for (int i = 0; i < 3; ++i) writer.append("s" + std::to_string(i), reports ? "no acute findings" : "", image.data());
   io::DatasetManifest manifest;
   manifest.source = source;
   manifest.split = "train";
-  manifest.image_size = 8;
+  manifest.image_size = image_size;
   manifest.shards = writer.finish();
   io::write_manifest(dir, manifest);
 }
@@ -294,11 +294,10 @@ class ConfigPaths : public ::testing::Test {
     write_dataset(dir_ / "set", true, "synth");
     test::write_text_file(dir_ / "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n");
   }
-  // One 8-pixel crop per micro-batch fits the 3-sample, 8-pixel dataset.
+  // One 224-pixel crop per micro-batch fits the 3-sample, 224-pixel dataset.
   Config config(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> overrides = {"data.train=" + (dir_ / "set").string(),
-                                          "text.vocab=" + (dir_ / "vocab.txt").string(), "data.batch_size=1",
-                                          "model.image_size=8"};
+                                          "text.vocab=" + (dir_ / "vocab.txt").string(), "data.batch_size=1"};
     overrides.insert(overrides.end(), extra.begin(), extra.end());
     return parse_config("", "job.toml", overrides);
   }
@@ -357,8 +356,9 @@ TEST_F(ConfigPaths, JobsThatCannotRunOnTheirDataOrVocabulary) {
             std::string::npos)
       << e;
   EXPECT_NO_THROW(check_paths(config(), /*world_size=*/3));
-  e = error_of([&] { check_paths(config({"model.image_size=16"})); });
-  EXPECT_NE(e.find("model.image_size: 16-pixel crops do not fit the 8-pixel images"), std::string::npos) << e;
+  write_dataset(dir_ / "small", true, "synth", 64);
+  e = error_of([&] { check_paths(config({"data.train=" + (dir_ / "small").string()})); });
+  EXPECT_NE(e.find("model.image_size: 224-pixel crops do not fit the 64-pixel images"), std::string::npos) << e;
   test::write_text_file(dir_ / "no-pad.txt", "[UNK]\n[CLS]\n[SEP]\n");
   e = error_of([&] { check_paths(config({"text.vocab=" + (dir_ / "no-pad.txt").string()})); });
   EXPECT_NE(e.find("text.vocab: not a usable vocabulary"), std::string::npos) << e;
@@ -373,9 +373,9 @@ TEST_F(ConfigPaths, JobsThatCannotRunOnTheirDataOrVocabulary) {
 
 // A range error names the --set that gave the value, not the job file.
 TEST(ConfigParse, RangeErrorsNameTheSetThatCausedThem) {
-  std::string e = parse_error("[data]\nbatch_size = 4\n", {"data.batch_size=0"});
+  std::string e = parse_error("[data]\ntrain = \"/data/set\"\nbatch_size = 4\n", {"data.batch_size=0"});
   EXPECT_NE(e.find("--set data.batch_size=0: key 'data.batch_size': 0 must be >= 1"), std::string::npos) << e;
-  e = parse_error("[data]\nbatch_size = 0\n", {"data.workers=2"});
+  e = parse_error("[data]\ntrain = \"/data/set\"\nbatch_size = 0\n", {"data.workers=2"});
   EXPECT_NE(e.find("job.toml: key 'data.batch_size': 0 must be >= 1"), std::string::npos) << e;
 }
 
