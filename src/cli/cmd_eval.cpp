@@ -85,7 +85,7 @@ void add_data_options(CLI::App& app, Common& c, bool splits) {
 
 void add_run_options(CLI::App& app, Common& c, const std::string& kind) {
   app.add_option("--batch-size", c.batch_size, "images per rank per extraction batch")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   app.add_option("--cache-dir", c.cache_dir, "feature cache folder")->capture_default_str();
   app.add_flag("--no-cache", c.no_cache, "extract again and write no cache");
@@ -107,11 +107,11 @@ std::vector<double> parse_list(const std::string& text, const char* what) {
       out.push_back(std::stod(item, &used));
       if (used != item.size()) throw std::invalid_argument(item);
     } catch (const std::exception&) {
-      MGCA_FAIL("{}: '{}' is not a number (expected a comma-separated list, e.g. 0.01,0.1,1)", what,
+      MGCA_USAGE_CHECK(false, "{}: '{}' is not a number (expected a comma-separated list, e.g. 0.01,0.1,1)", what,
                 item);
     }
   }
-  MGCA_CHECK(!out.empty(), "{}: empty list", what);
+  MGCA_USAGE_CHECK(!out.empty(), "{}: empty list", what);
   return out;
 }
 
@@ -144,9 +144,9 @@ Session start(int* argc, char*** argv, const Common& c) {
 // The trained models in command-line order, each followed by a random
 // initialisation of its architecture (one per distinct architecture).
 std::vector<EvalModel> load_models(const Common& c, const Session& s, bool need_text) {
-  MGCA_CHECK(!c.checkpoints.empty() || !c.encoders.empty(),
+  MGCA_USAGE_CHECK(!c.checkpoints.empty() || !c.encoders.empty(),
              "give at least one --checkpoint or --encoder to evaluate");
-  MGCA_CHECK(!need_text || c.encoders.empty(),
+  MGCA_USAGE_CHECK(!need_text || c.encoders.empty(),
              "--encoder files hold an image encoder alone; retrieval and zero-shot need a "
              "--checkpoint (image and text encoders with their heads)");
   eval::ModelLoadOptions load;
@@ -235,8 +235,8 @@ struct ProbeArgs {
 int run_probe(ProbeArgs& a, int* argc, char*** argv, const std::vector<std::string>& command) {
   const auto s = start(argc, argv, a.c);
   const auto paths = eval::resolve_splits(a.c.data, a.c.train, a.c.val, a.c.test);
-  MGCA_CHECK(!paths.train.empty(), "no training split: give --train or --data with a train/ folder");
-  MGCA_CHECK(!paths.test.empty(), "no test split: give --test or --data with a test/ folder");
+  MGCA_USAGE_CHECK(!paths.train.empty(), "no training split: give --train or --data with a train/ folder");
+  MGCA_USAGE_CHECK(!paths.test.empty(), "no test split: give --test or --data with a test/ folder");
   const EvalSplit train(paths.train, "train");
   const EvalSplit test(paths.test, "test");
   std::optional<EvalSplit> val;
@@ -329,12 +329,12 @@ struct RetrievalArgs {
 int run_retrieval(RetrievalArgs& a, int* argc, char*** argv, const std::vector<std::string>& command) {
   const auto s = start(argc, argv, a.c);
   const auto paths = eval::resolve_splits(a.c.data, "", "", a.c.test);
-  MGCA_CHECK(!paths.test.empty(), "no test split: give --test or --data with a test/ folder");
+  MGCA_USAGE_CHECK(!paths.test.empty(), "no test split: give --test or --data with a test/ folder");
   const EvalSplit test(paths.test, "test");
   auto models = load_models(a.c, s, /*need_text=*/true);
   std::vector<int64_t> ks;
   for (double k : parse_list(a.ks, "--ks")) {
-    MGCA_CHECK(k >= 1 && k == std::floor(k), "--ks: {} is not a positive integer", k);
+    MGCA_USAGE_CHECK(k >= 1 && k == std::floor(k), "--ks: {} is not a positive integer", k);
     ks.push_back(static_cast<int64_t>(k));
   }
   const std::string name = dataset_name(a.c, test);
@@ -417,7 +417,7 @@ std::vector<std::vector<std::string>> class_prompts(const std::string& file,
 int run_zeroshot(ZeroShotArgs& a, int* argc, char*** argv, const std::vector<std::string>& command) {
   const auto s = start(argc, argv, a.c);
   const auto paths = eval::resolve_splits(a.c.data, "", "", a.c.test);
-  MGCA_CHECK(!paths.test.empty(), "no test split: give --test or --data with a test/ folder");
+  MGCA_USAGE_CHECK(!paths.test.empty(), "no test split: give --test or --data with a test/ folder");
   const EvalSplit test(paths.test, "test");
   const auto policy = policy_for(a.c, test);
   auto models = load_models(a.c, s, /*need_text=*/true);
@@ -463,7 +463,7 @@ int run_extract(ExtractArgs& a, int* argc, char*** argv, const std::vector<std::
   const EvalSplit split(a.split, "split");
   eval::ModelLoadOptions load;
   load.vocab = a.c.vocab;
-  MGCA_CHECK(a.c.checkpoints.size() + a.c.encoders.size() == 1,
+  MGCA_USAGE_CHECK(a.c.checkpoints.size() + a.c.encoders.size() == 1,
              "extract takes exactly one --checkpoint or --encoder");
   EvalModel model = !a.c.checkpoints.empty() ? EvalModel::from_checkpoint(a.c.checkpoints[0], load)
                                              : EvalModel::from_exported_encoder(a.c.encoders[0]);
@@ -542,7 +542,7 @@ int run_eval(int argc, char** argv) {
   add_run_options(*p, probe.c, "probe");
   p->add_option("--fractions", probe.fractions, "label fractions of the training split")->capture_default_str();
   p->add_option("--seeds", probe.seeds, "seeds per fraction (mean ± std)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   p->add_option("--seed", probe.seed, "first seed")->capture_default_str();
   p->add_option("--val-fraction", probe.val_fraction,
                 "hold-out of the training split used when there is no validation split")
@@ -550,11 +550,11 @@ int run_eval(int argc, char** argv) {
   p->add_option("--lr", probe.probe.learning_rate, "AdamW learning rate")->capture_default_str();
   p->add_option("--weight-decay", probe.probe.weight_decay, "AdamW weight decay")->capture_default_str();
   p->add_option("--probe-batch-size", probe.probe.batch_size, "probe mini-batch")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   p->add_option("--epochs", probe.probe.max_epochs, "maximum epochs")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   p->add_option("--patience", probe.probe.patience, "early-stopping patience (epochs)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   p->add_option("--min-steps-per-epoch", probe.probe.min_steps_per_epoch,
                 "an epoch has at least this many steps")->capture_default_str();
 
@@ -600,7 +600,7 @@ int run_eval(int argc, char** argv) {
       ->check(CLI::IsMember({"features", "embeddings"}))->capture_default_str();
   x->add_option("--out", extract.out_file, "output safetensors (reused when its key matches)")->required();
   x->add_option("--batch-size", extract.c.batch_size, "images per rank per batch")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   x->add_option("--threads", extract.c.threads, "intra-op threads per rank");
   x->add_option("--device", extract.c.device, "auto, cpu, cuda")->capture_default_str();
 

@@ -4,6 +4,7 @@
 //   mpirun -np 4 mgca prep --format mimic-cxr --in mimic-cxr-jpg --out data/mimic --threads 4
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "command.h"
@@ -29,7 +30,7 @@ int run_prep(int argc, char** argv) {
   app.add_option("--image-size", options.image_size, "image side S after resizing and padding")
       ->check(CLI::Range(8, 4096))->capture_default_str();
   app.add_option("--shard-size", options.shard_size, "samples per shard file")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   app.add_option("--threads", options.threads, "decoding threads per rank (default: $OMP_NUM_THREADS or 1)");
   app.add_option("--split", options.only_split, "import only this split");
   app.add_option("--limit", options.limit, "import only the first N listed items");
@@ -41,6 +42,13 @@ int run_prep(int argc, char** argv) {
   app.add_option("--splits", splits, "openi: r2gen_annotation.json (default: in --in)");
   app.add_option("--reports", reports, "mimic-cxr: mimic_cxr_sectioned.csv[.gz] (default: in --in)");
   app.add_flag("--overwrite", options.overwrite, "replace datasets already in --out");
+  double max_image_mb = static_cast<double>(options.max_image_bytes) / (1 << 20);
+  app.add_option("--max-image-mb", max_image_mb, "image files larger than this are skipped (never read)")
+      ->check(positive_number())->capture_default_str();
+  comm::CommOptions comm_options;
+  app.add_option("--timeout", comm_options.timeout_seconds,
+                 "watchdog: seconds a collective may wait for the other ranks before the job is aborted")
+      ->check(positive_number())->capture_default_str();
   options.threads = 0;
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;
   if (options.threads <= 0) {
@@ -52,11 +60,20 @@ int run_prep(int argc, char** argv) {
   options.labels_file = labels;
   options.splits_file = splits;
   options.reports_file = reports;
+  options.max_image_bytes = static_cast<uint64_t>(max_image_mb * (1 << 20));
 
   comm::init(&argc, &argv);
-  auto world = comm::Communicator::world();
+  auto world = comm::Communicator::world(comm_options);
   util::Stopwatch watch;
-  const data::ImportResult result = data::run_import(*world, options);
+  data::ImportResult result;
+  try {
+    result = data::run_import(*world, options);
+  } catch (const std::exception& error) {
+    // Bad items are counted skips; what is left is a bad input (listing) or a
+    // failure on one rank, which must not leave the others waiting.
+    std::fprintf(stderr, "mgca prep: error: %s\n", error.what());
+    abort_job(kExitError);
+  }
   const double seconds = watch.seconds();
   for (const auto& [split, summary] : result.splits) {
     log::info("split {} -> {}: {}", split, (options.out / split).string(), summary.to_text());

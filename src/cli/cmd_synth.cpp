@@ -39,7 +39,7 @@ int run_synth(int argc, char** argv) {
   bool overwrite = false;
   data::SynthOptions options;
   app.add_option("--out", out, "output dataset folder")->required();
-  app.add_option("--num", num, "number of samples")->required()->check(CLI::PositiveNumber);
+  app.add_option("--num", num, "number of samples")->required()->check(positive_number());
   app.add_option("--image-size", options.image_size, "image side S in pixels")
       ->check(CLI::Range(32, 1024))->capture_default_str();
   app.add_option("--seed", options.seed, "generator seed")->capture_default_str();
@@ -47,7 +47,7 @@ int run_synth(int argc, char** argv) {
   app.add_option("--prevalence", options.prevalence, "chance of each finding per image")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--shard-size", shard_size, "samples per shard file")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   app.add_option("--threads", threads, "generator threads per rank (default: $OMP_NUM_THREADS or 1)");
   app.add_flag("--overwrite", overwrite, "replace a dataset already in --out");
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;

@@ -4,7 +4,6 @@
 // command line, 75 checkpointed after SIGUSR1/SIGTERM (requeue me).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <mpi.h>
 
 #include <cstdio>
 #include <exception>
@@ -20,18 +19,6 @@
 
 namespace mgca::cli {
 namespace {
-
-// A failure on one rank only: the other ranks may be waiting in a
-// collective, so the job is ended at once (the watchdog would, later).
-[[noreturn]] void abort_job(int code) {
-  std::fflush(stdout);
-  std::fflush(stderr);
-  int size = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
-  comm::finalize();
-  std::exit(code);
-}
 
 int run_train(int argc, char** argv) {
   CLI::App app{"Pretrain MGCA or ConVIRT (run under mpirun or srun; one rank per GPU or CPU slice)", "mgca train"};

@@ -1,9 +1,12 @@
 #include "command.h"
 
 #include <CLI/CLI.hpp>
+#include <mpi.h>
 
 #include <cstdio>
 #include <cstdlib>
+
+#include "mgca/comm/runtime.h"
 
 namespace mgca::cli {
 
@@ -31,6 +34,27 @@ int parse_arguments(CLI::App& app, int argc, char** argv) {
     return kExitUsage;
   }
   return -1;
+}
+
+CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0' || !(value > 0)) return "must be a positive number, got " + text;
+        return "";
+      },
+      "POSITIVE");
+}
+
+void abort_job(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  comm::finalize();
+  std::exit(code);
 }
 
 }  // namespace mgca::cli

@@ -6,8 +6,11 @@
 // "mgca <name>") and returns the process exit code.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 namespace mgca::cli {
@@ -36,6 +39,7 @@ inline constexpr int kExitPreempted = 75;  // checkpointed after SIGUSR1/SIGTERM
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace mgca::cli {
@@ -45,4 +49,28 @@ namespace mgca::cli {
 // kExitUsage after an unknown flag or a bad value, with a message on stderr).
 int parse_arguments(CLI::App& app, int argc, char** argv);
 
+// A CLI11 check for counts and sizes: "must be a positive number, got 0"
+// (CLI::PositiveNumber prints its internal range, 0 to 1.8e308).
+CLI::Validator positive_number();
+
+// A bad command line found after parsing (an option missing, or options that
+// do not go together): main() prints it with a pointer to --help and exits
+// kExitUsage. Raised identically on every rank (they share the command line).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Ends the whole job after a failure on this rank alone (call after
+// comm::init): the other ranks may be waiting in a collective, so under
+// several ranks the job is aborted at once (the watchdog would, later);
+// alone, MPI is finalized and the process exits with `code`.
+[[noreturn]] void abort_job(int code);
+
 }  // namespace mgca::cli
+
+// MGCA_USAGE_CHECK(cond, "format", args...): throw cli::UsageError unless cond holds.
+#define MGCA_USAGE_CHECK(cond, ...)                                          \
+  do {                                                                       \
+    if (!(cond)) throw ::mgca::cli::UsageError(::fmt::format(__VA_ARGS__)); \
+  } while (0)

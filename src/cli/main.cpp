@@ -50,12 +50,17 @@ int main(int argc, char** argv) {
   argv[1] = program.data();
   try {
     return found->second.run(argc - 1, argv + 1);
+  } catch (const mgca::cli::UsageError& error) {
+    std::fprintf(stderr, "mgca %s: %s\nrun 'mgca %s --help' for the options\n", name.c_str(), error.what(),
+                 name.c_str());
+    return mgca::cli::kExitUsage;
   } catch (const mgca::Error& error) {
     std::fprintf(stderr, "mgca %s: error: %s\n", name.c_str(), error.what());
     return mgca::cli::kExitError;
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "[rank %d] mgca %s: error: %s\n", mgca::util::process_rank(),
-                 name.c_str(), error.what());
+    const int rank = mgca::util::process_rank();
+    const std::string prefix = rank >= 0 ? "[rank " + std::to_string(rank) + "] " : "";
+    std::fprintf(stderr, "%smgca %s: error: %s\n", prefix.c_str(), name.c_str(), error.what());
     return mgca::cli::kExitError;
   }
 }

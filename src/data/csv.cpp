@@ -46,8 +46,20 @@ int CsvReader::get() {
   return static_cast<unsigned char>(buffer_[position_++]);
 }
 
+void CsvReader::push_back(const std::string& bytes) {
+  std::vector<char> merged(bytes.begin(), bytes.end());
+  merged.insert(merged.end(), buffer_.begin() + static_cast<std::ptrdiff_t>(position_),
+                buffer_.begin() + static_cast<std::ptrdiff_t>(filled_));
+  filled_ = merged.size();
+  position_ = 0;
+  if (merged.size() < (1 << 16)) merged.resize(1 << 16);  // gzread fills the whole buffer
+  buffer_ = std::move(merged);
+}
+
 bool CsvReader::next(std::vector<std::string>& fields) {
   fields.clear();
+  malformed_.clear();
+  raw_.clear();
   int c = get();
   // Skip blank lines between records.
   while (c == '\n' || c == '\r') {
@@ -57,25 +69,47 @@ bool CsvReader::next(std::vector<std::string>& fields) {
   if (c < 0) return false;
   record_line_ = current_line_;
   std::string field;
-  bool quoted = false, was_quoted = false;
+  bool quoted = false, was_quoted = false, spans_lines = false;
+  // An unterminated quote: the record is its first line alone, the rest is read again.
+  const auto unterminated = [&](const char* why) {
+    const size_t line_end = raw_.find('\n');
+    push_back(line_end == std::string::npos ? std::string() : raw_.substr(line_end + 1));
+    malformed_ = fmt::format("'{}': line {}: a quoted field is never closed ({}); the line is one bad row",
+                             path_.string(), record_line_, why);
+    std::string line = raw_.substr(0, line_end);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    fields.assign(1, std::move(line));
+    current_line_ = record_line_ + 1;
+    return true;
+  };
   while (true) {
+    if (c >= 0) raw_ += static_cast<char>(c);
     if (quoted) {
-      MGCA_CHECK(c >= 0, "'{}': line {}: unterminated quoted field", path_.string(), record_line_);
+      if (c < 0) return unterminated("the file ends inside it");
       if (c == '"') {
         const int after = get();
         if (after == '"') {
+          raw_ += '"';
           field += '"';
         } else {
+          if (spans_lines && after >= 0 && after != ',' && after != '\n' && after != '\r') {
+            raw_ += static_cast<char>(after);
+            return unterminated("a quote inside it is followed by text, not a comma or a line end");
+          }
           quoted = false;
           c = after;
           continue;
         }
       } else {
-        if (c == '\n') ++current_line_;
+        if (c == '\n') {
+          ++current_line_;
+          spans_lines = true;
+        }
         field += static_cast<char>(c);
       }
     } else if (c == '"' && field.empty() && !was_quoted) {
       quoted = was_quoted = true;
+      spans_lines = false;
     } else if (c == ',') {
       fields.push_back(std::move(field));
       field.clear();

@@ -11,7 +11,11 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstring>
-#include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "mgca/util/error.h"
 
@@ -236,10 +240,72 @@ GrayImage decode_image(const uint8_t* data, size_t size, const std::string& name
   MGCA_FAIL("'{}': not a PNG or JPEG image (unknown signature)", name);
 }
 
-GrayImage read_image_file(const std::filesystem::path& path, DecodeNotes* notes) {
-  std::ifstream in(path, std::ios::binary);
-  MGCA_CHECK(in.good(), "'{}': cannot open", path.string());
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+ImageFileProblem read_image_bytes(const std::filesystem::path& path, uint64_t max_bytes,
+                                  std::vector<uint8_t>& bytes, std::string& detail) {
+  bytes.clear();
+  // O_NONBLOCK: opening a FIFO without a writer would otherwise block.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    detail = fmt::format("'{}': {}", path.string(), std::strerror(error));
+    return error == ENOENT || error == ENOTDIR ? ImageFileProblem::Missing : ImageFileProblem::Unreadable;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    detail = fmt::format("'{}': fstat: {}", path.string(), std::strerror(errno));
+    return ImageFileProblem::Unreadable;
+  }
+  if (!S_ISREG(info.st_mode)) {
+    const char* kind = S_ISDIR(info.st_mode)    ? "a folder"
+                       : S_ISFIFO(info.st_mode) ? "a FIFO"
+                       : S_ISCHR(info.st_mode)  ? "a character device"
+                       : S_ISBLK(info.st_mode)  ? "a block device"
+                       : S_ISSOCK(info.st_mode) ? "a socket"
+                                                : "not a regular file";
+    detail = fmt::format("'{}' is {}, not an image file", path.string(), kind);
+    return ImageFileProblem::NotRegularFile;
+  }
+  const uint64_t size = static_cast<uint64_t>(info.st_size);
+  if (size > max_bytes) {
+    detail = fmt::format("'{}' holds {} bytes, more than the {} bytes allowed for an image", path.string(),
+                         size, max_bytes);
+    return ImageFileProblem::TooLarge;
+  }
+  // Read at most max_bytes + 1: a file that grows while being read is still capped.
+  bytes.resize(static_cast<size_t>(size));
+  size_t filled = 0;
+  while (true) {
+    if (filled == bytes.size()) {
+      if (bytes.size() > max_bytes) break;
+      bytes.resize(std::min<size_t>(std::max<size_t>(bytes.size() * 2, 4096), static_cast<size_t>(max_bytes) + 1));
+    }
+    const ssize_t got = ::read(fd, bytes.data() + filled, bytes.size() - filled);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      detail = fmt::format("'{}': read: {}", path.string(), std::strerror(errno));
+      return ImageFileProblem::Unreadable;
+    }
+    if (got == 0) break;
+    filled += static_cast<size_t>(got);
+  }
+  if (filled > max_bytes) {
+    detail = fmt::format("'{}' grew past the {} bytes allowed for an image while being read", path.string(),
+                         max_bytes);
+    bytes.clear();
+    return ImageFileProblem::TooLarge;
+  }
+  bytes.resize(filled);
+  return ImageFileProblem::None;
+}
+
+GrayImage read_image_file(const std::filesystem::path& path, DecodeNotes* notes, uint64_t max_bytes) {
+  std::vector<uint8_t> bytes;
+  std::string detail;
+  MGCA_CHECK(read_image_bytes(path, max_bytes, bytes, detail) == ImageFileProblem::None, "{}", detail);
   return decode_image(bytes.data(), bytes.size(), path.string(), notes);
 }
 

@@ -23,8 +23,8 @@
 namespace mgca::data {
 namespace fs = std::filesystem;
 
-GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* notes) const {
-  return read_image_file(item.image, notes);
+GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* /*notes*/) const {
+  MGCA_FAIL("item '{}' has no image file and its source holds no pixels", item.id);
 }
 
 namespace {
@@ -70,7 +70,20 @@ struct Processed {
   DecodeNotes notes;
 };
 
-void process(const ImportSource& source, const ImportItem& item, int64_t S, Processed& out) {
+const char* skip_reason_of(ImageFileProblem problem) {
+  switch (problem) {
+    case ImageFileProblem::Missing: return skip::kMissingImage;
+    case ImageFileProblem::NotRegularFile: return skip::kNotRegularFile;
+    case ImageFileProblem::TooLarge: return skip::kImageTooLarge;
+    case ImageFileProblem::Unreadable:
+    case ImageFileProblem::None: break;
+  }
+  return skip::kCorruptImage;
+}
+
+// Never throws for a bad item: every failure is the item's skip reason, so
+// one bad file cannot end the import (or leave the other ranks waiting).
+void process(const ImportSource& source, const ImportItem& item, const ImportOptions& options, Processed& out) {
   out.skip_reason.clear();
   out.skip_detail.clear();
   out.report.clear();
@@ -94,18 +107,28 @@ void process(const ImportSource& source, const ImportItem& item, int64_t S, Proc
     }
     out.report = text::join_sentences(cleaned.sentences);
   }
-  if (!item.image.empty() && !fs::exists(item.image)) {
-    out.skip_reason = skip::kMissingImage;
-    out.skip_detail = fmt::format("no file '{}'", item.image.string());
-    return;
-  }
   try {
-    const GrayImage image = source.load_image(item, &out.notes);
+    GrayImage image;
+    if (item.image.empty()) {
+      image = source.load_image(item, &out.notes);
+    } else {
+      std::vector<uint8_t> bytes;
+      const ImageFileProblem problem = read_image_bytes(item.image, options.max_image_bytes, bytes, out.skip_detail);
+      if (problem != ImageFileProblem::None) {
+        out.skip_reason = skip_reason_of(problem);
+        return;
+      }
+      image = decode_image(bytes.data(), bytes.size(), item.image.string(), &out.notes);
+    }
+    const int64_t S = options.image_size;
     out.image.resize(static_cast<size_t>(S * S));
     resize_and_pad(image, S, out.image.data());
   } catch (const Error& error) {
     out.skip_reason = skip::kCorruptImage;
     out.skip_detail = error.message();
+  } catch (const std::exception& error) {  // e.g. bad_alloc for an absurd image size
+    out.skip_reason = skip::kCorruptImage;
+    out.skip_detail = fmt::format("'{}': {}", item.image.string(), error.what());
   }
 }
 
@@ -190,8 +213,7 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
       pool.emplace_back([&, t] {
         try {
           for (int64_t k = t; k < count; k += threads) {
-            process(*source, items[static_cast<size_t>(first + k)], options.image_size,
-                    results[static_cast<size_t>(k)]);
+            process(*source, items[static_cast<size_t>(first + k)], options, results[static_cast<size_t>(k)]);
           }
         } catch (...) {
           std::lock_guard<std::mutex> lock(failure_mutex);

@@ -17,6 +17,7 @@
 
 #include "csv.h"
 #include "mgca/data/import.h"
+#include "mgca/io/dataset_file.h"
 #include "mgca/util/error.h"
 #include "npz.h"
 
@@ -99,7 +100,8 @@ bool blank_cell(const std::string& cell) {
   return std::all_of(cell.begin(), cell.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
-// A label cell: "" → NaN, else a number (1, 0, -1, 1.0, ...). False when not a number.
+// A label cell: "" → NaN, else a number that is a dataset label (1, 0, -1,
+// 1.0, ...). False for anything else (text, 7.5).
 bool parse_label(const std::string& cell, float& value) {
   if (blank_cell(cell)) {
     value = NAN;
@@ -109,7 +111,19 @@ bool parse_label(const std::string& cell, float& value) {
   char* end = nullptr;
   value = std::strtof(begin, &end);
   while (end && *end && std::isspace(static_cast<unsigned char>(*end))) ++end;
-  return end != begin && *end == '\0' && !std::isnan(value);
+  return end != begin && *end == '\0' && !std::isnan(value) && io::is_dataset_label(value);
+}
+
+// A row whose quote never closes, or whose field count differs from the
+// header's, becomes a counted skip with an id naming the table and line.
+bool mark_bad_row(const CsvReader& csv, const std::vector<std::string>& row, ImportItem& item) {
+  if (csv.malformed().empty() && row.size() == csv.header().size()) return false;
+  item.id = fmt::format("{}:{}", csv.path().filename().string(), csv.line());
+  item.skip_reason = csv.malformed().empty() ? skip::kBadRow : skip::kUnterminatedQuote;
+  item.skip_detail = csv.malformed().empty()
+                         ? fmt::format("line {}: {} fields, the header has {}", csv.line(), row.size(), csv.header().size())
+                         : csv.malformed();
+  return true;
 }
 
 class ListedSource : public ImportSource {
@@ -283,11 +297,8 @@ class MimicSource : public ListedSource {
     std::vector<std::string> row;
     while (csv.next(row)) {
       ImportItem item;
-      if (row.size() != csv.header().size()) {
-        item.id = fmt::format("{}:{}", csv.path().filename().string(), csv.line());
+      if (mark_bad_row(csv, row, item)) {
         item.split = splits.empty() ? "all" : "unlisted";
-        item.skip_reason = skip::kBadRow;
-        item.skip_detail = fmt::format("{} fields, the header has {}", row.size(), csv.header().size());
         items_.push_back(std::move(item));
         continue;
       }
@@ -387,10 +398,7 @@ class CsvSource : public ListedSource {
       item.split = split >= 0 && static_cast<int>(row.size()) > split && !row[static_cast<size_t>(split)].empty()
                        ? row[static_cast<size_t>(split)]
                        : "all";
-      if (row.size() != csv.header().size()) {
-        item.id = fmt::format("{}:{}", table.filename().string(), csv.line());
-        item.skip_reason = skip::kBadRow;
-        item.skip_detail = fmt::format("line {}: {} fields, the header has {}", csv.line(), row.size(), csv.header().size());
+      if (mark_bad_row(csv, row, item)) {
         items_.push_back(std::move(item));
         continue;
       }
@@ -440,10 +448,7 @@ class ChexpertSource : public ListedSource {
         ImportItem item;
         item.split = split;
         item.has_report = false;
-        if (row.size() != csv.header().size()) {
-          item.id = fmt::format("{}:{}", file, csv.line());
-          item.skip_reason = skip::kBadRow;
-          item.skip_detail = fmt::format("{} fields, the header has {}", row.size(), csv.header().size());
+        if (mark_bad_row(csv, row, item)) {
           items_.push_back(std::move(item));
           continue;
         }
@@ -493,14 +498,11 @@ class RsnaSource : public ListedSource {
     std::unordered_map<std::string, size_t> seen;  // a patient has one row per box
     std::vector<std::string> row;
     while (csv.next(row)) {
-      if (row.size() != csv.header().size()) {
-        ImportItem item;
-        item.id = fmt::format("{}:{}", table.filename().string(), csv.line());
-        item.split = "all";
-        item.has_report = false;
-        item.skip_reason = skip::kBadRow;
-        item.skip_detail = fmt::format("{} fields, the header has {}", row.size(), csv.header().size());
-        items_.push_back(std::move(item));
+      ImportItem bad;
+      if (mark_bad_row(csv, row, bad)) {
+        bad.split = "all";
+        bad.has_report = false;
+        items_.push_back(std::move(bad));
         continue;
       }
       const std::string& id = row[static_cast<size_t>(patient)];

@@ -16,6 +16,7 @@
 #include "mgca/train/checkpoint_files.h"
 #include "mgca/train/model_builder.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace fs = std::filesystem;
 
@@ -177,7 +178,8 @@ EvalModel EvalModel::from_checkpoint(const fs::path& given, const ModelLoadOptio
 }
 
 EvalModel EvalModel::from_exported_encoder(const fs::path& path) {
-  MGCA_CHECK(fs::is_regular_file(path), "exported encoder {} not found", path.string());
+  const std::string problem = util::file_problem(path);
+  MGCA_CHECK(problem.empty(), "--encoder: exported encoder file '{}' {}", path.string(), problem);
   const io::SafetensorsFile st(path);
   const auto& meta = st.metadata();
   auto get = [&](const char* key) -> std::string {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "mgca/io/dataset_file.h"
 #include "mgca/util/error.h"
 
 namespace mgca::eval {
@@ -44,7 +45,7 @@ int64_t Targets::size() const {
 namespace {
 
 void check_value(double v, const std::string& source, int64_t row, const std::string& name) {
-  MGCA_CHECK(std::isnan(v) || v == 1.0 || v == 0.0 || v == -1.0,
+  MGCA_CHECK(io::is_dataset_label(v),
              "{}: label '{}' of sample {} is {}; dataset labels must be 1, 0, -1 (uncertain) or "
              "NaN (missing)",
              source, name, row, v);

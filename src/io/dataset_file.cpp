@@ -757,11 +757,6 @@ std::shared_ptr<Dataset> Dataset::open(const fs::path& dir, const DatasetOpenOpt
     MGCA_CHECK(files.insert(info.file).second, "dataset '{}': shard '{}' listed twice", dir.string(),
                info.file);
     const fs::path path = dir / info.file;
-    if (options.verify_checksums) {
-      const std::string digest = sha256_file(path);
-      MGCA_CHECK(digest == info.sha256, "shard '{}': SHA-256 {} differs from the manifest's {}",
-                 path.string(), digest, info.sha256);
-    }
     auto reader = std::make_unique<ShardReader>(path);
     MGCA_CHECK(reader->size() == info.count, "shard '{}': {} samples, the manifest says {}",
                path.string(), reader->size(), info.count);
@@ -774,6 +769,20 @@ std::shared_ptr<Dataset> Dataset::open(const fs::path& dir, const DatasetOpenOpt
                "shard '{}': annotations (masks {}, boxes {}) differ from the manifest's (masks {}, boxes {})",
                path.string(), reader->annotations().masks, reader->annotations().boxes,
                manifest.annotations.masks, manifest.annotations.boxes);
+    if (options.verify_checksums) {
+      std::error_code error;
+      const auto bytes = static_cast<int64_t>(fs::file_size(path, error));
+      MGCA_CHECK(!error, "shard '{}': {}", path.string(), error.message());
+      MGCA_CHECK(bytes == info.bytes,
+                 "shard '{}' holds {} bytes, the manifest '{}' says {}: the file was changed or cut short since it "
+                 "was written; import the dataset again (mgca prep or mgca synth)",
+                 path.string(), bytes, (dir / kManifestFileName).string(), info.bytes);
+      const std::string digest = sha256_file(path);
+      MGCA_CHECK(digest == info.sha256,
+                 "shard '{}': SHA-256 {} differs from the manifest's {} ('{}'): the file was changed since it was "
+                 "written (a corrupt disk or an edit); import the dataset again (mgca prep or mgca synth)",
+                 path.string(), digest, info.sha256, (dir / kManifestFileName).string());
+    }
     dataset->offsets_.push_back(dataset->offsets_.back() + info.count);
     dataset->shards_.push_back(std::move(reader));
   }

@@ -87,9 +87,22 @@ std::map<std::string, torch::Tensor> load_optimizer_tensors(const fs::path& chec
 }
 
 std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
+  const fs::path first_path = checkpoint / rank_file(0);
+  MGCA_CHECK(fs::is_regular_file(first_path), "checkpoint '{}': rank 0's state '{}' is missing", checkpoint.string(),
+             first_path.string());
+  const RankState first = deserialize_rank_state(read_file(first_path), first_path.string());
+  MGCA_CHECK(first.rank == 0 && first.world_size >= 1, "'{}': holds the state of rank {} of {}, not rank 0's",
+             first_path.string(), first.rank, first.world_size);
+  if (rank >= first.world_size) return std::nullopt;  // the checkpoint was written by fewer ranks
+  if (rank == 0) return first;
   const fs::path path = checkpoint / rank_file(rank);
-  if (!fs::exists(path)) return std::nullopt;
-  return deserialize_rank_state(read_file(path), path.string());
+  MGCA_CHECK(fs::is_regular_file(path), "checkpoint '{}' was written by {} ranks but the state of rank {}, '{}', is missing",
+             checkpoint.string(), first.world_size, rank, path.string());
+  RankState state = deserialize_rank_state(read_file(path), path.string());
+  MGCA_CHECK(state.rank == rank && state.world_size == first.world_size && state.step == first.step,
+             "'{}' (rank {}): holds rank {} of {} at step {}, rank 0's state says {} ranks at step {}", path.string(),
+             rank, state.rank, state.world_size, state.step, first.world_size, first.step);
+  return state;
 }
 
 NamedTensors module_state(const torch::nn::Module& module) {

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <boost/archive/archive_exception.hpp>
 #include <boost/archive/text_iarchive.hpp>
 #include <boost/archive/text_oarchive.hpp>
 #include <boost/serialization/vector.hpp>
@@ -80,9 +79,15 @@ RankState deserialize_rank_state(const std::string& text, const std::string& sou
     MGCA_CHECK(version == kRankStateVersion, "{}: rank state version {} (this build reads {})", source, version,
                kRankStateVersion);
     visit(archive, state);
-  } catch (const boost::archive::archive_exception& error) {
-    MGCA_FAIL("{}: not a readable rank state: {}", source, error.what());
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& error) {  // archive errors, and bad_alloc or length_error from a garbled size
+    MGCA_FAIL("'{}': not a readable rank state ({}); the file is corrupt", source, error.what());
   }
+  MGCA_CHECK(state.step >= 0 && state.epoch >= 0 && state.batch_in_epoch >= 0 && state.rank >= 0 &&
+                 state.world_size > state.rank,
+             "'{}': not a valid rank state (step {}, rank {} of {}); the file is corrupt", source, state.step,
+             state.rank, state.world_size);
   return state;
 }
 

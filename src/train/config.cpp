@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace fs = std::filesystem;
 
@@ -428,10 +429,16 @@ void apply_override(Config& config, const std::string& text, std::set<std::strin
   explicit_keys.insert(key);
 }
 
-// Value checks that the type alone does not give.
-void check_values(const Config& c, const std::string& source) {
+// Value checks that the type alone does not give. An error names the
+// --set that gave the key its value, else the job file.
+void check_values(const Config& c, const std::string& source, const std::vector<std::string>& overrides) {
   auto require = [&](bool ok, const char* key, const std::string& what) {
-    MGCA_CHECK(ok, "{}: key '{}': {}", source, key, what);
+    if (ok) return;
+    std::string origin = source;
+    for (const auto& text : overrides) {  // the last --set of a key wins, as in apply_override
+      if (text.substr(0, text.find('=')) == key) origin = "--set " + text;
+    }
+    MGCA_FAIL("{}: key '{}': {}", origin, key, what);
   };
   require(!c.name.empty() && c.name.find('/') == std::string::npos, "name",
           fmt::format("\"{}\" must be non-empty and contain no '/'", c.name));
@@ -598,17 +605,19 @@ Config parse_config(const std::string& toml_text, const std::string& source,
       }
     });
   }
-  check_values(config, source);
+  check_values(config, source, overrides);
   return config;
 }
 
-Config load_config(const fs::path& job_file, const std::vector<std::string>& overrides) {
+Config load_config(const fs::path& job_file, const std::vector<std::string>& overrides, int world_size) {
+  const std::string problem = util::file_problem(job_file);
+  MGCA_CHECK(problem.empty(), "the job file '{}' {}", job_file.string(), problem);
   std::ifstream in(job_file, std::ios::binary);
   MGCA_CHECK(in.good(), "cannot read the job file '{}'", job_file.string());
   std::ostringstream text;
   text << in.rdbuf();
   Config config = parse_config(text.str(), job_file.string(), overrides);
-  check_paths(config);
+  check_paths(config, world_size);
   return config;
 }
 

@@ -4,7 +4,9 @@
 #include <filesystem>
 
 #include "mgca/io/dataset_file.h"
+#include "mgca/text/tokenizer.h"
 #include "mgca/train/config.h"
+#include "mgca/util/files.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 
@@ -12,9 +14,10 @@ namespace fs = std::filesystem;
 
 namespace mgca::train {
 
-void check_paths(const Config& config) {
+void check_paths(const Config& config, int world_size) {
   const fs::path dataset = config.data.train;
-  MGCA_CHECK(fs::is_directory(dataset), "data.train: dataset folder '{}' does not exist", dataset.string());
+  const std::string dataset_problem = util::folder_problem(dataset);
+  MGCA_CHECK(dataset_problem.empty(), "data.train: dataset folder '{}' {}", dataset.string(), dataset_problem);
   MGCA_CHECK(fs::is_regular_file(dataset / "dataset.json"),
              "data.train: '{}' is not a dataset folder (no dataset.json; make one with `mgca synth` or "
              "`mgca prep`)",
@@ -36,16 +39,31 @@ void check_paths(const Config& config) {
     log::warn("data.train: {} of {} samples of '{}' have an empty report", data->size() - with_report, data->size(),
               dataset.string());
   }
-  MGCA_CHECK(fs::is_regular_file(config.text.vocab), "text.vocab: vocabulary file '{}' does not exist",
-             config.text.vocab);
+  const int64_t micro_batch = config.data.batch_size * world_size;
+  MGCA_CHECK(micro_batch <= data->size(),
+             "data.batch_size: {} ranks x {} samples = {} samples per micro-batch, more than the {} samples of "
+             "dataset '{}'",
+             world_size, config.data.batch_size, micro_batch, data->size(), dataset.string());
+  MGCA_CHECK(config.model.image_size <= data->image_size(),
+             "model.image_size: {}-pixel crops do not fit the {}-pixel images of dataset '{}'",
+             config.model.image_size, data->image_size(), dataset.string());
+  const std::string vocab_problem = util::file_problem(config.text.vocab);
+  MGCA_CHECK(vocab_problem.empty(), "text.vocab: vocabulary file '{}' {}", config.text.vocab, vocab_problem);
+  try {
+    text::Tokenizer::from_vocab_file(config.text.vocab);
+  } catch (const mgca::Error& error) {
+    MGCA_FAIL("text.vocab: not a usable vocabulary: {}", error.message());
+  }
   for (const auto& [key, path] : {std::pair{"model.image_weights", config.model.image_weights},
                                   std::pair{"model.text_weights", config.model.text_weights}}) {
     if (path.empty()) continue;
-    MGCA_CHECK(fs::is_regular_file(path), "{}: weight file '{}' does not exist", key, path);
+    const std::string problem = util::file_problem(path);
+    MGCA_CHECK(problem.empty(), "{}: weight file '{}' {}", key, path, problem);
   }
   const std::string& resume = config.checkpoint.resume;
   if (resume != "auto" && resume != "none") {
-    MGCA_CHECK(fs::is_directory(resume), "checkpoint.resume: checkpoint folder '{}' does not exist", resume);
+    const std::string problem = util::folder_problem(resume);
+    MGCA_CHECK(problem.empty(), "checkpoint.resume: checkpoint folder '{}' {}", resume, problem);
     MGCA_CHECK(fs::is_regular_file(fs::path(resume) / "DONE"),
                "checkpoint.resume: '{}' is not a complete checkpoint (no DONE marker)", resume);
   }

@@ -18,6 +18,9 @@ void install_preemption_handlers() {
   action.sa_flags = SA_RESTART;  // interrupted reads and waits continue
   sigaction(SIGUSR1, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // Ctrl-C checkpoints too; a second Ctrl-C ends the process at once.
+  action.sa_flags |= SA_RESETHAND;
+  sigaction(SIGINT, &action, nullptr);
 }
 
 int preemption_signal() { return g_signal; }

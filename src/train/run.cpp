@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "mgca/train/collective_error.h"
+#include "mgca/train/run_lock.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 #include "mgca/util/rng.h"
@@ -16,7 +17,7 @@ Config load_config_collective(const std::filesystem::path& job_file, const std::
   std::string message;
   if (comm.rank() == 0) {
     try {
-      message = "C" + serialize(load_config(job_file, overrides));
+      message = "C" + serialize(load_config(job_file, overrides, comm.size()));
     } catch (const mgca::Error& error) {
       message = "E" + error.message();
     }
@@ -27,6 +28,19 @@ Config load_config_collective(const std::filesystem::path& job_file, const std::
 }
 
 RunResult run_training(const Config& config, std::shared_ptr<comm::Communicator> comm) {
+  // Rank 0 holds the run folder's lock until the run ends; a second run of
+  // the same name fails here, on every rank, before anything is written.
+  std::unique_ptr<RunLock> lock;
+  std::string lock_error;
+  if (comm->rank() == 0) {
+    try {
+      lock = std::make_unique<RunLock>(config.run_dir());
+    } catch (const mgca::Error& error) {
+      lock_error = error.message();
+    }
+  }
+  lock_error = comm->broadcast_string(lock_error, 0);
+  if (!lock_error.empty()) MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "{}", lock_error);
   const torch::Device device = select_device(config, *comm);
   const int threads = select_threads(config, *comm);
   compat::set_cpu_threads(threads);

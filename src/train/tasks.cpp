@@ -61,7 +61,8 @@ class LoaderSource : public BatchSource {
   LoaderSource(const Config& config, const comm::Communicator& comm, torch::Device device, data::TextMode text,
              std::shared_ptr<const text::Tokenizer> tokenizer)
       : device_(device), dtype_(config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32) {
-    dataset_ = io::Dataset::open(config.data.train);
+    // check_paths verified the checksums on rank 0 before start-up.
+    dataset_ = io::Dataset::open(config.data.train, {.verify_checksums = false});
     data::LoaderOptions options;
     options.global_batch_size = config.data.batch_size * comm.size();
     options.rank = comm.rank();

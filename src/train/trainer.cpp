@@ -169,15 +169,34 @@ struct Trainer::Impl {
     }
   }
 
+  // Loads the checkpoint at `path` on every rank; "" when every rank
+  // succeeded, else this rank's error ("" on ranks that did not fail, which
+  // then get `failed_elsewhere` set).
+  std::string try_load(const fs::path& path, std::optional<RankState>& state, bool& failed_elsewhere) {
+    std::string error;
+    try {
+      load_module_state(task->module(), load_model_tensors(path), (path / "model.safetensors").string());
+      optimizer->load_state_tensors(load_optimizer_tensors(path));
+      state = load_rank_state(path, comm->rank());
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    failed_elsewhere = comm->any(!error.empty()) && error.empty();
+    return error;
+  }
+
   // Returns the step to continue from (0 for a fresh start).
   int64_t resume() {
+    // Rank 0 lists the candidates, newest first: under "auto" every complete
+    // checkpoint (an unreadable one falls back to the one before), else the one folder.
     std::string chosen;
     if (comm->rank() == 0) {
       const std::string& resume = config.checkpoint.resume;
       if (resume == "auto") {
-        if (auto newest = newest_checkpoint(config.checkpoint_dir())) chosen = newest->path.string();
+        const auto all = complete_checkpoints(config.checkpoint_dir());
+        for (auto it = all.rbegin(); it != all.rend(); ++it) chosen += it->path.string() + "\n";
       } else if (resume != "none") {
-        chosen = resume;
+        chosen = resume + "\n";
       }
     }
     chosen = comm->broadcast_string(chosen, 0);
@@ -189,19 +208,29 @@ struct Trainer::Impl {
       }
       return 0;
     }
-    const fs::path path = chosen;
-    std::string error;
-    std::optional<RankState> state;
-    try {
-      load_module_state(task->module(), load_model_tensors(path), (path / "model.safetensors").string());
-      optimizer->load_state_tensors(load_optimizer_tensors(path));
-      state = load_rank_state(path, comm->rank());
-    } catch (const std::exception& e) {
-      error = e.what();
+    std::vector<fs::path> candidates;
+    for (size_t begin = 0, end; (end = chosen.find('\n', begin)) != std::string::npos; begin = end + 1) {
+      candidates.emplace_back(chosen.substr(begin, end - begin));
     }
-    if (comm->any(!error.empty())) {
-      if (!error.empty()) MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "cannot resume from {}: {}", path.string(), error);
-      MGCA_COLLECTIVE_FAIL(true, "cannot resume from {}: failed on another rank", path.string());
+    fs::path path;
+    std::optional<RankState> state;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      path = candidates[i];
+      state.reset();
+      bool failed_elsewhere = false;
+      const std::string error = try_load(path, state, failed_elsewhere);
+      if (error.empty() && !failed_elsewhere) break;
+      const bool last = i + 1 == candidates.size();
+      if (last) {
+        // Each failing rank prints its own cause; the others only echo it.
+        if (!error.empty()) MGCA_COLLECTIVE_FAIL(false, "cannot resume from {}: {}", path.string(), error);
+        MGCA_COLLECTIVE_FAIL(true, "cannot resume from {}: failed on another rank", path.string());
+      }
+      if (!error.empty()) log::warn("checkpoint {} is unreadable on this rank: {}", path.string(), error);
+      if (comm->rank() == 0) {
+        log::warn("resume = auto: checkpoint {} is unreadable; falling back to the previous complete checkpoint, {}",
+                  path.string(), candidates[i + 1].string());
+      }
     }
     int64_t step = 0;
     if (state) {
@@ -225,9 +254,11 @@ struct Trainer::Impl {
     }
     const bool all_same = !comm->any(!same_world);
     if (!all_same) {
-      log::warn("checkpoint {} was written by {} ranks, this run has {}: the random generators restart from the "
-                "seed (the data order stays the same), so the run is not bit-identical to an uninterrupted one",
-                path.string(), state ? state->world_size : -1, comm->size());
+      if (comm->rank() == 0) {  // rank 0's state always exists and says how many ranks wrote it
+        log::warn("checkpoint {} was written by {} ranks, this run has {}: the random generators restart from the "
+                  "seed (the data order stays the same), so the run is not bit-identical to an uninterrupted one",
+                  path.string(), state->world_size, comm->size());
+      }
       torch::manual_seed(static_cast<uint64_t>(config.seed) * 1000003ULL + static_cast<uint64_t>(comm->rank()));
     }
     if (comm->rank() == 0) truncate_metrics(config.run_dir() / "metrics.jsonl", step);

@@ -9,7 +9,8 @@
 namespace mgca {
 
 Error::Error(std::string location, std::string message, int rank)
-    : std::runtime_error(fmt::format("[rank {}] {}: {}", rank, location, message)),
+    : std::runtime_error(rank >= 0 ? fmt::format("[rank {}] {}: {}", rank, location, message)
+                                   : fmt::format("{}: {}", location, message)),  // no "[rank -1]" outside MPI
       location_(std::move(location)),
       message_(std::move(message)),
       rank_(rank) {}

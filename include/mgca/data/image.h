@@ -30,7 +30,25 @@ struct DecodeNotes {
 // colour space) are mgca::Error naming `name`.
 GrayImage decode_image(const uint8_t* data, size_t size, const std::string& name,
                        DecodeNotes* notes = nullptr);
-GrayImage read_image_file(const std::filesystem::path& path, DecodeNotes* notes = nullptr);
+
+// The largest image file read by default: a chest X-ray is at most tens of
+// MB, so anything bigger is not one, and an endless or huge file is refused
+// instead of read until memory runs out.
+inline constexpr uint64_t kDefaultMaxImageFileBytes = uint64_t{256} << 20;
+
+// Why an image path could not be read.
+enum class ImageFileProblem { None, Missing, NotRegularFile, TooLarge, Unreadable };
+
+// Reads the whole file at `path` into `bytes` when it is a regular file of at
+// most max_bytes. A folder, a device (/dev/zero) or a FIFO is never read
+// from: it is opened non-blocking and refused after fstat, so nothing blocks
+// and nothing reads without bound. Otherwise returns the problem, with
+// `detail` naming the file and what was found.
+ImageFileProblem read_image_bytes(const std::filesystem::path& path, uint64_t max_bytes,
+                                  std::vector<uint8_t>& bytes, std::string& detail);
+// read_image_bytes + decode_image; any problem is an mgca::Error naming the file.
+GrayImage read_image_file(const std::filesystem::path& path, DecodeNotes* notes = nullptr,
+                          uint64_t max_bytes = kDefaultMaxImageFileBytes);
 
 // MGCA's resize_img: the longer side becomes S (the shorter one
 // floor(short * S / long)), area averaging when shrinking and bilinear

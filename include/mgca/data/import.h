@@ -30,6 +30,8 @@ struct ImportOptions {
   int threads = 1;            // decoding threads per rank
   std::string only_split;     // import only this split ("" = all)
   int64_t limit = -1;         // the first `limit` items only (after listing), -1 = all
+  // Image files larger than this are skipped (never read into memory).
+  uint64_t max_image_bytes = kDefaultMaxImageFileBytes;
   bool frontal_only = true;   // mimic-cxr (ViewPosition PA/AP), chexpert (Frontal/Lateral)
   // Sources without splits: "train=0.8,val=0.1,test=0.1" assigns each item by
   // a hash of (seed, id); empty = everything in split "all".
@@ -63,7 +65,9 @@ class ImportSource {
   // Called with the item range this rank imports, before any load: sources
   // that keep bulky per-item data (report texts) may fill it in here.
   virtual void prepare(int64_t /*begin*/, int64_t /*end*/) {}
-  // The item's image; the default reads item.image. Thread-safe.
+  // The pixels of an item without an image file (item.image empty), for
+  // sources that hold pixels themselves; image files are read by the driver.
+  // Thread-safe. The default fails.
   virtual GrayImage load_image(const ImportItem& item, DecodeNotes* notes) const;
 };
 
@@ -84,10 +88,13 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options);
 namespace skip {
 inline constexpr const char* kMissingImage = "missing image";
 inline constexpr const char* kCorruptImage = "corrupt or unreadable image";
+inline constexpr const char* kNotRegularFile = "image path is not a regular file";
+inline constexpr const char* kImageTooLarge = "image file larger than --max-image-mb";
 inline constexpr const char* kEmptyReport = "empty report";
 inline constexpr const char* kShortReport = "report shorter than 3 tokens after cleaning";
 inline constexpr const char* kNoImages = "report without images";
 inline constexpr const char* kBadRow = "table row with missing columns";
+inline constexpr const char* kUnterminatedQuote = "table row with an unterminated quote";
 inline constexpr const char* kBadLabel = "table row with a bad label value";
 inline constexpr const char* kBadXml = "unreadable report XML";
 inline constexpr const char* kNoReport = "no report for the study";

@@ -61,6 +61,12 @@ struct SampleAnnotation {
 // empty, or outside the image. Importers count such boxes as skips.
 std::string box_problem(const Box& box, int64_t image_size);
 
+// The values a dataset label may hold: 1 positive, 0 negative, -1
+// uncertain, NaN missing. Importers refuse other values; eval checks them.
+inline bool is_dataset_label(double value) {
+  return value != value || value == 1.0 || value == 0.0 || value == -1.0;
+}
+
 struct ShardInfo {
   std::string file;    // file name relative to the dataset folder
   int64_t count = 0;   // samples in the shard
@@ -202,7 +208,11 @@ class ShardReader {
 };
 
 struct DatasetOpenOptions {
-  bool verify_checksums = false;  // SHA-256 of every shard against the manifest (reads everything)
+  // Size and SHA-256 of every shard against the manifest: reads every byte
+  // once (docs/data-format.md gives the cost), so a changed byte anywhere --
+  // a report, an id, a label, an image -- is an error at open naming the
+  // shard. Off only where the same dataset was verified just before.
+  bool verify_checksums = true;
 };
 
 // A dataset folder: the manifest and its shards, indexed globally.

@@ -54,8 +54,10 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, int64_t 
 std::map<std::string, torch::Tensor> load_model_tensors(const std::filesystem::path& checkpoint);
 std::map<std::string, std::string> load_model_metadata(const std::filesystem::path& checkpoint);
 std::map<std::string, torch::Tensor> load_optimizer_tensors(const std::filesystem::path& checkpoint);
-// This rank's state; std::nullopt when the checkpoint has no file for `rank`
-// (it was written by fewer ranks).
+// This rank's state; std::nullopt when `rank` is beyond the ranks that wrote
+// the checkpoint (rank 0's state says how many). Errors name the file and
+// the rank: a state file of a writing rank that is missing, unreadable, or
+// written by another rank or at another step.
 std::optional<RankState> load_rank_state(const std::filesystem::path& checkpoint, int rank);
 
 // Copies `tensors` into the module's parameters and buffers (by name). Every

@@ -174,11 +174,13 @@ Config parse_config(const std::string& toml_text, const std::string& source,
 
 // parse_config() of a file, then check_paths(). Throws mgca::Error.
 Config load_config(const std::filesystem::path& job_file,
-                   const std::vector<std::string>& overrides = {});
+                   const std::vector<std::string>& overrides = {}, int world_size = 1);
 
 // Files the run needs: the dataset (a dataset folder whose samples carry
-// reports), the vocabulary, weight files, and an explicit resume checkpoint.
-void check_paths(const Config& config);
+// reports, at least one micro-batch of world_size x data.batch_size samples,
+// images no smaller than the model.image_size crops), a usable vocabulary,
+// weight files, and an explicit resume checkpoint.
+void check_paths(const Config& config, int world_size = 1);
 
 // The resolved config as TOML (every key, in config_keys() order); parsing
 // it gives back an identical Config.

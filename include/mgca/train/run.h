@@ -47,7 +47,8 @@ class BatchSource {
 std::unique_ptr<Task> make_task(const Config& config, std::shared_ptr<comm::Communicator> comm,
                                 torch::Device device, std::unique_ptr<BatchSource> source = nullptr);
 
-// Collective: selects the device and thread count, logs host/rank/device once
+// Collective: takes the run folder's lock on rank 0 (RunLock: another run
+// of the same name raises CollectiveError on every rank), selects the device and thread count, logs host/rank/device once
 // per rank, builds the task from config.seed (identical initial weights on
 // every rank), seeds each rank's own generator (dropout) from (seed, rank),
 // and runs the Trainer.

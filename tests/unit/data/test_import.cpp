@@ -275,6 +275,44 @@ TEST(CsvImport, LabelsSplitsAndBadRows) {
   }
 }
 
+// A quote that never closes is one counted bad row: the rows after it are
+// read again, not swallowed into its report (rows in = imported + skipped).
+// A label outside {1, 0, -1, empty} is refused at import, not later by eval.
+TEST(CsvImport, UnterminatedQuotesAndNonDatasetLabelsAreCountedRows) {
+  test::TempDir dir("mgca-csv-quotes");
+  fs::create_directories(dir / "img");
+  fs::copy_file(samples() / "nih-00000001_000.png", dir / "img/a.png");
+  fs::copy_file(samples() / "16747_3_1.jpg", dir / "img/b.jpg");
+  test::write_text_file(dir / "table.csv",
+                        "image_path,report,split,Edema,Effusion\n"
+                        "img/a.png,\"Heart is normal. Lungs are clear.\",train,0,1\n"
+                        "img/a.png,\"Unterminated report. Heart is normal.\n"                  // line 3
+                        "img/b.jpg,\"Mild edema, stable effusion.\",train,1,0\n"
+                        "img/b.jpg,\"Mild edema, no effusion.\",train,7.5,0\n"               // label 7.5
+                        "img/b.jpg,\"Multi-line\nreport: small left effusion.\",test,,-1\n"  // lines 6-7
+                        "img/a.png,\"never closes, the file ends inside it\n");              // line 8
+  ImportOptions options;
+  options.format = "csv";
+  options.in = dir / "table.csv";
+  options.out = dir / "out";
+  options.image_size = 32;
+  const ImportResult result = import(options);
+  EXPECT_EQ(result.total.imported, 3);
+  EXPECT_EQ(result.total.skipped.at(skip::kUnterminatedQuote), 2);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadLabel), 1);
+  EXPECT_EQ(result.total.imported + result.total.total_skipped(), 6);
+  const auto& examples = result.total.examples.at(skip::kUnterminatedQuote);
+  ASSERT_EQ(examples.size(), 2u);
+  EXPECT_NE(examples[0].find("table.csv:3: "), std::string::npos) << examples[0];
+  EXPECT_NE(examples[0].find("followed by text"), std::string::npos) << examples[0];
+  EXPECT_NE(examples[1].find("table.csv:8: "), std::string::npos) << examples[1];
+  EXPECT_NE(examples[1].find("the file ends inside it"), std::string::npos) << examples[1];
+  EXPECT_NE(result.total.examples.at(skip::kBadLabel)[0].find("'Edema' = '7.5'"), std::string::npos);
+  auto train = io::Dataset::open(options.out / "train");
+  ASSERT_EQ(train->size(), 2);
+  EXPECT_EQ(train->report(1), "mild edema stable effusion");
+}
+
 TEST(CsvImport, RandomSplitIsByIdAndSeed) {
   test::TempDir dir("mgca-csv-split");
   std::string table = "image_path,report\n";

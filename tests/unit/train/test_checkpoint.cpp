@@ -59,9 +59,9 @@ TEST(RankState, ArchiveRoundTrip) {
   EXPECT_EQ(back.cpu_rng, s.cpu_rng);
   EXPECT_TRUE(back.cuda_rng.empty());
   EXPECT_EQ(back.train_seconds, 12.25);
-  EXPECT_NE(error_of([] { deserialize_rank_state("not an archive", "ckpt/rank-00000.state"); })
-                .find("ckpt/rank-00000.state: not a readable rank state"),
-            std::string::npos);
+  const std::string e = error_of([] { deserialize_rank_state("not an archive", "ckpt/rank-00000.state"); });
+  EXPECT_NE(e.find("'ckpt/rank-00000.state': not a readable rank state"), std::string::npos) << e;
+  EXPECT_NE(e.find("the file is corrupt"), std::string::npos) << e;
 }
 
 TEST(CheckpointFiles, ListingIgnoresIncompleteAndPrunes) {

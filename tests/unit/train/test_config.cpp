@@ -275,15 +275,15 @@ TEST(ConfigErrors, BadOverrides) {
 }
 
 // A tiny dataset folder, with or without reports.
-void write_dataset(const fs::path& dir, bool reports, const std::string& source) {
+void write_dataset(const fs::path& dir, bool reports, const std::string& source, int64_t image_size = 224) {
   fs::create_directories(dir);
-  io::ShardedWriter writer(dir, "part", 8, {}, 10);
-  const std::vector<uint8_t> image(64, 100);
+  io::ShardedWriter writer(dir, "part", image_size, {}, 10);
+  const std::vector<uint8_t> image(static_cast<size_t>(image_size * image_size), 100);
   for (int i = 0; i < 3; ++i) writer.append("s" + std::to_string(i), reports ? "no acute findings" : "", image.data());
   io::DatasetManifest manifest;
   manifest.source = source;
   manifest.split = "train";
-  manifest.image_size = 8;
+  manifest.image_size = image_size;
   manifest.shards = writer.finish();
   io::write_manifest(dir, manifest);
 }
@@ -292,11 +292,12 @@ class ConfigPaths : public ::testing::Test {
  protected:
   void SetUp() override {
     write_dataset(dir_ / "set", true, "synth");
-    test::write_text_file(dir_ / "vocab.txt", "[PAD]\n");
+    test::write_text_file(dir_ / "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n");
   }
+  // One 224-pixel crop per micro-batch fits the 3-sample, 224-pixel dataset.
   Config config(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> overrides = {"data.train=" + (dir_ / "set").string(),
-                                          "text.vocab=" + (dir_ / "vocab.txt").string()};
+                                          "text.vocab=" + (dir_ / "vocab.txt").string(), "data.batch_size=1"};
     overrides.insert(overrides.end(), extra.begin(), extra.end());
     return parse_config("", "job.toml", overrides);
   }
@@ -345,9 +346,45 @@ TEST_F(ConfigPaths, MissingVocabWeightsAndResume) {
   EXPECT_NE(e.find("is not a complete checkpoint (no DONE marker)"), std::string::npos) << e;
 }
 
-TEST(ConfigFile, LoadConfigNamesAMissingFile) {
-  const std::string e = error_of([] { load_config("/no/such/job.toml"); });
-  EXPECT_NE(e.find("cannot read the job file '/no/such/job.toml'"), std::string::npos) << e;
+// Caught here, before start-up, rather than by the loader or the tokenizer on
+// every rank after it: a micro-batch larger than the dataset, crops larger
+// than its images, a vocabulary without the special tokens, a folder given
+// where a file is expected.
+TEST_F(ConfigPaths, JobsThatCannotRunOnTheirDataOrVocabulary) {
+  std::string e = error_of([&] { check_paths(config(), /*world_size=*/4); });
+  EXPECT_NE(e.find("data.batch_size: 4 ranks x 1 samples = 4 samples per micro-batch, more than the 3 samples"),
+            std::string::npos)
+      << e;
+  EXPECT_NO_THROW(check_paths(config(), /*world_size=*/3));
+  write_dataset(dir_ / "small", true, "synth", 64);
+  e = error_of([&] { check_paths(config({"data.train=" + (dir_ / "small").string()})); });
+  EXPECT_NE(e.find("model.image_size: 224-pixel crops do not fit the 64-pixel images"), std::string::npos) << e;
+  test::write_text_file(dir_ / "no-pad.txt", "[UNK]\n[CLS]\n[SEP]\n");
+  e = error_of([&] { check_paths(config({"text.vocab=" + (dir_ / "no-pad.txt").string()})); });
+  EXPECT_NE(e.find("text.vocab: not a usable vocabulary"), std::string::npos) << e;
+  EXPECT_NE(e.find("has no [PAD] token"), std::string::npos) << e;
+  e = error_of([&] { check_paths(config({"text.vocab=" + dir_.path().string()})); });
+  EXPECT_NE(e.find("text.vocab: vocabulary file '" + dir_.path().string() + "' is a folder, not a file"),
+            std::string::npos)
+      << e;
+  e = error_of([&] { check_paths(config({"data.train=" + (dir_ / "vocab.txt").string()})); });
+  EXPECT_NE(e.find("is a file, not a folder"), std::string::npos) << e;
+}
+
+// A range error names the --set that gave the value, not the job file.
+TEST(ConfigParse, RangeErrorsNameTheSetThatCausedThem) {
+  std::string e = parse_error("[data]\ntrain = \"/data/set\"\nbatch_size = 4\n", {"data.batch_size=0"});
+  EXPECT_NE(e.find("--set data.batch_size=0: key 'data.batch_size': 0 must be >= 1"), std::string::npos) << e;
+  e = parse_error("[data]\ntrain = \"/data/set\"\nbatch_size = 0\n", {"data.workers=2"});
+  EXPECT_NE(e.find("job.toml: key 'data.batch_size': 0 must be >= 1"), std::string::npos) << e;
+}
+
+TEST(ConfigFile, LoadConfigNamesAMissingFileOrAFolder) {
+  std::string e = error_of([] { load_config("/no/such/job.toml"); });
+  EXPECT_NE(e.find("the job file '/no/such/job.toml' does not exist"), std::string::npos) << e;
+  test::TempDir dir("mgca-job-folder");
+  e = error_of([&] { load_config(dir.path()); });
+  EXPECT_NE(e.find("the job file '" + dir.path().string() + "' is a folder, not a file"), std::string::npos) << e;
 }
 
 }  // namespace

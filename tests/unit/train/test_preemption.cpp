@@ -1,4 +1,5 @@
-// The preemption handlers record SIGUSR1 and SIGTERM instead of ending the process.
+// The preemption handlers record SIGUSR1, SIGTERM and a first SIGINT instead
+// of ending the process; after one SIGINT its default action is back.
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -19,6 +20,13 @@ TEST(Preemption, HandlersRecordTheSignal) {
     reset_preemption();
     EXPECT_EQ(preemption_signal(), 0);
   }
+  std::raise(SIGINT);
+  EXPECT_EQ(preemption_signal(), SIGINT);
+  struct sigaction now {};
+  sigaction(SIGINT, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);  // a second Ctrl-C would end the process
+  install_preemption_handlers();
+  reset_preemption();
 }
 
 }  // namespace
