@@ -1,5 +1,5 @@
 // Collective bandwidth of our Communicator beside the raw MPI call, with
-// nccl-tests' definitions (SPEC §9):
+// nccl-tests' definitions (docs/contract.md §9):
 //   algbw = size / time, where size is the all-reduce buffer, the all-gather
 //           output or the reduce-scatter input (bytes);
 //   busbw = algbw × 2(n−1)/n (all-reduce), × (n−1)/n (all-gather, reduce-scatter).

@@ -37,7 +37,7 @@ normalize = transforms.Normalize([0.5], [0.5])
 pipelines = {
     # MGCA's DataTransforms(is_train=True, crop_size=224)
     "mgca": transforms.Compose([transforms.RandomCrop(224), transforms.ToTensor(), normalize]),
-    # ConVIRT's augmentations (SPEC §5.4), same ranges and blur kernel as ours
+    # ConVIRT's augmentations (docs/contract.md §5.4), same ranges and blur kernel as ours
     "convirt": transforms.Compose([
         transforms.RandomResizedCrop(224, scale=(0.6, 1.0)),
         transforms.RandomHorizontalFlip(),

@@ -523,7 +523,7 @@ class MGCA(nn.Module):
         img_proto_out = self.prototype_layer(img_emb_q)
         report_proto_out = self.prototype_layer(report_emb_q)
         with torch.no_grad():
-            # codes in at least fp32 under autocast (SPEC §2.3); the official code keeps the input dtype
+            # codes in at least fp32 under autocast (docs/contract.md §2.3); the official code keeps the input dtype
             img_code = torch.exp(_at_least_fp32(img_proto_out) / hp["epsilon"]).t()
             img_code = self.sinkhorn(img_code, hp["sinkhorn_iterations"])
             report_code = torch.exp(_at_least_fp32(report_proto_out) / hp["epsilon"]).t()

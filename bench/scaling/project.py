@@ -6,7 +6,7 @@
 
 Step time(W) = compute (constant per GPU in weak scaling) + every collective
 on the critical path + the part of the gradient all-reduce that backward
-does not hide. The collectives of one MGCA step, per rank (SPEC §2, §6):
+does not hide. The collectives of one MGCA step, per rank (docs/contract.md §2, §6):
 
   gradient sync   all-reduce (avg) of every trainable gradient, fp32, in
                   buckets (comm.bucket_mb; the first 1 MiB), launched from

@@ -1,4 +1,4 @@
-// mgca prep: import a public chest X-ray dataset (SPEC §5.2; docs/data-format.md).
+// mgca prep: import a public chest X-ray dataset (docs/contract.md §5.2; docs/data-format.md).
 //
 //   mgca prep --format openi --in NLMCXR --out data/openi
 //   mpirun -np 4 mgca prep --format mimic-cxr --in mimic-cxr-jpg --out data/mimic --threads 4

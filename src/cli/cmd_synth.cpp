@@ -1,4 +1,4 @@
-// mgca synth: a synthetic chest-radiograph dataset (SPEC §5.3).
+// mgca synth: a synthetic chest-radiograph dataset (docs/contract.md §5.3).
 //
 //   mgca synth --out data/synth/train --num 20000 --image-size 128
 //   mgca synth --out data/synth/val --num 2000 --split val

@@ -1,4 +1,4 @@
-// ITA and ConVIRT: contrastive losses with global negatives (SPEC §2.1, §2.5).
+// ITA and ConVIRT: contrastive losses with global negatives (docs/contract.md §2.1, §2.5).
 #include <torch/torch.h>
 
 #include <algorithm>

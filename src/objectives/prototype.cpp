@@ -1,4 +1,4 @@
-// CPA with SwAV's distributed Sinkhorn (SPEC §2.3) and the MGCA total (§2.4).
+// CPA with SwAV's distributed Sinkhorn (docs/contract.md §2.3) and the MGCA total (§2.4).
 #include <torch/torch.h>
 
 #include <limits>

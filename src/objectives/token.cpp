@@ -1,4 +1,4 @@
-// CTA: cross-attention token-wise alignment (SPEC §2.2), batched over samples
+// CTA: cross-attention token-wise alignment (docs/contract.md §2.2), batched over samples
 // (bmm) where the reference loops over the batch.
 #include <torch/torch.h>
 

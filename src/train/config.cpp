@@ -80,11 +80,11 @@ void visit_fields(C& c, F&& f) {
   f("data.batch_size", d.batch_size, "samples per rank per micro-step", Choices{});
   f("data.workers", d.workers, "loader threads per rank", Choices{});
   f("data.prefetch", d.prefetch, "batches prepared ahead of the step", Choices{});
-  f("data.augment", d.augment, "augmentations (SPEC §5.4); eval: centre crop, no randomness",
+  f("data.augment", d.augment, "augmentations (docs/contract.md §5.4); eval: centre crop, no randomness",
     Choices{"mgca", "convirt", "eval"});
 
   auto& o = c.objectives;
-  f("objectives.variant", o.variant, "the official code's choices or the paper's (SPEC §2); sets the five "
+  f("objectives.variant", o.variant, "the official code's choices or the paper's (docs/contract.md §2); sets the five "
     "booleans below unless they are given", Choices{"official", "paper"});
   f("objectives.lambda_ita", o.lambda_ita, "λ1, weight of the instance-wise loss", Choices{});
   f("objectives.lambda_cta", o.lambda_cta, "λ2, weight of the token-wise loss", Choices{});
@@ -100,11 +100,11 @@ void visit_fields(C& c, F&& f) {
     Choices{});
   f("objectives.weight_quantile_high", o.weight_quantile_high, "… and this one", Choices{});
   f("objectives.quirk_pad_words_in_softmax", o.quirk_pad_words_in_softmax,
-    "SPEC §2.2 (a): pad words stay in the word-loss softmax", Choices{});
+    "docs/contract.md §2.2 (a): pad words stay in the word-loss softmax", Choices{});
   f("objectives.quirk_cls_attention_off_by_one", o.quirk_cls_attention_off_by_one,
-    "SPEC §2.2 (b): [CLS] attention paired off by one with the tokens", Choices{});
+    "docs/contract.md §2.2 (b): [CLS] attention paired off by one with the tokens", Choices{});
   f("objectives.quirk_vit_patch_output_unnormalized", o.quirk_vit_patch_output_unnormalized,
-    "SPEC §2.2 (c): patch→word output not normalized for ViT", Choices{});
+    "docs/contract.md §2.2 (c): patch→word output not normalized for ViT", Choices{});
   f("objectives.ita_sum_directions", o.ita_sum_directions, "L_ITA sums both directions (false: their mean)",
     Choices{});
   f("objectives.cta_sum_parts", o.cta_sum_parts, "L_CTA = L_word + L_patch (false: their mean)", Choices{});

@@ -177,7 +177,7 @@ class MgcaTask : public Task {
                       {"acc5", r.ita.acc5.detach()}}};
   }
 
-  // SPEC §2.3: prototype rows re-normalized (no grad) before every step.
+  // docs/contract.md §2.3: prototype rows re-normalized (no grad) before every step.
   void before_step(int64_t) override { model_->prototypes->normalize_(); }
 
   // The official code drops the prototype gradient after backward during the

@@ -1,4 +1,4 @@
-// Image augmentations (SPEC §5.4) as tight loops over float buffers.
+// Image augmentations (docs/contract.md §5.4) as tight loops over float buffers.
 //
 // Every operation is defined as torchvision's functional op on a float
 // tensor in [0, 1] (the tests compare each one and the whole pipelines with

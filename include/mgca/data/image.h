@@ -1,4 +1,4 @@
-// Image decoding to 8-bit grayscale and MGCA's preprocessing (SPEC §5.1-5.2).
+// Image decoding to 8-bit grayscale and MGCA's preprocessing (docs/contract.md §5.1-5.2).
 #pragma once
 
 #include <cstdint>

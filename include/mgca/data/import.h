@@ -1,4 +1,4 @@
-// Importers: public chest X-ray layouts → datasets (SPEC §5.2; usage in
+// Importers: public chest X-ray layouts → datasets (docs/contract.md §5.2; usage in
 // docs/data-format.md). `mgca prep --format F --in DIR --out OUT` writes one
 // dataset per split into OUT/<split>/ and the overall summary to
 // OUT/summary.json.

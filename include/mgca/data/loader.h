@@ -1,4 +1,4 @@
-// The sharded loader (SPEC §5.4).
+// The sharded loader (docs/contract.md §5.4).
 //
 // Each epoch has a global order: a permutation of [0, N) keyed by (seed,
 // epoch), or [0, N) without shuffling. Step s of the epoch is the global

@@ -1,4 +1,4 @@
-// Synthetic chest radiographs with reports and labels (SPEC §5.3), for
+// Synthetic chest radiographs with reports and labels (docs/contract.md §5.3), for
 // demos, tests and the learning test that pretraining beats random init.
 //
 // Each image has a body, two lung fields with vascular texture, ribs, spine,

@@ -2,7 +2,7 @@
 // uncertain (−1) and missing (NaN) entries before training and scoring.
 //
 // Dataset files store labels float32 [n, L] with 1 positive, 0 negative,
-// −1 uncertain, NaN missing (SPEC §5.1). A policy turns them into the task's
+// −1 uncertain, NaN missing (docs/contract.md §5.1). A policy turns them into the task's
 // targets: 0/1/NaN per label for multi-label tasks (NaN = not scored, not
 // trained on), or one class index per sample for multi-class tasks.
 #pragma once

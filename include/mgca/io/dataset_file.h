@@ -1,4 +1,4 @@
-// Dataset files (SPEC §5.1; the full format is in docs/data-format.md).
+// Dataset files (docs/contract.md §5.1; the full format is in docs/data-format.md).
 //
 // A dataset is a folder holding `dataset.json` (format version, shard list
 // with counts and SHA-256 checksums, image size, label names, source, split)

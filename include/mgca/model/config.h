@@ -1,6 +1,6 @@
 // Shapes and options of the encoders, heads and assembled models (no torch).
 //
-// The presets are SPEC §3's: vit_b16 (ViT-B/16 at 224), resnet50 (torchvision
+// The presets are docs/contract.md §3's: vit_b16 (ViT-B/16 at 224), resnet50 (torchvision
 // layout, MGCA upsamples its input to 299), bert (Bio_ClinicalBERT shapes),
 // and *_tiny variants for the CPU demo and CI (the same code, small shapes).
 #pragma once
@@ -69,7 +69,7 @@ struct BertConfig {
   static BertConfig tiny(int64_t vocab_size = 28996);    // 2 layers, hidden 128, 2 heads, 512
 };
 
-// Subword → word aggregation of the MGCA text side (SPEC §2.2 quirk (b)).
+// Subword → word aggregation of the MGCA text side (docs/contract.md §2.2 quirk (b)).
 struct WordAggregationOptions {
   // true (official): token t is paired with the [CLS] attention to token
   // t+1, only tokens 0..L-2 are visited (a report whose [SEP] is the last
@@ -82,7 +82,7 @@ struct WordAggregationOptions {
 
 enum class ImageBackbone { ViT, ResNet };
 
-// MGCA (SPEC §2, §3): image encoder + first 6 BERT layers, 128-d heads, K=500 prototypes.
+// MGCA (docs/contract.md §2, §3): image encoder + first 6 BERT layers, 128-d heads, K=500 prototypes.
 struct MgcaModelConfig {
   ImageBackbone backbone = ImageBackbone::ViT;
   ViTConfig vit = ViTConfig::base16();
@@ -101,7 +101,7 @@ struct MgcaModelConfig {
   static MgcaModelConfig tiny(ImageBackbone backbone = ImageBackbone::ViT);
 };
 
-// ConVIRT (SPEC §2.5): ResNet-50 + 12-layer BERT with embeddings and the
+// ConVIRT (docs/contract.md §2.5): ResNet-50 + 12-layer BERT with embeddings and the
 // first 6 layers frozen, max-pool over the last layer's non-pad tokens,
 // heads Linear–ReLU–Linear → 512.
 struct ConvirtModelConfig {

@@ -1,4 +1,4 @@
-// Projection heads and the prototype layer (SPEC §2.4, §2.5).
+// Projection heads and the prototype layer (docs/contract.md §2.4, §2.5).
 //
 // Batch-norm heads use comm::SyncBatchNorm: with a communicator of size > 1
 // their training statistics cover the global batch (every rank must call

@@ -1,4 +1,4 @@
-// The assembled MGCA model (SPEC §2, §3): image encoder (ViT-B/16 or
+// The assembled MGCA model (docs/contract.md §2, §3): image encoder (ViT-B/16 or
 // ResNet-50) + the first 6 BERT layers, global/local heads for each side
 // (in → 2048 → 128, SyncBatchNorm), and the prototype layer (K=500 × 128).
 //
@@ -25,7 +25,7 @@
 
 namespace mgca::model {
 
-// What the objectives need (SPEC §2). b: local batch, d: embed_dim (128),
+// What the objectives need (docs/contract.md §2). b: local batch, d: embed_dim (128),
 // P: patches (196 ViT-B/16 at 224, 361 ResNet-50 at 299), S = L-1 words
 // (111 for 112 tokens). Embeddings are L2-normalized along the last dim
 // (normalizing again is a no-op with the same gradient); weights are raw
@@ -76,7 +76,7 @@ class MgcaModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MgcaModel);
 
-// ConVIRT (SPEC §2.5): ResNet-50 global features and 12-layer BERT with
+// ConVIRT (docs/contract.md §2.5): ResNet-50 global features and 12-layer BERT with
 // embeddings + first 6 layers frozen, max-pooled over the last layer's
 // non-pad tokens; heads Linear–ReLU–Linear → 512. Names: image.*, text.*,
 // image_head.*, text_head.*.

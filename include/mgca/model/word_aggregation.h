@@ -8,7 +8,7 @@
 // tokens' hidden states, its weight the sum of its tokens' [CLS] attention.
 // Words are written from slot 0 ([CLS]'s word) and zero-padded to L slots.
 // WordAggregationOptions::official_pairing selects the reference's
-// off-by-one pairing (SPEC §2.2 quirk (b), see config.h).
+// off-by-one pairing (docs/contract.md §2.2 quirk (b), see config.h).
 #pragma once
 
 #include <torch/types.h>

@@ -1,5 +1,5 @@
 // The MGCA objectives (ITA, CTA, CPA with distributed Sinkhorn) and ConVIRT's
-// loss: pure functions of tensors and a communicator (SPEC §2).
+// loss: pure functions of tensors and a communicator (docs/contract.md §2).
 //
 // Notation: W ranks, b rows (samples) per rank, N = W·b the global batch, d the
 // embedding width, S words, P patches, K prototypes. Rank r holds the global
@@ -65,7 +65,7 @@ ItaResult instance_alignment(const torch::Tensor& img, const torch::Tensor& txt,
                              const ObjectiveOptions& opts,
                              const std::shared_ptr<comm::Communicator>& comm);
 
-// ConVIRT (SPEC §2.5): loss = λ·loss_i2t + (1-λ)·loss_t2i at τ = convirt_temperature,
+// ConVIRT (docs/contract.md §2.5): loss = λ·loss_i2t + (1-λ)·loss_t2i at τ = convirt_temperature,
 // global negatives exactly as instance_alignment (same result fields).
 ItaResult convirt_loss(const torch::Tensor& img, const torch::Tensor& txt,
                        const ObjectiveOptions& opts,
@@ -156,7 +156,7 @@ CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt
                               const std::shared_ptr<comm::Communicator>& comm);
 
 // In place, without grad: each row of the prototype weight [K, d] divided by
-// its L2 norm (SPEC §2.3: every step, before the forward). The trainer calls
+// its L2 norm (docs/contract.md §2.3: every step, before the forward). The trainer calls
 // it; since every rank holds the same weights, they stay equal.
 void normalize_prototypes_(torch::Tensor& weight);
 

@@ -1,4 +1,4 @@
-// Settings of the MGCA and ConVIRT objectives (SPEC §2). No torch here: the
+// Settings of the MGCA and ConVIRT objectives (docs/contract.md §2). No torch here: the
 // trainer's config includes this header. Defaults are the official MGCA run's
 // (variant "official", λ = 1, 1, 1) and ConVIRT's paper values; each field is
 // a config key of the same name under [objective] in a job file.
@@ -37,7 +37,7 @@ struct ObjectiveOptions {
   // L_CTA = L_word + L_patch (official) or their mean (paper).
   bool cta_sum_parts = true;
 
-  // --- MGCA constants (SPEC §2.1–2.4)
+  // --- MGCA constants (docs/contract.md §2.1–2.4)
   double ita_temperature = 0.07;    // τ1
   double local_temperature = 0.1;   // τ2 (CTA)
   double proto_temperature = 0.2;   // τ3 (CPA softmax)
@@ -58,7 +58,7 @@ struct ObjectiveOptions {
   // Decides quirk (c). Set by the trainer from the model config.
   bool patches_from_vit = true;
 
-  // --- ConVIRT (SPEC §2.5)
+  // --- ConVIRT (docs/contract.md §2.5)
   double convirt_lambda = 0.75;      // weight of image→text; text→image gets 1 - λ
   double convirt_temperature = 0.1;  // τ
 

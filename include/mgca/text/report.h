@@ -1,4 +1,4 @@
-// MGCA's report cleaning (SPEC §4; the official MultimodalPretrainingDataset's
+// MGCA's report cleaning (docs/contract.md §4; the official MultimodalPretrainingDataset's
 // create_path_2_sent_mapping): impression + findings, split into sentences,
 // lower-cased, \w+ tokens kept as ASCII, short sentences and reports dropped.
 #pragma once

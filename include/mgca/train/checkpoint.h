@@ -1,4 +1,4 @@
-// Checkpoints (SPEC §6): one folder per saved step,
+// Checkpoints (docs/contract.md §6): one folder per saved step,
 //
 //   <checkpoint dir>/step-00001000/
 //       model.safetensors      every parameter and buffer of the model (names as

@@ -59,7 +59,7 @@ struct DataConfig {
 
 // Key names follow objectives::ObjectiveOptions (mgca/objectives/options.h).
 struct ObjectivesConfig {
-  std::string variant = "official";  // official | paper (SPEC §2); sets the five booleans below
+  std::string variant = "official";  // official | paper (docs/contract.md §2); sets the five booleans below
   double lambda_ita = 1.0;
   double lambda_cta = 1.0;
   double lambda_cpa = 1.0;
@@ -72,9 +72,9 @@ struct ObjectivesConfig {
   double weight_quantile_low = 0.1;      // CTA word/patch weight clipping quantiles
   double weight_quantile_high = 0.9;
   // Set by `variant` unless given (official: true, paper: false).
-  bool quirk_pad_words_in_softmax = true;           // SPEC §2.2 (a)
-  bool quirk_cls_attention_off_by_one = true;       // SPEC §2.2 (b)
-  bool quirk_vit_patch_output_unnormalized = true;  // SPEC §2.2 (c)
+  bool quirk_pad_words_in_softmax = true;           // docs/contract.md §2.2 (a)
+  bool quirk_cls_attention_off_by_one = true;       // docs/contract.md §2.2 (b)
+  bool quirk_vit_patch_output_unnormalized = true;  // docs/contract.md §2.2 (c)
   bool ita_sum_directions = true;                   // L_ITA = sum of both directions (paper: mean)
   bool cta_sum_parts = true;                        // L_CTA = L_word + L_patch (paper: mean)
   double convirt_lambda = 0.75;

@@ -29,7 +29,7 @@ Config load_config_collective(const std::filesystem::path& job_file, const std::
 // Where a task's batches come from. The default is the loader over
 // config.data.train; benchmarks (bench/step) substitute fixed in-memory
 // batches so that the rest of the task is the code `mgca train` runs. The
-// contract is the loader's (SPEC §5.4): after seek(e, k), next() returns
+// contract is the loader's (docs/contract.md §5.4): after seek(e, k), next() returns
 // this rank's b-slice of micro-batch k of epoch e, on the task's device.
 class BatchSource {
  public:

@@ -23,7 +23,7 @@ struct LossParts {
   std::vector<std::pair<std::string, torch::Tensor>> parts;
 };
 
-// Data contract (SPEC §5.4): epoch e's order is a global permutation from
+// Data contract (docs/contract.md §5.4): epoch e's order is a global permutation from
 // (seed, e); micro-batch k of the epoch is global positions [k·W·b, (k+1)·W·b)
 // of that order and rank r takes its b-slice; every random choice of a sample
 // is keyed by (seed, e, sample index). So the global batch of every step is

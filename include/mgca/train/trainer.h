@@ -1,4 +1,4 @@
-// The training loop (SPEC §6): optimizer steps over a Task, gradient sync
+// The training loop (docs/contract.md §6): optimizer steps over a Task, gradient sync
 // across ranks, checkpoints and resume, preemption, NaN/Inf detection,
 // metrics.jsonl and the progress bar.
 //
@@ -17,7 +17,7 @@
 // Across ranks: the constructor and run() are collective. Every rank starts
 // from rank 0's weights (broadcast) or from the same checkpoint; with the
 // Task's data contract the W-rank run equals the one-rank run of the same
-// global batch up to floating-point reassociation (SPEC §2.6), and a resumed
+// global batch up to floating-point reassociation (docs/contract.md §2.6), and a resumed
 // run continues bit for bit (model, optimizer state, RNG states and data
 // position are restored).
 #pragma once

@@ -1,5 +1,5 @@
 // A rank that never joins a collective or dies must end the whole job with
-// a message within the timeout, never hang it (SPEC §6). The watchdog
+// a message within the timeout, never hang it (docs/contract.md §6). The watchdog
 // timeout is 3 s here; a healthy run of the helper shows the harness works.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// The distributed contract of the objectives (SPEC §2.6, objectives.h) under
+// The distributed contract of the objectives (docs/contract.md §2.6, objectives.h) under
 // mpirun -np 1, 2, 4: every rank builds the same global batch, runs the
 // objective on its own rows with the world communicator, and compares with
 // the single-process computation over the whole batch (Communicator::single(),

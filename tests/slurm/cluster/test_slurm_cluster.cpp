@@ -1,4 +1,4 @@
-// The project's SLURM scripts against a real SLURM (SPEC §8).
+// The project's SLURM scripts against a real SLURM (docs/contract.md §8).
 //
 // The test environment installs the dependencies (scripts/install-deps, a
 // no-op when present), starts a one-node SLURM with scripts/slurm-local

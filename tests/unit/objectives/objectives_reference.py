@@ -1,5 +1,5 @@
 #!/opt/mgca-venv/bin/python
-"""Independent PyTorch reference of SPEC §2 for test_reference.cpp.
+"""Independent PyTorch reference of docs/contract.md §2 for test_reference.cpp.
 
   objectives_reference.py IN.safetensors OUT.safetensors
 
@@ -8,7 +8,7 @@ mask, raw prototypes) and, in its metadata, the settings. The reference
 follows the official MGCA loss code's structure (one process, the whole batch
 as an N×N score matrix, a Python loop over samples for the weight clipping,
 torch.quantile, SwAV's non-distributed Sinkhorn with its constants) and
-SPEC §2's text for the "paper" variant; it writes every loss part and the
+docs/contract.md §2's text for the "paper" variant; it writes every loss part and the
 gradients w.r.t. the raw inputs and the normalized prototypes to OUT.
 Only json, numpy and torch (the venv's torch) are used.
 """
