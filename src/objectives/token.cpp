@@ -98,6 +98,7 @@ torch::Tensor clip_and_normalize_weights(const torch::Tensor& weights, double lo
              "clip_and_normalize_weights: quantiles must satisfy 0 <= low <= high <= 1, got {} and {}",
              low, high);
   torch::NoGradGuard no_grad;
+  detail::FullPrecision full_precision;
   auto w = detail::upcast(weights.detach());
   auto valid = nonzero_only ? w.ne(0) : torch::ones_like(w, w.options().dtype(torch::kBool));
   auto count = valid.sum(1);  // [b] int64
@@ -116,6 +117,7 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
                           const torch::Tensor& patch_weight, const ObjectiveOptions& opts,
                           CtaTrace* trace) {
   const char* fn = "token_alignment";
+  detail::FullPrecision full_precision;
   detail::check_float(word_emb, fn, "word_emb", 3);
   detail::check_float(patch_emb, fn, "patch_emb", 3);
   detail::check_same_kind(word_emb, "word_emb", patch_emb, "patch_emb", fn);

@@ -28,6 +28,7 @@ Config load_config_collective(const std::filesystem::path& job_file, const std::
 
 RunResult run_training(const Config& config, std::shared_ptr<comm::Communicator> comm) {
   const torch::Device device = select_device(config, *comm);
+  set_deterministic(config, device);
   const int threads = select_threads(config, *comm);
   compat::set_cpu_threads(threads);
   log::all("host {} rank {}/{} local rank {}/{} device {} threads {}", comm->host(), comm->rank(), comm->size(),
