@@ -10,8 +10,10 @@
 namespace mgca::test::amp {
 namespace {
 
-#define SKIP_WITHOUT_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to libtorch"
+#define SKIP_WITHOUT_CUDA()                                                           \
+  do {                                                                                \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to libtorch"; \
+  } while (0)
 
 std::shared_ptr<comm::Communicator> world() {
   if (!comm::is_initialized()) comm::init(nullptr, nullptr);

