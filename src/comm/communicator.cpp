@@ -448,7 +448,7 @@ class WorldCommunicator final : public Communicator {
     if (!all_usable) {
       if (options_.backend == Backend::Nccl || usable) {
         // Name every rank that cannot, with its reason.
-        constexpr int kReason = 320;
+        constexpr int kReason = 160;
         std::array<char, kReason> mine{};
         std::snprintf(mine.data(), mine.size(), "%s", usable ? "" : why.c_str());
         std::vector<char> all(static_cast<size_t>(kReason) * size_);
