@@ -156,6 +156,7 @@ int run(int argc, char** argv) {
   const int threads = train::select_threads(config, *world);
   mgca::compat::set_cpu_threads(threads);
   const torch::Device device = train::select_device(config, *world);
+  train::set_deterministic(config, device);  // as `mgca train`: runtime.deterministic's cost is in the figure
 
   // As train::run_training: the same initial weights on every rank, then each
   // rank's own stream for dropout; the task is `mgca train`'s (make_task),

@@ -46,7 +46,11 @@ int run_train(int argc, char** argv) {
   comm::init(&argc, &argv);
   int code = kExitOk;
   try {
-    std::shared_ptr<comm::Communicator> bootstrap = comm::Communicator::world();
+    // Only host messages (the job) go through the bootstrap: no NCCL
+    // communicator before comm.backend is known (and none at all under "mpi").
+    comm::CommOptions bootstrap_options;
+    bootstrap_options.backend = comm::Backend::Mpi;
+    std::shared_ptr<comm::Communicator> bootstrap = comm::Communicator::world(bootstrap_options);
     train::Config config;
     try {
       config = train::load_config_collective(job, overrides, *bootstrap);

@@ -13,6 +13,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -215,8 +216,8 @@ class WorldCommunicator final : public Communicator {
     MGCA_CHECK(options_.max_message_bytes >= 16, "comm max_message_bytes must be at least 16, got {}",
                options_.max_message_bytes);
     MGCA_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
-    // A second communicator keeps the worker thread's collectives apart from
-    // the calling thread's: MPI (and NCCL) order collectives per communicator.
+    // A second MPI communicator keeps the worker thread's host collectives
+    // apart from the calling thread's: MPI orders collectives per communicator.
     MGCA_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &async_comm_));
     MGCA_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     MGCA_MPI(MPI_Comm_set_errhandler(async_comm_, MPI_ERRORS_RETURN));
@@ -239,7 +240,6 @@ class WorldCommunicator final : public Communicator {
     }
     queue_signal_.notify_all();
     worker_.join();
-    device_async_.reset();
     device_.reset();
     if (is_initialized()) {
       MPI_Comm_free(&comm_);
@@ -287,24 +287,27 @@ class WorldCommunicator final : public Communicator {
     MGCA_CHECK(tensor.is_contiguous(), "all_reduce_async needs a contiguous tensor, got {}",
                comm::describe(tensor));
     auto work = std::make_shared<AsyncWork>();
-    std::shared_ptr<nccl::Event> ready;
-    torch::Tensor staged;  // device tensor without NCCL: reduced through host memory
-    if (tensor.is_cuda() && device_async_) {
-      ready = device_async_->mark(tensor);
-    } else if (tensor.is_cuda()) {
-      staged = tensor.cpu();  // on the calling thread: ordered after its stream's work
+    if (tensor.is_cuda() && device_) {
+      // NCCL: enqueued now, by the calling thread, on the one NCCL
+      // communicator; the host does not wait (see "NCCL order" in communicator.h).
+      const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), true};
+      detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
+      if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, comm_);
+      if (tensor.numel() == 0) return std::make_shared<DoneWork>();
+      auto done = device_->start_all_reduce(tensor, op);
+      work->complete(nullptr, done, [this, done] { device_->join(*done); });
+      return work;
     }
+    torch::Tensor staged;  // device tensor without NCCL: reduced through host memory
+    if (tensor.is_cuda()) staged = tensor.cpu();  // on the calling thread: ordered after its stream's work
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
-      queue_.push_back([this, tensor, staged, op, work, ready, validate_call]() mutable {
+      queue_.push_back([this, tensor, staged, op, work, validate_call]() mutable {
         try {
           const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), true};
           detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
           if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, async_comm_);
-          if (ready) {
-            auto done = tensor.numel() > 0 ? device_async_->launch_all_reduce(tensor, op, *ready) : ready;
-            work->complete(nullptr, done, [this, done] { device_async_->join(*done); });
-          } else if (staged.defined()) {
+          if (staged.defined()) {
             host_all_reduce(staged, op, async_comm_);
             work->complete(nullptr, nullptr, [tensor, staged]() mutable { tensor.copy_(staged); });
           } else {
@@ -464,9 +467,40 @@ class WorldCommunicator final : public Communicator {
     std::string count_why;
     const int count = nccl::device_count(&count_why);
     const int device = options_.device >= 0 ? options_.device : local_rank() % std::max(count, 1);
-    MGCA_CHECK(device < count, "comm device {} is not visible ({} CUDA devices)", device, count);
+    MGCA_CHECK(device < count, "comm device {} is not visible on host {} ({} CUDA devices)", device, host(),
+               count);
+    check_one_gpu_per_rank(device);
     device_ = detail::make_nccl_backend(comm_, device, options_.timeout_seconds, "nccl");
-    device_async_ = detail::make_nccl_backend(async_comm_, device, options_.timeout_seconds, "nccl-async");
+  }
+
+  // Collective: fails on every rank alike when two ranks of one host would
+  // drive the same physical GPU (a host running more ranks than it has GPUs;
+  // NCCL cannot put two ranks of a communicator on one device). GPUs are
+  // compared by UUID, so a rank that sees only its own GPU as device 0
+  // (SLURM's --gpus-per-task=1) is told apart from its neighbours.
+  void check_one_gpu_per_rank(int device) {
+    constexpr int kField = 128;
+    std::array<char, 2 * kField> mine{};
+    std::snprintf(mine.data(), kField, "%s", host().c_str());
+    std::snprintf(mine.data() + kField, kField, "%s", nccl::device_uuid(device).c_str());
+    std::vector<char> all(mine.size() * static_cast<size_t>(size_));
+    MGCA_MPI(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(),
+                           static_cast<int>(mine.size()), MPI_CHAR, comm_));
+    std::map<std::pair<std::string, std::string>, std::vector<int>> ranks_of_gpu;  // (host, uuid) → ranks
+    for (int r = 0; r < size_; ++r) {
+      const char* entry = &all[static_cast<size_t>(r) * mine.size()];
+      ranks_of_gpu[{std::string(entry), std::string(entry + kField)}].push_back(r);
+    }
+    std::string shared;
+    for (const auto& [gpu, ranks] : ranks_of_gpu) {
+      if (ranks.size() < 2) continue;
+      shared += fmt::format("{}host {}: ranks {} on GPU {}", shared.empty() ? "" : "; ", gpu.first,
+                            fmt::join(ranks, ", "), gpu.second);
+    }
+    MGCA_CHECK(shared.empty(),
+               "more ranks than GPUs ({}): NCCL needs one GPU per rank; start at most as many ranks on a host "
+               "as it has GPUs, or set comm.backend = \"mpi\" or runtime.device = \"cpu\"",
+               shared);
   }
 
   // ---- host paths -------------------------------------------------------------
@@ -663,8 +697,9 @@ class WorldCommunicator final : public Communicator {
   MPI_Comm async_comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
-  std::unique_ptr<detail::DeviceBackend> device_;        // with comm_
-  std::unique_ptr<detail::DeviceBackend> device_async_;  // with async_comm_, used by the worker
+  // The one NCCL communicator of this rank (with comm_): every device
+  // collective, blocking or asynchronous, in call order.
+  std::unique_ptr<detail::DeviceBackend> device_;
 
   std::thread worker_;
   std::mutex queue_mutex_;

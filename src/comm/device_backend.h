@@ -26,13 +26,10 @@ class DeviceBackend {
   virtual void all_gather(torch::Tensor& output, const torch::Tensor& input) = 0;
   virtual void reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) = 0;
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
-  // The asynchronous all-reduce in three parts: mark() on the calling thread
-  // records where its current stream stands; launch_all_reduce() (on the
-  // async worker thread) enqueues the all-reduce after that mark and returns
-  // its completion; join() orders the calling thread's current stream after it.
-  virtual std::shared_ptr<nccl::Event> mark(const torch::Tensor& tensor) = 0;
-  virtual std::shared_ptr<nccl::Event> launch_all_reduce(torch::Tensor& tensor, ReduceOp op,
-                                                         nccl::Event& after) = 0;
+  // The asynchronous all-reduce: enqueued at the call, after the work already
+  // on the calling thread's current stream; returns its completion, which
+  // join() makes the joining thread's current stream wait for.
+  virtual std::shared_ptr<nccl::Event> start_all_reduce(torch::Tensor& tensor, ReduceOp op) = 0;
   virtual void join(nccl::Event& done) = 0;
 };
 

@@ -125,6 +125,15 @@ int device_count(std::string* why) {
   return count;
 }
 
+std::string device_uuid(int device) {
+  cudaDeviceProp properties{};
+  MGCA_CUDA(cudaGetDeviceProperties(&properties, device));
+  const auto* b = reinterpret_cast<const unsigned char*>(properties.uuid.bytes);
+  return fmt::format("GPU-{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                     b[15]);
+}
+
 std::string version() {
   int code = 0;
   if (ncclGetVersion(&code) != ncclSuccess) return "unknown";

@@ -15,6 +15,7 @@ int device_count(std::string* why) {
   if (why) *why = "built without the CUDA toolkit";
   return 0;
 }
+std::string device_uuid(int) { unavailable("device_uuid"); }
 std::string version() { return "none"; }
 std::shared_ptr<Event> record_event(Stream, int) { unavailable("record_event"); }
 

@@ -82,20 +82,15 @@ class NcclTensorBackend final : public DeviceBackend {
     done->wait_on(compute.stream());
   }
 
-  std::shared_ptr<nccl::Event> mark(const torch::Tensor& tensor) override {
+  std::shared_ptr<nccl::Event> start_all_reduce(torch::Tensor& tensor, ReduceOp op) override {
     check(tensor, "all_reduce_async");
     c10::cuda::CUDAGuard guard(tensor.device());
-    return nccl::record_event(c10::cuda::getCurrentCUDAStream(tensor.device().index()).stream(), device_);
-  }
-
-  std::shared_ptr<nccl::Event> launch_all_reduce(torch::Tensor& tensor, ReduceOp op, nccl::Event& after) override {
-    c10::cuda::CUDAGuard guard(tensor.device());
-    after.wait_on(stream_.stream());
+    const auto compute = c10::cuda::getCurrentCUDAStream(tensor.device().index());
     // The caller may drop the tensor before the collective ran: the caching
     // allocator must not hand its memory out until the stream is done.
     tensor.record_stream(stream_);
     return comm_->all_reduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
-                             data_type(tensor.scalar_type()), op, stream_.stream());
+                             data_type(tensor.scalar_type()), op, compute.stream());
   }
 
   void join(nccl::Event& done) override {

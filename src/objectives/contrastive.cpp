@@ -92,6 +92,7 @@ class LocalContrastiveCE : public torch::autograd::Function<LocalContrastiveCE> 
 // × gathered columns; `loss` is left for the caller to combine.
 ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double tau,
                       const std::shared_ptr<comm::Communicator>& comm, const char* fn) {
+  detail::FullPrecision full_precision;
   detail::check_float(img, fn, "img", 2);
   detail::check_float(txt, fn, "txt", 2);
   detail::check_same_kind(img, "img", txt, "txt", fn);

@@ -19,6 +19,7 @@ torch::Tensor sinkhorn(const torch::Tensor& scores, double epsilon, int iteratio
   MGCA_CHECK(iterations >= 1, "{}: iterations must be >= 1, got {}", fn, iterations);
   MGCA_CHECK(comm != nullptr, "{}: no communicator", fn);
   torch::NoGradGuard no_grad;
+  detail::FullPrecision full_precision;
 
   const bool single = scores.dim() == 2;
   const auto dtype = scores.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
@@ -49,6 +50,7 @@ CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt
                               const torch::Tensor& prototypes, const ObjectiveOptions& opts,
                               const std::shared_ptr<comm::Communicator>& comm) {
   const char* fn = "prototype_alignment";
+  detail::FullPrecision full_precision;
   detail::check_float(img, fn, "img", 2);
   detail::check_float(txt, fn, "txt", 2);
   detail::check_float(prototypes, fn, "prototypes", 2);
@@ -69,9 +71,9 @@ CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt
   auto s_img = torch::mm(detail::upcast(img), C.t());  // [b, K]
   auto s_txt = torch::mm(detail::upcast(txt), C.t());
   // Both modalities in one Sinkhorn call: the same collectives serve both.
+  // Codes in float32 (float64 for float64 input), as Sinkhorn returns them.
   auto codes = sinkhorn(torch::stack({s_img.detach(), s_txt.detach()}), opts.sinkhorn_epsilon,
-                        opts.sinkhorn_iterations, comm)
-                   .to(s_img.scalar_type());
+                        opts.sinkhorn_iterations, comm);
   auto q_img = codes.select(0, 0);
   auto q_txt = codes.select(0, 1);
   auto logp_img = torch::log_softmax(s_img / opts.proto_temperature, 1);

@@ -98,6 +98,7 @@ torch::Tensor clip_and_normalize_weights(const torch::Tensor& weights, double lo
              "clip_and_normalize_weights: quantiles must satisfy 0 <= low <= high <= 1, got {} and {}",
              low, high);
   torch::NoGradGuard no_grad;
+  detail::FullPrecision full_precision;
   auto w = detail::upcast(weights.detach());
   auto valid = nonzero_only ? w.ne(0) : torch::ones_like(w, w.options().dtype(torch::kBool));
   auto count = valid.sum(1);  // [b] int64
@@ -116,6 +117,7 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
                           const torch::Tensor& patch_weight, const ObjectiveOptions& opts,
                           CtaTrace* trace) {
   const char* fn = "token_alignment";
+  detail::FullPrecision full_precision;
   detail::check_float(word_emb, fn, "word_emb", 3);
   detail::check_float(patch_emb, fn, "patch_emb", 3);
   detail::check_same_kind(word_emb, "word_emb", patch_emb, "patch_emb", fn);
@@ -148,9 +150,12 @@ CtaResult token_alignment(const torch::Tensor& word_emb, const torch::Tensor& wo
   auto Pt = detail::upcast(patch_emb); // [b, P, d]
   const auto opt = W.options();
   const double lo = opts.weight_quantile_low, hi = opts.weight_quantile_high;
-  auto word_w = clip_and_normalize_weights(word_weight, lo, hi, /*nonzero_only=*/true).to(opt);
+  // Upcast first: weights that come in bf16 (the model's attention under
+  // autocast) are clipped and normalized in fp32, not rounded back to bf16.
+  auto word_w = clip_and_normalize_weights(detail::upcast(word_weight), lo, hi, /*nonzero_only=*/true).to(opt);
   auto patch_w = patch_weight.defined()
-                     ? clip_and_normalize_weights(patch_weight, lo, hi, /*nonzero_only=*/false).to(opt)
+                     ? clip_and_normalize_weights(detail::upcast(patch_weight), lo, hi, /*nonzero_only=*/false)
+                           .to(opt)
                      : torch::full({b, P}, 1.0 / static_cast<double>(P), opt);
   const auto neg_inf = -std::numeric_limits<double>::infinity();
   // A sample with no non-pad word (not produced by the text side: [SEP] is a

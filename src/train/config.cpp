@@ -137,12 +137,16 @@ void visit_fields(C& c, F&& f) {
 
   auto& r = c.runtime;
   f("runtime.device", r.device, "auto: GPU by local rank when there is one", Choices{"auto", "cpu", "cuda"});
-  f("runtime.autocast", r.autocast, "mixed precision; auto: bf16 on GPU, none on CPU",
+  f("runtime.autocast", r.autocast, "mixed precision of the forward; auto: bf16 on GPU, none on CPU; bf16: on CPU too",
     Choices{"auto", "bf16", "none"});
   f("runtime.dtype", r.dtype,
     "weights and activations; float64 is for numerical verification (slow, no autocast)",
     Choices{"float32", "float64"});
   f("runtime.threads", r.threads, "intra-op threads per rank; 0 = cores / ranks on the host", Choices{});
+  f("runtime.deterministic", r.deterministic,
+    "GPU: deterministic algorithms and cuDNN, CUBLAS_WORKSPACE_CONFIG=:4096:8 (bit-exact resume; CPU runs are "
+    "deterministic for a given thread count either way)",
+    Choices{});
   f("runtime.check_finite", r.check_finite, "stop with the step and the loss part at a NaN/Inf", Choices{});
 
   auto& k = c.comm;
@@ -507,6 +511,8 @@ void check_values(const Config& c, const std::string& source, const std::vector<
           fmt::format("{} must be in [0, optimizer.lr = {}]", s.min_lr, p.lr));
   require(s.stop_after_steps >= 0, "schedule.stop_after_steps",
           fmt::format("{} must be >= 0", s.stop_after_steps));
+  require(c.runtime.autocast != "bf16" || c.runtime.dtype == "float32", "runtime.autocast",
+          fmt::format("bf16 needs runtime.dtype = \"float32\", got \"{}\"", c.runtime.dtype));
   require(c.runtime.threads >= 0, "runtime.threads", fmt::format("{} must be >= 0", c.runtime.threads));
   require(c.comm.timeout_s > 0, "comm.timeout_s", fmt::format("{} must be > 0", c.comm.timeout_s));
   require(c.comm.bucket_mb > 0, "comm.bucket_mb", fmt::format("{} must be > 0", c.comm.bucket_mb));

@@ -42,6 +42,7 @@ RunResult run_training(const Config& config, std::shared_ptr<comm::Communicator>
   lock_error = comm->broadcast_string(lock_error, 0);
   if (!lock_error.empty()) MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "{}", lock_error);
   const torch::Device device = select_device(config, *comm);
+  set_deterministic(config, device);
   const int threads = select_threads(config, *comm);
   compat::set_cpu_threads(threads);
   log::all("host {} rank {}/{} local rank {}/{} device {} threads {}", comm->host(), comm->rank(), comm->size(),

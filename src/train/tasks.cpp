@@ -47,6 +47,13 @@ objectives::ObjectiveOptions objective_options(const Config& config) {
   return o;
 }
 
+// Retrieval accuracy as the official code logs it (mgca_module.py,
+// convirt_module.py): top-1/top-5 % averaged over image→report and
+// report→image, each over this rank's rows against all N columns.
+std::vector<std::pair<std::string, torch::Tensor>> accuracy_parts(const objectives::ItaResult& r) {
+  return {{"acc1", ((r.acc1 + r.acc1_t2i) * 0.5).detach()}, {"acc5", ((r.acc5 + r.acc5_t2i) * 0.5).detach()}};
+}
+
 void load_pretrained(torch::nn::Module& module, const std::string& file, bool partial, const char* key) {
   if (file.empty()) return;
   model::LoadOptions options;
@@ -162,19 +169,19 @@ class MgcaTask : public Task {
     if (out.patch_weight_from_attention) in.patch_weight = out.patch_weight;  // ResNet: uniform
     in.prototypes = model_->prototypes->weight;
     const objectives::MgcaObjectiveResult r = objectives::mgca_objective(in, options_, comm_);
-    return LossParts{r.loss,
-                     {{"loss", r.loss.detach()},
-                      {"loss_ita", r.ita.loss.detach()},
-                      {"loss_cta", r.cta.loss.detach()},
-                      {"loss_cpa", r.cpa.loss.detach()},
-                      {"loss_ita_i2t", r.ita.loss_i2t.detach()},
-                      {"loss_ita_t2i", r.ita.loss_t2i.detach()},
-                      {"loss_cta_word", r.cta.loss_word.detach()},
-                      {"loss_cta_patch", r.cta.loss_patch.detach()},
-                      {"loss_cpa_i2t", r.cpa.loss_i2t.detach()},
-                      {"loss_cpa_t2i", r.cpa.loss_t2i.detach()},
-                      {"acc1", r.ita.acc1.detach()},
-                      {"acc5", r.ita.acc5.detach()}}};
+    LossParts parts{r.loss,
+                    {{"loss", r.loss.detach()},
+                     {"loss_ita", r.ita.loss.detach()},
+                     {"loss_cta", r.cta.loss.detach()},
+                     {"loss_cpa", r.cpa.loss.detach()},
+                     {"loss_ita_i2t", r.ita.loss_i2t.detach()},
+                     {"loss_ita_t2i", r.ita.loss_t2i.detach()},
+                     {"loss_cta_word", r.cta.loss_word.detach()},
+                     {"loss_cta_patch", r.cta.loss_patch.detach()},
+                     {"loss_cpa_i2t", r.cpa.loss_i2t.detach()},
+                     {"loss_cpa_t2i", r.cpa.loss_t2i.detach()}}};
+    for (auto& part : accuracy_parts(r.ita)) parts.parts.push_back(std::move(part));
+    return parts;
   }
 
   // docs/contract.md §2.3: prototype rows re-normalized (no grad) before every step.
@@ -222,12 +229,10 @@ class ConvirtTask : public Task {
     const data::Batch& batch = data_->batch();
     const model::ConvirtOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
     const objectives::ItaResult r = objectives::convirt_loss(out.img_emb, out.text_emb, options_, comm_);
-    return LossParts{r.loss,
-                     {{"loss", r.loss.detach()},
-                      {"loss_i2t", r.loss_i2t.detach()},
-                      {"loss_t2i", r.loss_t2i.detach()},
-                      {"acc1", r.acc1.detach()},
-                      {"acc5", r.acc5.detach()}}};
+    LossParts parts{r.loss,
+                    {{"loss", r.loss.detach()}, {"loss_i2t", r.loss_i2t.detach()}, {"loss_t2i", r.loss_t2i.detach()}}};
+    for (auto& part : accuracy_parts(r)) parts.parts.push_back(std::move(part));
+    return parts;
   }
 
   std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mgca/build_config.h"
 #include "mgca/comm/grad_sync.h"
 #include "mgca/train/checkpoint.h"
 #include "mgca/train/collective_error.h"
@@ -22,6 +23,10 @@
 #include "mgca/util/progress.h"
 #include "mgca/util/timer.h"
 #include "mgca/util/torch_compat.h"
+
+#if MGCA_TORCH_HAS_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace fs = std::filesystem;
 
@@ -99,8 +104,32 @@ torch::Device select_device(const Config& config, const comm::Communicator& comm
   MGCA_CHECK(has_cuda || wanted != "cuda", "runtime.device = \"cuda\" but no GPU is visible on host {}",
              comm.host());
   if (!has_cuda) return torch::kCPU;
-  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % count));
+  // The NCCL communicator's device when there is one (it checked that no two
+  // ranks of a host share a GPU), else the same rule.
+  const int count = static_cast<int>(torch::cuda::device_count());
+  const int index = comm.device_index() >= 0 ? comm.device_index() : comm.local_rank() % count;
+#if MGCA_TORCH_HAS_CUDA
+  // Kernels, allocations and libraries' handles of this thread go to the
+  // rank's own GPU (not cuda:0 of every rank).
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+#endif
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+void set_deterministic(const Config& config, torch::Device device) {
+  if (!device.is_cuda() || !config.runtime.deterministic) return;
+  // Read when cuBLAS creates its first handle: set before the first GEMM. A
+  // value the user set stays (libtorch then rejects a non-deterministic one).
+  setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  at::globalContext().setDeterministicCuDNN(true);
+  at::globalContext().setBenchmarkCuDNN(false);
+}
+
+bool uses_autocast(const Config& config, torch::Device device) {
+  if (config.runtime.dtype != "float32") return false;
+  const std::string& mode = config.runtime.autocast;
+  return mode == "bf16" || (mode == "auto" && device.is_cuda());
 }
 
 int select_threads(const Config& config, const comm::Communicator& comm) {
@@ -154,9 +183,7 @@ struct Trainer::Impl {
       sync_options.bucket_cap_mb = config.comm.bucket_mb;
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
-    const std::string& ac = config.runtime.autocast;
-    autocast = device.is_cuda() && (ac == "bf16" || ac == "auto") && config.runtime.dtype == "float32";
-    if (ac == "bf16" && !device.is_cuda()) log::info("runtime.autocast = bf16 applies on GPU only; CPU runs in fp32");
+    autocast = uses_autocast(config, device);
   }
 
   // ---- start: fresh or from a checkpoint ----------------------------------
@@ -369,7 +396,7 @@ struct Trainer::Impl {
       watch.restart();
       LossParts parts;
       {
-        compat::CudaAutocastGuard autocast_guard(autocast, at::kBFloat16);
+        compat::AutocastGuard autocast_guard(autocast, device.type(), at::kBFloat16);
         parts = task->forward();
       }
       MGCA_CHECK(parts.total.defined() && parts.total.numel() == 1, "the task returned no scalar loss");

@@ -9,6 +9,25 @@
 // an error naming each rank's collective, dtype and shape. A collective that
 // does not complete within CommOptions::timeout_seconds aborts the whole job
 // (MPI_Abort, exit code 1) with a message naming the collective and the rank.
+//
+// NCCL order. A rank has one NCCL communicator for all its device
+// collectives, blocking and asynchronous (all_reduce_async enqueues at the
+// call; only host work goes to the worker thread), so its NCCL sequence is
+// its call sequence, and NCCL needs only that sequence to be the same on
+// every rank. In training it is: the forward's collectives (SyncBatchNorm,
+// gathers) are called by the main thread; during backward the main thread
+// waits in backward() while libtorch's autograd engine runs every CUDA node
+// of the graph (SyncBatchNorm and gather backwards, and the gradient hooks
+// that launch GradSync's buckets) on its one thread for the rank's GPU, in an
+// order fixed by the graph, which every rank builds alike; GradSync::finalize
+// launches the remaining buckets after backward returned. No two threads
+// enqueue at once, so the two-communicator deadlock NCCL warns about (two
+// communicators' kernels waiting on each other in different orders on
+// different ranks) cannot arise. This holds while every tensor of the model
+// is on the rank's GPU (a CPU node runs on the main thread, concurrently).
+// The price: a SyncBatchNorm collective waits for a bucket all-reduce
+// enqueued before it (PyTorch's default process group serialises SyncBN and
+// DDP the same way).
 #pragma once
 
 #include <torch/types.h>
@@ -29,7 +48,9 @@ struct CommOptions {
   // MPI counts are C ints: host messages larger than this are split into
   // several collectives (results are the same; only the message size changes).
   int64_t max_message_bytes = int64_t{1} << 30;
-  // CUDA device of this rank for NCCL; -1: local_rank() % number of visible devices.
+  // CUDA device of this rank for NCCL; -1: local_rank() % number of visible
+  // devices. Creating NCCL communicators fails on every rank, naming the
+  // host, when two ranks of a host would share a physical GPU.
   int device = -1;
 };
 
@@ -76,9 +97,12 @@ class Communicator {
   // are accumulated pairwise in float32 and rounded at every step (as NCCL).
   virtual void all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) = 0;
   // Asynchronous all-reduce of a contiguous tensor; the tensor must stay alive
-  // and untouched until wait() returns. Asynchronous collectives run in call
-  // order on a channel of their own, so they never reorder against each other
-  // and never interleave with the blocking collectives of another thread.
+  // and untouched until wait() returns. Host tensors (and device tensors
+  // staged through MPI) run in call order on a channel and thread of their
+  // own, so they never reorder against each other and never interleave with
+  // the blocking collectives of another thread. Device tensors under NCCL are
+  // enqueued at the call on the rank's one NCCL communicator, in call order
+  // with the blocking device collectives (see "NCCL order" above).
   // validate = false skips the per-call shape check (for callers that proved
   // the layout agrees once, as GradSync does); the check also needs
   // options().validate.

@@ -37,6 +37,10 @@ bool compiled();
 // *why (e.g. "cudaGetDeviceCount: CUDA driver version is insufficient for
 // CUDA runtime version", or "built without the CUDA toolkit").
 int device_count(std::string* why = nullptr);
+// The physical identity of visible device `device` (its UUID, as nvidia-smi
+// prints it: "GPU-1b2c…"), the same whatever CUDA_VISIBLE_DEVICES numbering
+// a process sees it under. Raises on CUDA errors and in builds without NCCL.
+std::string device_uuid(int device);
 // The NCCL library version at run time ("2.28.9"), or "none".
 std::string version();
 

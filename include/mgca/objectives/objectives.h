@@ -5,9 +5,14 @@
 // embedding width, S words, P patches, K prototypes. Rank r holds the global
 // rows r·b … r·b+b-1. Embeddings are L2-normalized along the last dim by the
 // caller (the model's heads do it); the functions do not normalize them.
-// Float32, float64, and bfloat16/float16 inputs are accepted; softmaxes and
-// cross-entropies of reduced-precision inputs are evaluated in float32, and
-// Sinkhorn always runs in at least float32.
+// Float32, float64, and bfloat16/float16 inputs are accepted; reduced-precision
+// inputs are evaluated in float32 (bfloat16 embeddings may meet float32
+// prototypes: tensors must agree on this compute type, not on their dtype),
+// and Sinkhorn always runs in at least float32. Every function runs with
+// autocast off whatever the caller's autocast state (the trainer's bf16
+// forward): matmuls, softmaxes, log-softmaxes, cross-entropies and Sinkhorn
+// run in the compute type, and the custom autograd functions save tensors of
+// that type for backward. Gradients come back in each input's own dtype.
 //
 // Scaling convention (what holds across ranks). Every loss a rank returns is
 // the mean over its own b rows: L_r = (1/b) Σ_{i ∈ rank r} ℓ_i, where ℓ_i may
@@ -142,7 +147,9 @@ struct CpaResult {
   torch::Tensor loss;        // (loss_i2t + loss_t2i) / 2
   torch::Tensor loss_i2t;    // -mean_i Σ_k q_img,ik log p_report,ik   (reference loss_i2t_proto)
   torch::Tensor loss_t2i;    // -mean_i Σ_k q_report,ik log p_img,ik
-  torch::Tensor codes_img;   // [b, K] Sinkhorn codes of the image scores (no grad)
+  // [b, K] Sinkhorn codes of the image scores (no grad), float32 (float64 for
+  // float64 input) whatever the inputs' dtype.
+  torch::Tensor codes_img;
   torch::Tensor codes_report;
 };
 

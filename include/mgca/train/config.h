@@ -105,9 +105,10 @@ struct ScheduleConfig {
 
 struct RuntimeConfig {
   std::string device = "auto";    // auto (GPU by local rank when present) | cpu | cuda
-  std::string autocast = "auto";  // auto (bf16 on GPU, none on CPU) | bf16 | none
+  std::string autocast = "auto";  // auto (bf16 on GPU, none on CPU) | bf16 (CPU and GPU) | none
   std::string dtype = "float32";  // float32 | float64 (numerical verification runs: slow, no autocast)
   int64_t threads = 0;            // intra-op threads per rank; 0 = cores on the host / ranks on the host
+  bool deterministic = true;      // GPU: deterministic algorithms, cuDNN and cuBLAS workspace
   bool check_finite = true;       // stop with the step and loss part at a NaN/Inf loss
 };
 

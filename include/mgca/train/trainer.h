@@ -71,9 +71,24 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
-// The device for runtime.device on this rank: the GPU of the local rank
-// (local_rank mod visible GPUs) when there is one and the config allows it.
+// The device for runtime.device on this rank, made this thread's current
+// CUDA device: the communicator's NCCL device (comm.device_index(), which
+// refuses two ranks of a host on one GPU, naming the host), else
+// cuda:<local rank mod visible GPUs>, when there is a GPU and the config
+// allows it; otherwise the CPU.
 torch::Device select_device(const Config& config, const comm::Communicator& comm);
+
+// runtime.deterministic on a GPU: deterministic algorithms (an op without a
+// deterministic kernel raises), deterministic cuDNN without autotuning, and
+// CUBLAS_WORKSPACE_CONFIG=:4096:8 unless set. Process-wide; call before the
+// first GPU computation. Nothing on the CPU (deterministic for a given thread
+// count already).
+void set_deterministic(const Config& config, torch::Device device);
+
+// Whether the trainer runs each forward under bf16 autocast on `device`:
+// runtime.autocast = bf16 (CPU or GPU), or auto on a GPU; never with
+// runtime.dtype = float64. Backward and the optimizer run outside it.
+bool uses_autocast(const Config& config, torch::Device device);
 
 // Intra-op threads for runtime.threads (0: cores on the host / ranks on the host).
 int select_threads(const Config& config, const comm::Communicator& comm);

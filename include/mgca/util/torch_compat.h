@@ -30,33 +30,57 @@ inline at::Tensor library_attention(const at::Tensor& q, const at::Tensor& k, co
   return at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, /*is_causal=*/false);
 }
 
-// ---- mixed precision (train module) -----------------------------------------
-// Autocast for the scope of the guard on CUDA (the trainer's forward under
-// runtime.autocast = bf16); a disabled guard does nothing.
-class CudaAutocastGuard {
+// ---- mixed precision (train and objectives modules) ---------------------------
+// Autocast on one device type (CPU or CUDA) for the scope of the guard: the
+// trainer's forward under runtime.autocast = bf16. A disabled guard does
+// nothing. Thread-local, like libtorch's autocast state: it covers the ops
+// this thread dispatches; backward runs in the state backward() is called in
+// (the trainer calls it outside the guard).
+class AutocastGuard {
  public:
-  CudaAutocastGuard(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+  AutocastGuard(bool enabled, at::DeviceType device_type, at::ScalarType dtype)
+      : enabled_(enabled), device_type_(device_type) {
     if (!enabled_) return;
-    previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    TORCH_CHECK(at::autocast::is_autocast_available(device_type_), "autocast is not available on ",
+                c10::DeviceTypeName(device_type_));
+    previous_enabled_ = at::autocast::is_autocast_enabled(device_type_);
+    previous_dtype_ = at::autocast::get_autocast_dtype(device_type_);
+    at::autocast::set_autocast_enabled(device_type_, true);
+    at::autocast::set_autocast_dtype(device_type_, dtype);
     at::autocast::increment_nesting();
   }
-  ~CudaAutocastGuard() {
+  ~AutocastGuard() {
     if (!enabled_) return;
     // Leaving the outermost autocast region frees the cached casts of the weights.
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+    at::autocast::set_autocast_enabled(device_type_, previous_enabled_);
+    at::autocast::set_autocast_dtype(device_type_, previous_dtype_);
   }
-  CudaAutocastGuard(const CudaAutocastGuard&) = delete;
-  CudaAutocastGuard& operator=(const CudaAutocastGuard&) = delete;
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
   bool enabled_;
+  at::DeviceType device_type_;
   bool previous_enabled_ = false;
   at::ScalarType previous_dtype_ = at::kFloat;
+};
+
+// Autocast off on every device type for the scope of the guard, whatever the
+// caller enabled: ops run in their inputs' dtypes (the objectives' float32
+// softmaxes, cross-entropies and Sinkhorn, and the matmuls that feed them,
+// which autocast would otherwise lower to bf16). Thread-local; the enclosing
+// state returns at the end of the scope.
+class AutocastOffGuard {
+ public:
+  AutocastOffGuard() = default;
+  AutocastOffGuard(const AutocastOffGuard&) = delete;
+  AutocastOffGuard& operator=(const AutocastOffGuard&) = delete;
+
+ private:
+  // libtorch's autocast is its Autocast* dispatch keys: "enabled" means not
+  // excluded in this thread (at::autocast::is_autocast_enabled).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast_{c10::autocast_dispatch_keyset};
 };
 
 }  // namespace mgca::compat
