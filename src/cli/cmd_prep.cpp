@@ -41,6 +41,8 @@ int run_prep(int argc, char** argv) {
   app.add_option("--splits", splits, "openi: r2gen_annotation.json (default: in --in)");
   app.add_option("--reports", reports, "mimic-cxr: mimic_cxr_sectioned.csv[.gz] (default: in --in)");
   app.add_flag("--overwrite", options.overwrite, "replace datasets already in --out");
+  comm::CommOptions comm_options;
+  add_comm_timeout_option(app, comm_options.timeout_seconds);
   options.threads = 0;
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;
   if (options.threads <= 0) {
@@ -54,7 +56,7 @@ int run_prep(int argc, char** argv) {
   options.reports_file = reports;
 
   comm::init(&argc, &argv);
-  auto world = comm::Communicator::world();
+  auto world = comm::Communicator::world(comm_options);
   util::Stopwatch watch;
   const data::ImportResult result = data::run_import(*world, options);
   const double seconds = watch.seconds();

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "mgca/train/config.h"
+
 namespace mgca::cli {
 
 std::map<std::string, Command>& commands() {
@@ -31,6 +33,15 @@ int parse_arguments(CLI::App& app, int argc, char** argv) {
     return kExitUsage;
   }
   return -1;
+}
+
+void add_comm_timeout_option(CLI::App& app, double& seconds) {
+  seconds = train::CommConfig{}.timeout_s;
+  app.add_option("--comm-timeout", seconds,
+                 "seconds a collective may take before the watchdog ends the job, naming the ranks and the "
+                 "collective that differ (mgca train: comm.timeout_s)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 }
 
 }  // namespace mgca::cli

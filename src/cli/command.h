@@ -45,4 +45,9 @@ namespace mgca::cli {
 // kExitUsage after an unknown flag or a bad value, with a message on stderr).
 int parse_arguments(CLI::App& app, int argc, char** argv);
 
+// --comm-timeout SECONDS for the programs without a job file (prep, eval):
+// the collective watchdog's limit, `comm.timeout_s` of `mgca train`, with
+// the same default. `seconds` is set to the default first.
+void add_comm_timeout_option(CLI::App& app, double& seconds);
+
 }  // namespace mgca::cli
