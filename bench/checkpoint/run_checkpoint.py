@@ -11,7 +11,8 @@ step but the last is followed by a checkpoint; the trainer logs the stall of
 each ("the step loop stalled X s"): for checkpoint.async = false the whole
 write (serialise, fsync, rename, DONE), for true the copy to host memory.
 The last step's checkpoint is not counted (the run then waits for the
-write). Runs alternate sync/async `--reps` times; the figures are the median
+write). An asynchronous stall is split into the wait for the previous write
+and the host copy. Runs alternate sync/async `--reps` times; the figures are the median
 stall over all checkpoints of a mode, and the median step time of the steps
 that ran while a background write was in flight (async) vs those of the
 synchronous runs, which had none (the writer competes for the CPU and disk).
@@ -26,7 +27,7 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STALL = re.compile(r"checkpoint step (\d+): the step loop stalled ([0-9.]+) s")
+STALL = re.compile(r"checkpoint step (\d+): the step loop stalled ([0-9.]+) s(?: \(([0-9.]+) s waiting for the previous write)?")
 
 
 def run(cmd):
@@ -49,6 +50,7 @@ def main():
     parser.add_argument("--build", default=os.path.join(REPO, "build", "release"))
     parser.add_argument("--work", help="folder for the dataset and runs (default: a temporary one)")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--modes", default="sync,async", help="sync, async or both")
     args = parser.parse_args()
 
     mgca = os.path.join(args.build, "src", "cli", "mgca")
@@ -57,11 +59,13 @@ def main():
     if not os.path.exists(os.path.join(data, "dataset.json")):
         run([mgca, "synth", "--out", data, "--num", str(4 * args.batch * args.steps), "--image-size", "256"])
 
-    stalls = {"sync": [], "async": []}
-    steps_during = {"sync": [], "async": []}
+    modes = args.modes.split(",")
+    stalls = {m: [] for m in modes}
+    waits = {m: [] for m in modes}
+    steps_during = {m: [] for m in modes}
     size = 0
     for rep in range(args.reps):
-        for mode in (("sync", "async") if rep % 2 == 0 else ("async", "sync")):
+        for mode in (modes if rep % 2 == 0 else modes[::-1]):
             name = f"{mode}-{rep}"
             sets = [f"data.train={data}", f"output_dir={work}/runs", f"name={name}", 'model.image_weights=""',
                     'model.text_weights=""', f"data.batch_size={args.batch}", "data.workers=1",
@@ -72,14 +76,16 @@ def main():
             for s in sets:
                 cmd += ["--set", s]
             log = run(cmd)
-            found = [(int(step), float(s)) for step, s in STALL.findall(log)]
-            stalls[mode] += [s for step, s in found if step < args.steps]
+            found = [(int(step), float(s), float(w or 0)) for step, s, w in STALL.findall(log)]
+            stalls[mode] += [s for step, s, w in found if step < args.steps]
+            waits[mode] += [w for step, s, w in found if step < args.steps]
             with open(os.path.join(work, "runs", name, "metrics.jsonl")) as f:
                 times = [json.loads(line)["time_step_s"] for line in f if line.strip()]
             steps_during[mode] += times[1:]  # step 1 runs before any checkpoint
             folder = os.path.join(work, "runs", name, "checkpoints", f"step-{args.steps:08d}")
             size = checkpoint_bytes(folder)
-            print(f"{name}: stalls {[round(s, 3) for _, s in found]}; steps {[round(t, 2) for t in times]}",
+            print(f"{name}: stalls {[round(s, 3) for _, s, _ in found]} (waiting for the previous write: "
+                  f"{[round(w, 3) for _, _, w in found]}); steps {[round(t, 2) for t in times]}",
                   flush=True)
 
     figures = {
@@ -88,6 +94,7 @@ def main():
         "batch": args.batch,
         "stall_s": {m: statistics.median(v) for m, v in stalls.items()},
         "stalls": stalls,
+        "waits_for_previous_write": waits,
         "step_s": {m: statistics.median(v) for m, v in steps_during.items()},
     }
     print(json.dumps(figures, indent=1))

@@ -99,8 +99,8 @@ const ChannelReport* find_channel(const RankReport& report, int channel) {
 }
 
 std::string state_text(const ChannelReport& c) {
-  return fmt::format("#{} {}, {} {:.1f} s {}", c.seq, c.what, c.in_flight ? "waiting for" : "finished", c.age_s,
-                     c.in_flight ? "" : "ago");
+  return c.in_flight ? fmt::format("#{} {}, waiting for {:.1f} s", c.seq, c.what, c.age_s)
+                     : fmt::format("#{} {}, finished {:.1f} s ago", c.seq, c.what, c.age_s);
 }
 
 std::string rank_list(const std::vector<int>& ranks) {

@@ -309,9 +309,13 @@ struct Trainer::Impl {
     state.train_seconds = train_seconds_before + run_watch.seconds();
     util::Stopwatch watch;
     if (writer) {
+      finish_writes();  // the previous write (submit would wait for it too): timed apart from the copy
+      const double waited = watch.seconds();
       writer->submit(step, content, state);
-      log::info("checkpoint step {}: the step loop stalled {:.3f} s (host copy); writing {} in the background", step,
-                watch.seconds(), (config.checkpoint_dir() / checkpoint_name(step)).string());
+      const double stalled = watch.seconds();
+      log::info("checkpoint step {}: the step loop stalled {:.3f} s ({:.3f} s waiting for the previous write, {:.3f} s "
+                "host copy); writing {} in the background",
+                step, stalled, waited, stalled - waited, (config.checkpoint_dir() / checkpoint_name(step)).string());
     } else {
       last_checkpoint = save_checkpoint(config.checkpoint_dir(), step, content, state, config.checkpoint.keep, *comm);
       log::info("checkpoint step {}: the step loop stalled {:.3f} s (written synchronously to {})", step,

@@ -16,7 +16,8 @@ class LossSpikeDetector {
  public:
   explicit LossSpikeDetector(int64_t window);
   // Adds `loss` (replacing the oldest once the window is full) and returns
-  // its z-score; NaN until the window is full, 0 when the window is constant.
+  // its z-score; NaN for the first `window` losses (they fill the window, as
+  // in llm.c), 0 when the window is constant.
   double update(double loss);
   // The largest z-score update() can return in a window of `window`: sqrt(window - 1).
   static double max_zscore(int64_t window);
