@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,6 +68,7 @@ def main():
     for rep in range(args.reps):
         for mode in (modes if rep % 2 == 0 else modes[::-1]):
             name = f"{mode}-{rep}"
+            shutil.rmtree(os.path.join(work, "runs", name), ignore_errors=True)  # a newer step left by an earlier run would survive pruning
             sets = [f"data.train={data}", f"output_dir={work}/runs", f"name={name}", 'model.image_weights=""',
                     'model.text_weights=""', f"data.batch_size={args.batch}", "data.workers=1",
                     f"runtime.threads={args.threads}", f"schedule.max_steps={args.steps}",
