@@ -57,6 +57,7 @@ struct Common {
   std::string out;
   int threads = 0;
   std::string device = "auto";
+  double comm_timeout = 0;  // set by add_comm_timeout_option
 };
 
 void add_model_options(CLI::App& app, Common& c) {
@@ -92,6 +93,7 @@ void add_run_options(CLI::App& app, Common& c, const std::string& kind) {
   c.out = "eval-" + kind + ".json";
   app.add_option("--out", c.out, "results JSON")->capture_default_str();
   app.add_option("--threads", c.threads, "intra-op threads per rank (0: cores / ranks on the host)");
+  add_comm_timeout_option(app, c.comm_timeout);
   app.add_option("--device", c.device, "auto (GPU by local rank when present), cpu, cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
@@ -123,7 +125,9 @@ struct Session {
 Session start(int* argc, char*** argv, const Common& c) {
   comm::init(argc, argv);
   Session s;
-  s.comm = comm::Communicator::world();
+  comm::CommOptions options;
+  options.timeout_seconds = c.comm_timeout;
+  s.comm = comm::Communicator::world(options);
   int threads = c.threads;
   if (threads <= 0) {
     if (const char* env = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(env);

@@ -46,9 +46,7 @@ int run_prep(int argc, char** argv) {
   app.add_option("--max-image-mb", max_image_mb, "image files larger than this are skipped (never read)")
       ->check(positive_number())->capture_default_str();
   comm::CommOptions comm_options;
-  app.add_option("--timeout", comm_options.timeout_seconds,
-                 "watchdog: seconds a collective may wait for the other ranks before the job is aborted")
-      ->check(positive_number())->capture_default_str();
+  add_comm_timeout_option(app, comm_options.timeout_seconds);
   options.threads = 0;
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;
   if (options.threads <= 0) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "mgca/comm/runtime.h"
+#include "mgca/train/config.h"
 
 namespace mgca::cli {
 
@@ -55,6 +56,15 @@ void abort_job(int code) {
   if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
   comm::finalize();
   std::exit(code);
+}
+
+void add_comm_timeout_option(CLI::App& app, double& seconds) {
+  seconds = train::CommConfig{}.timeout_s;
+  app.add_option("--comm-timeout", seconds,
+                 "seconds a collective may take before the watchdog ends the job, naming the ranks and the "
+                 "collective that differ (mgca train: comm.timeout_s)")
+      ->check(positive_number())
+      ->capture_default_str();
 }
 
 }  // namespace mgca::cli

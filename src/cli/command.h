@@ -67,6 +67,11 @@ class UsageError : public std::runtime_error {
 // alone, MPI is finalized and the process exits with `code`.
 [[noreturn]] void abort_job(int code);
 
+// --comm-timeout SECONDS for the programs without a job file (prep, eval):
+// the collective watchdog's limit, `comm.timeout_s` of `mgca train`, with
+// the same default. `seconds` is set to the default first.
+void add_comm_timeout_option(CLI::App& app, double& seconds);
+
 }  // namespace mgca::cli
 
 // MGCA_USAGE_CHECK(cond, "format", args...): throw cli::UsageError unless cond holds.

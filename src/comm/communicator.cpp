@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "device_backend.h"
+#include "flight_recorder.h"
 #include "mgca/build_config.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
@@ -134,6 +135,30 @@ std::string describe_call(const void* context) {
   return text;
 }
 
+// What the flight recorder keeps about a tensor collective (no formatting).
+detail::CollectiveRecord tensor_record(const char* op, const torch::Tensor& t, const char* reduce = "",
+                                       int root = -1) {
+  detail::CollectiveRecord r;
+  r.op = op;
+  r.dtype = c10::toString(t.scalar_type());
+  r.reduce = reduce;
+  r.root = root;
+  r.device = t.is_cuda();
+  r.ndim = static_cast<int>(t.dim());
+  for (int d = 0; d < r.ndim && d < static_cast<int>(r.dims.size()); ++d) r.dims[static_cast<size_t>(d)] = t.size(d);
+  r.bytes = t.numel() * static_cast<int64_t>(t.element_size());
+  return r;
+}
+
+detail::CollectiveRecord host_record(const char* op, int64_t bytes, const char* reduce = "", int root = -1) {
+  detail::CollectiveRecord r;
+  r.op = op;
+  r.reduce = reduce;
+  r.root = root;
+  r.bytes = bytes;
+  return r;
+}
+
 void check_defined(const torch::Tensor& tensor, const char* what) {
   MGCA_CHECK(tensor.defined(), "{}: undefined tensor", what);
   MGCA_CHECK(tensor.device().is_cpu() || tensor.device().is_cuda(),
@@ -223,6 +248,8 @@ class WorldCommunicator final : public Communicator {
     MGCA_MPI(MPI_Comm_set_errhandler(async_comm_, MPI_ERRORS_RETURN));
     MGCA_MPI(MPI_Comm_rank(comm_, &rank_));
     MGCA_MPI(MPI_Comm_size(comm_, &size_));
+    channel_ = detail::new_channel();
+    async_channel_ = detail::new_channel();
     try {
       if (options_.backend != Backend::Mpi) open_device_backend();
     } catch (...) {
@@ -254,6 +281,11 @@ class WorldCommunicator final : public Communicator {
   const std::string& host() const override { return detail::host_name(); }
   const CommOptions& options() const override { return options_; }
   int device_index() const override { return device_ ? device_->device_index() : -1; }
+  std::shared_ptr<Communicator> duplicate_for_host() override {
+    CommOptions host = options_;
+    host.backend = Backend::Mpi;
+    return std::make_shared<WorldCommunicator>(host);
+  }
   std::string describe() const override {
     return fmt::format("MPI (host), {} (device), {} ranks, backend {}",
                        device_ ? device_->describe() : "staged through host memory and MPI", size_,
@@ -267,6 +299,7 @@ class WorldCommunicator final : public Communicator {
     check_reduction(tensor, op, "all_reduce");
     const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), false};
     detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
+    const detail::FlightScope flight(channel_, tensor_record("all_reduce", tensor, reduce_op_name(op)));
     validate(kAllReduce, static_cast<int>(op), &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
     if (buffer.is_cuda() && device_) {
@@ -306,6 +339,7 @@ class WorldCommunicator final : public Communicator {
         try {
           const TensorCall call{&tensor, TensorCall::kOp, static_cast<int>(op), true};
           detail::CollectiveGuard guard("all_reduce", &describe_call, &call, options_.timeout_seconds);
+          const detail::FlightScope flight(async_channel_, tensor_record("all_reduce", tensor, reduce_op_name(op)));
           if (validate_call) validate(kAllReduce, static_cast<int>(op), &tensor, async_comm_);
           if (staged.defined()) {
             host_all_reduce(staged, op, async_comm_);
@@ -381,6 +415,7 @@ class WorldCommunicator final : public Communicator {
     mpi_type(tensor.scalar_type());
     const TensorCall call{&tensor, TensorCall::kRoot, root, false};
     detail::CollectiveGuard guard("broadcast", &describe_call, &call, options_.timeout_seconds);
+    const detail::FlightScope flight(channel_, tensor_record("broadcast", tensor, "", root));
     validate(kBroadcast, root, &tensor, comm_);
     auto buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
     if (buffer.is_cuda() && device_) {
@@ -398,6 +433,7 @@ class WorldCommunicator final : public Communicator {
   void barrier() override {
     static const std::string detail;
     detail::CollectiveGuard guard("barrier", &detail, options_.timeout_seconds);
+    const detail::FlightScope flight(channel_, host_record("barrier", 0));
     validate(kBarrier, 0, nullptr, comm_);
     MGCA_MPI(MPI_Barrier(comm_));
   }
@@ -406,6 +442,7 @@ class WorldCommunicator final : public Communicator {
     double result = 0;
     static const std::string detail = "of a double";
     detail::CollectiveGuard guard("all_reduce_scalar", &detail, options_.timeout_seconds);
+    const detail::FlightScope flight(channel_, host_record("all_reduce_scalar", sizeof(double), reduce_op_name(op)));
     validate(kScalar, static_cast<int>(op), nullptr, comm_);
     MGCA_MPI(MPI_Allreduce(&value, &result, 1, MPI_DOUBLE, mpi_op(torch::kFloat64, op), comm_));
     return op == ReduceOp::Avg ? result / size_ : result;
@@ -417,6 +454,8 @@ class WorldCommunicator final : public Communicator {
     MGCA_CHECK(root >= 0 && root < size_, "broadcast_string root {} outside [0, {})", root, size_);
     static const std::string detail = "of a string";
     detail::CollectiveGuard guard("broadcast_string", &detail, options_.timeout_seconds);
+    // The length is known on the root only; records must read alike on every rank.
+    const detail::FlightScope flight(channel_, host_record("broadcast_string", -1, "", root));
     validate(kString, root, nullptr, comm_);
     int64_t length = static_cast<int64_t>(value.size());
     MGCA_MPI(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm_));
@@ -593,6 +632,7 @@ class WorldCommunicator final : public Communicator {
     mpi_type(input.scalar_type());
     const TensorCall call{&input, TensorCall::kPlain, 0, false};
     detail::CollectiveGuard guard(what, &describe_call, &call, options_.timeout_seconds);
+    const detail::FlightScope flight(channel_, tensor_record(what, input));
     validate(kAllGather, 0, &input, comm_);
     auto in = input.contiguous();
     if (in.is_cuda() && device_) {
@@ -610,6 +650,7 @@ class WorldCommunicator final : public Communicator {
     check_reduction(input, op, what);
     const TensorCall call{&input, TensorCall::kOp, static_cast<int>(op), false};
     detail::CollectiveGuard guard(what, &describe_call, &call, options_.timeout_seconds);
+    const detail::FlightScope flight(channel_, tensor_record(what, input, reduce_op_name(op)));
     validate(kReduceScatter, static_cast<int>(op), &input, comm_);
     auto in = input.contiguous();
     if (in.is_cuda() && device_) {
@@ -695,6 +736,7 @@ class WorldCommunicator final : public Communicator {
   CommOptions options_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm async_comm_ = MPI_COMM_NULL;
+  int channel_ = -1, async_channel_ = -1;  // flight recorder channels of comm_ and async_comm_
   int rank_ = 0;
   int size_ = 1;
   // The one NCCL communicator of this rank (with comm_): every device
@@ -724,6 +766,7 @@ class LocalCommunicator final : public Communicator {
   const std::string& host() const override { return host_; }
   const CommOptions& options() const override { return options_; }
   int device_index() const override { return -1; }
+  std::shared_ptr<Communicator> duplicate_for_host() override { return single(); }
   std::string describe() const override { return "single process (no communication)"; }
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
     check_defined(tensor, "all_reduce");

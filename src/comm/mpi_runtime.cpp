@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "flight_recorder.h"
 #include "mgca/comm/runtime.h"
 #include "mgca/util/error.h"
 
@@ -41,6 +42,7 @@ struct Runtime {
   int local_rank = 0;
   int local_size = 1;
   std::string host;
+  MPI_Comm watch_comm = MPI_COMM_NULL;  // the watchdog threads' own (flight recorder exchange)
   std::mutex monitors_mutex;  // held while polling, so remove_monitor waits for a running poll
   std::vector<detail::Monitor*> monitors;
 };
@@ -75,6 +77,7 @@ void watchdog_loop() {
       if (rt.stopping) return;
       message = overdue_collective(rt, std::chrono::steady_clock::now());
     }
+    detail::flight_serve_requests();
     if (message.empty()) {
       std::lock_guard<std::mutex> lock(rt.monitors_mutex);
       const auto now = std::chrono::steady_clock::now();
@@ -122,6 +125,8 @@ void init(int* argc, char*** argv) {
 
   std::lock_guard<std::mutex> lock(rt.mutex);
   if (!rt.watchdog.joinable()) {
+    MGCA_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &rt.watch_comm));
+    detail::flight_attach(rt.watch_comm);
     rt.stopping = false;
     rt.watchdog = std::thread(watchdog_loop);
   }
@@ -138,6 +143,11 @@ void finalize() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
+  if (rt.watch_comm != MPI_COMM_NULL) {
+    detail::flight_detach();
+    if (initialized && !finalized) MPI_Comm_free(&rt.watch_comm);
+    rt.watch_comm = MPI_COMM_NULL;
+  }
   if (initialized && !finalized && rt.initialized_by_us) MPI_Finalize();
 }
 
@@ -190,8 +200,10 @@ void remove_monitor(Monitor* monitor) {
 }
 
 void abort_job(const std::string& message) {
-  std::fprintf(stderr, "[rank %d] mgca watchdog: %s; aborting the job\n", util::process_rank(),
-               message.c_str());
+  // The other ranks' watchdog threads answer within a tick (0.2 s) unless dead.
+  const std::string diagnosis = flight_diagnosis(2.0);
+  std::fprintf(stderr, "[rank %d] mgca watchdog: %s; aborting the job%s\n", util::process_rank(),
+               message.c_str(), diagnosis.c_str());
   std::fflush(stderr);
   Runtime& rt = runtime();
   // try_lock: abort_job may run while another thread is stuck holding the lock.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include "mgca/comm/nccl.h"
 #include "mgca/util/error.h"
@@ -163,18 +164,50 @@ struct NcclComm::Impl final : detail::Monitor {
   double timeout_seconds = 600;
   std::string name;
   std::atomic<bool> aborted{false};
+  std::atomic<bool> broken{false};  // a launch failed
   std::mutex mutex;  // pending
   std::deque<Pending> pending;
 
   ~Impl() override {
     detail::remove_monitor(this);
-    if (!aborted.load()) {
+    if (!aborted.load() && comm) {
       // Errors are ignored here: at process exit the CUDA runtime may already be gone.
       cudaSetDevice(device);
-      if (stream) cudaStreamSynchronize(stream);
-      if (comm) ncclCommDestroy(comm);
+      // ncclCommDestroy (and a stream synchronisation) would wait for work
+      // that may never finish: a broken or stuck communicator is aborted.
+      if (healthy() && drained(timeout_seconds)) {
+        if (stream) cudaStreamSynchronize(stream);
+        ncclCommDestroy(comm);
+      } else {
+        ncclCommAbort(comm);
+      }
     }
     if (own_stream && stream) cudaStreamDestroy(stream);
+  }
+
+  // No failed launch and no asynchronous NCCL error.
+  bool healthy() {
+    if (broken.load()) return false;
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(comm, &async) != ncclSuccess) return false;
+    return async == ncclSuccess || async == ncclInProgress;
+  }
+
+  // Waits up to `seconds` for the pending collectives to finish on the device.
+  bool drained(double seconds) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    std::lock_guard<std::mutex> lock(mutex);
+    while (!pending.empty()) {
+      const cudaError_t code = pending.front().done->raw_query();
+      if (code == cudaErrorNotReady) {
+        if (std::chrono::steady_clock::now() > deadline || !healthy()) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      if (code != cudaSuccess && code != cudaErrorCudartUnloading) return false;
+      pending.pop_front();
+    }
+    return true;
   }
 
   // Watchdog thread: drop finished work, then report an async NCCL error or
@@ -225,7 +258,12 @@ struct NcclComm::Impl final : detail::Monitor {
       CudaEvent before(device, static_cast<cudaStream_t>(compute));
       MGCA_CUDA(cudaStreamWaitEvent(stream, before.raw(), 0));
     }
-    launch();
+    try {
+      launch();
+    } catch (...) {
+      broken = true;  // never ncclCommDestroy it now
+      throw;
+    }
     auto done = std::make_shared<CudaEvent>(device, stream);
     std::lock_guard<std::mutex> lock(mutex);
     pending.push_back(Pending{done, std::chrono::steady_clock::now(), std::move(what)});

@@ -68,6 +68,72 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const CheckpointCont
   return final_path;
 }
 
+// ---- asynchronous writes ------------------------------------------------------
+
+namespace {
+
+// Copies `from` into `into`, reusing its host buffers when names and shapes
+// agree (no fresh pages per snapshot). Device tensors go to pinned memory.
+bool copy_to_host(const NamedTensors& from, NamedTensors& into) {
+  bool reuse = into.size() == from.size();
+  for (size_t i = 0; reuse && i < from.size(); ++i) {
+    reuse = into[i].first == from[i].first && into[i].second.sizes() == from[i].second.sizes() &&
+            into[i].second.scalar_type() == from[i].second.scalar_type();
+  }
+  if (!reuse) {
+    into.clear();
+    for (const auto& [name, tensor] : from) {
+      into.emplace_back(name, torch::empty(tensor.sizes(), tensor.options().device(torch::kCPU).pinned_memory(
+                                                                tensor.is_cuda())));
+    }
+  }
+  bool any_device = false;
+  for (size_t i = 0; i < from.size(); ++i) {
+    any_device = any_device || from[i].second.is_cuda();
+    into[i].second.copy_(from[i].second.detach(), /*non_blocking=*/from[i].second.is_cuda());
+  }
+  return any_device;
+}
+
+}  // namespace
+
+CheckpointWriter::CheckpointWriter(fs::path dir, int64_t keep, std::shared_ptr<comm::Communicator> comm)
+    : dir_(std::move(dir)), keep_(keep), comm_(std::move(comm)) {}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void CheckpointWriter::submit(int64_t step, const CheckpointContent& content, const RankState& state) {
+  wait();
+  torch::NoGradGuard no_grad;
+  const bool model_on_device = copy_to_host(content.model, snapshot_.model);
+  const bool optimizer_on_device = copy_to_host(content.optimizer, snapshot_.optimizer);
+  if (model_on_device || optimizer_on_device) torch::cuda::synchronize();  // the pinned copies have landed
+  snapshot_.metadata = content.metadata;
+  snapshot_.config_toml = content.config_toml;
+  state_ = state;
+  failed_ = false;
+  thread_ = std::thread([this, step] {
+    try {
+      written_ = save_checkpoint(dir_, step, snapshot_, state_, keep_, *comm_);
+    } catch (...) {
+      error_ = std::current_exception();
+      failed_ = true;
+    }
+  });
+}
+
+fs::path CheckpointWriter::wait() {
+  if (thread_.joinable()) thread_.join();
+  if (error_) {
+    std::exception_ptr error = error_;
+    error_ = nullptr;
+    std::rethrow_exception(error);
+  }
+  return written_;
+}
+
 namespace {
 fs::path model_file(const fs::path& checkpoint) {
   return fs::is_directory(checkpoint) ? checkpoint / kModelFile : checkpoint;

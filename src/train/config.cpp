@@ -6,6 +6,7 @@
 // No torch here (toml++ and Boost add compile flags that would not match the
 // shared torch precompiled header).
 #include "mgca/train/config.h"
+#include "mgca/train/spike_detector.h"
 
 #include <fmt/format.h>
 
@@ -123,6 +124,12 @@ void visit_fields(C& c, F&& f) {
   f("optimizer.grad_clip_norm", p.grad_clip_norm, "clip the global gradient L2 norm; 0 = off", Choices{});
   f("optimizer.accumulate", p.accumulate, "micro-steps per optimizer step (gradients sync on the last)",
     Choices{});
+  f("optimizer.spike_zscore", p.spike_zscore,
+    "skip the update when the loss is this many standard deviations above the mean of the last "
+    "`optimizer.spike_window` losses (llm.c's detector); 0 = off",
+    Choices{});
+  f("optimizer.spike_window", p.spike_window, "losses the spike detector compares with (it acts once it has them)",
+    Choices{});
 
   auto& s = c.schedule;
   f("schedule.name", s.name, "cosine: linear warm-up from min_lr, then cosine to min_lr",
@@ -168,6 +175,8 @@ void visit_fields(C& c, F&& f) {
   f("checkpoint.resume", h.resume,
     "auto: newest complete checkpoint if any; none: start fresh; or a checkpoint folder", Choices{});
   f("checkpoint.dir", h.dir, "\"\" = `<output_dir>/<name>/checkpoints`", Choices{});
+  f("checkpoint.async", h.async,
+    "write checkpoints in a background thread: the step loop stalls only for a copy to host memory", Choices{});
 
   auto& l = c.logging;
   f("logging.every_steps", l.every_steps, "a metrics.jsonl line every n optimizer steps", Choices{});
@@ -499,6 +508,16 @@ void check_values(const Config& c, const std::string& source, const std::vector<
   require(p.eps > 0, "optimizer.eps", fmt::format("{} must be > 0", p.eps));
   for (const auto& pattern : p.no_decay) {
     require(!pattern.empty(), "optimizer.no_decay", "patterns must not be empty");
+  }
+  require(p.spike_zscore >= 0 && std::isfinite(p.spike_zscore), "optimizer.spike_zscore",
+          fmt::format("{} must be >= 0", p.spike_zscore));
+  require(p.spike_window >= 2, "optimizer.spike_window", fmt::format("{} must be >= 2", p.spike_window));
+  if (p.spike_window >= 2) {
+    const double reachable = LossSpikeDetector::max_zscore(p.spike_window);
+    require(p.spike_zscore < reachable, "optimizer.spike_zscore",
+            fmt::format("{} can never be reached: a loss's z-score in a window of {} (optimizer.spike_window) is at "
+                        "most sqrt({}) = {:.3f}",
+                        p.spike_zscore, p.spike_window, p.spike_window - 1, reachable));
   }
   require(p.grad_clip_norm >= 0, "optimizer.grad_clip_norm", fmt::format("{} must be >= 0", p.grad_clip_norm));
   require(p.accumulate >= 1, "optimizer.accumulate", fmt::format("{} must be >= 1", p.accumulate));

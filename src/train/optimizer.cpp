@@ -207,8 +207,8 @@ NamedTensors Adam::state_tensors() const {
     const State& s = state_[i];
     if (s.step == 0) continue;
     const std::string& name = params_[i].first;
-    out.emplace_back("exp_avg/" + name, s.exp_avg.detach().to(torch::kCPU).contiguous());
-    out.emplace_back("exp_avg_sq/" + name, s.exp_avg_sq.detach().to(torch::kCPU).contiguous());
+    out.emplace_back("exp_avg/" + name, s.exp_avg.detach());
+    out.emplace_back("exp_avg_sq/" + name, s.exp_avg_sq.detach());
     out.emplace_back("step/" + name, torch::full({1}, s.step, torch::kInt64));
   }
   return out;

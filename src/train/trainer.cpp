@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "mgca/train/optimizer.h"
 #include "mgca/train/preemption.h"
 #include "mgca/train/schedule.h"
+#include "mgca/train/spike_detector.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 #include "mgca/util/progress.h"
@@ -160,6 +162,9 @@ struct Trainer::Impl {
   util::Stopwatch run_watch;
   fs::path last_checkpoint;
   int64_t last_checkpoint_step = -1;
+  std::unique_ptr<CheckpointWriter> writer;  // checkpoint.async
+  std::unique_ptr<LossSpikeDetector> spikes;  // optimizer.spike_zscore > 0
+  int64_t skipped_updates = 0;                // by the spike detector, over the whole run
 
   Impl(Config c, std::shared_ptr<comm::Communicator> k, std::unique_ptr<Task> t, torch::Device d)
       : config(std::move(c)), comm(std::move(k)), task(std::move(t)), device(d) {
@@ -184,6 +189,11 @@ struct Trainer::Impl {
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
     autocast = uses_autocast(config, device);
+    if (config.checkpoint.async) {
+      writer = std::make_unique<CheckpointWriter>(config.checkpoint_dir(), config.checkpoint.keep,
+                                                  comm->duplicate_for_host());
+    }
+    if (o.spike_zscore > 0) spikes = std::make_unique<LossSpikeDetector>(o.spike_window);
   }
 
   // ---- start: fresh or from a checkpoint ----------------------------------
@@ -288,6 +298,7 @@ struct Trainer::Impl {
       }
       torch::manual_seed(static_cast<uint64_t>(config.seed) * 1000003ULL + static_cast<uint64_t>(comm->rank()));
     }
+    if (spikes) restore_spike_detector(path);
     if (comm->rank() == 0) truncate_metrics(config.run_dir() / "metrics.jsonl", step);
     last_checkpoint = path;
     last_checkpoint_step = step;
@@ -295,7 +306,34 @@ struct Trainer::Impl {
     return step;
   }
 
+  // The detector's window and count travel in the model's metadata (the same
+  // on every rank: the loss it sees is the global mean).
+  static constexpr const char* kSpikeWindowKey = "loss_spike_window";
+  static constexpr const char* kSkippedKey = "skipped_updates";
+
+  void restore_spike_detector(const fs::path& checkpoint) {
+    const auto metadata = load_model_metadata(checkpoint);
+    const auto window = metadata.find(kSpikeWindowKey);
+    if (window == metadata.end()) {
+      log::info("checkpoint {} has no loss spike window (written with optimizer.spike_zscore = 0): the detector "
+                "starts empty", checkpoint.string());
+      return;
+    }
+    spikes->restore(window->second, (checkpoint / "model.safetensors").string());
+    const auto skipped = metadata.find(kSkippedKey);
+    if (skipped != metadata.end()) skipped_updates = std::stoll(skipped->second);
+  }
+
   // ---- checkpoints -----------------------------------------------------------
+
+  // Waits for a background write; returns the last complete checkpoint.
+  fs::path finish_writes() {
+    if (writer) {
+      const fs::path written = writer->wait();
+      if (!written.empty()) last_checkpoint = written;
+    }
+    return last_checkpoint;
+  }
 
   void save(int64_t step) {
     CheckpointContent content;
@@ -311,6 +349,10 @@ struct Trainer::Impl {
       // Nothing run-specific here (world size, paths): an interrupted and resumed run
       // writes a model.safetensors byte-identical to the uninterrupted run's.
       content.config_toml = to_toml(config);
+      if (spikes) {
+        content.metadata[kSpikeWindowKey] = spikes->serialize();
+        content.metadata[kSkippedKey] = std::to_string(skipped_updates);
+      }
     }
     RankState state;
     state.step = step;
@@ -324,9 +366,20 @@ struct Trainer::Impl {
     if (device.is_cuda()) state.cuda_rng = generator_state(at::globalContext().defaultGenerator(device));
     state.train_seconds = train_seconds_before + run_watch.seconds();
     util::Stopwatch watch;
-    last_checkpoint = save_checkpoint(config.checkpoint_dir(), step, content, state, config.checkpoint.keep, *comm);
+    if (writer) {
+      finish_writes();  // the previous write (submit would wait for it too): timed apart from the copy
+      const double waited = watch.seconds();
+      writer->submit(step, content, state);
+      const double stalled = watch.seconds();
+      log::info("checkpoint step {}: the step loop stalled {:.3f} s ({:.3f} s waiting for the previous write, {:.3f} s "
+                "host copy); writing {} in the background",
+                step, stalled, waited, stalled - waited, (config.checkpoint_dir() / checkpoint_name(step)).string());
+    } else {
+      last_checkpoint = save_checkpoint(config.checkpoint_dir(), step, content, state, config.checkpoint.keep, *comm);
+      log::info("checkpoint step {}: the step loop stalled {:.3f} s (written synchronously to {})", step,
+                watch.seconds(), last_checkpoint.string());
+    }
     last_checkpoint_step = step;
-    log::info("checkpoint {} ({:.1f} s)", last_checkpoint.string(), watch.seconds());
   }
 
   // ---- gradient sync -----------------------------------------------------------
@@ -374,8 +427,9 @@ struct Trainer::Impl {
     double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0, total = 0;
   };
 
-  void step_once(int64_t step, std::vector<std::string>& names, std::vector<double>& values, double& grad_norm,
-                 double& lr, StepTimes& times) {
+  // Returns the loss z-score of the spike detector (NaN when off or still filling).
+  double step_once(int64_t step, std::vector<std::string>& names, std::vector<double>& values, double& grad_norm,
+                   double& lr, StepTimes& times) {
     util::Stopwatch total_watch;
     const int64_t epoch = step / steps_per_epoch;
     const int64_t first_batch = (step % steps_per_epoch) * accumulate;
@@ -467,21 +521,39 @@ struct Trainer::Impl {
       }
     }
 
+    double zscore = std::numeric_limits<double>::quiet_NaN();
+    bool skip_update = false;
+    if (spikes) {
+      const auto loss = std::find(names.begin(), names.end(), "loss");
+      MGCA_CHECK(loss != names.end(), "optimizer.spike_zscore: the task reports no loss part named 'loss'");
+      // The global loss, equal on every rank: every rank decides alike.
+      zscore = spikes->update(values[static_cast<size_t>(loss - names.begin())]);
+      skip_update = zscore > config.optimizer.spike_zscore;
+      if (skip_update) {
+        ++skipped_updates;
+        log::info("step {}: loss {:.6g} is {:.2f} standard deviations above the mean of the last {} losses "
+                  "(optimizer.spike_zscore = {:g}): update skipped ({} so far)",
+                  step + 1, values[static_cast<size_t>(loss - names.begin())], zscore, config.optimizer.spike_window,
+                  config.optimizer.spike_zscore, skipped_updates);
+      }
+    }
+
     watch.restart();
     grad_norm = clip_grad_norm(params, config.optimizer.grad_clip_norm);
     if (config.runtime.check_finite && !std::isfinite(grad_norm)) {
       MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "step {} (epoch {}): the gradient norm is {} although the loss is finite",
                            step + 1, epoch, grad_norm);
     }
-    optimizer->step(lr);
+    if (!skip_update) optimizer->step(lr);
     optimizer->zero_grad();
     sync_device(device);
     times.optimizer += watch.seconds();
     times.total = total_watch.seconds();
+    return zscore;
   }
 
   void write_metrics(int64_t step, int64_t epoch, double lr, const std::vector<std::string>& names,
-                     const std::vector<double>& values, double grad_norm, const StepTimes& t) {
+                     const std::vector<double>& values, double grad_norm, double zscore, const StepTimes& t) {
     if (comm->rank() != 0 || !metrics.is_open()) return;
     nlohmann::ordered_json line;
     line["step"] = step;
@@ -489,6 +561,14 @@ struct Trainer::Impl {
     line["lr"] = lr;
     for (size_t i = 0; i < names.size(); ++i) line[names[i]] = values[i];
     line["grad_norm"] = grad_norm;
+    if (spikes) {
+      if (std::isfinite(zscore)) {
+        line["loss_zscore"] = zscore;
+      } else {
+        line["loss_zscore"] = nullptr;  // the window is still filling
+      }
+      line["skipped_updates"] = skipped_updates;
+    }
     const double samples = static_cast<double>(comm->size() * task->batch_size() * accumulate);
     line["samples_per_s"] = t.total > 0 ? samples / t.total : 0.0;
     line["time_step_s"] = t.total;
@@ -531,23 +611,27 @@ struct Trainer::Impl {
     std::vector<std::string> names;
     std::vector<double> values;
     while (true) {
-      if (comm->any(preemption_requested())) {
+      // One agreement per step covers both: a signal, or a background write
+      // that failed (its error is rethrown by finish_writes on every rank).
+      const bool write_failed = writer && writer->failed();
+      if (comm->any(preemption_requested() || write_failed)) {
+        if (writer && comm->any(write_failed)) finish_writes();
         result.signal = preemption_signal();
         log::info("preemption signal received: checkpointing at step {}", step);
         if (last_checkpoint_step != step) save(step);
         result.status = RunStatus::Preempted;
         result.step = step;
-        result.checkpoint = last_checkpoint;
+        result.checkpoint = finish_writes();
         progress.finish(fmt::format("preempted at step {}", step));
         return result;
       }
       if (step >= stop) break;
       double grad_norm = 0, lr = 0;
       StepTimes times;
-      step_once(step, names, values, grad_norm, lr, times);
+      const double zscore = step_once(step, names, values, grad_norm, lr, times);
       ++step;
       if (step % config.logging.every_steps == 0 || step == stop) {
-        write_metrics(step, (step - 1) / steps_per_epoch, lr, names, values, grad_norm, times);
+        write_metrics(step, (step - 1) / steps_per_epoch, lr, names, values, grad_norm, zscore, times);
       }
       std::string status;
       for (size_t i = 0; i < names.size() && i < 4; ++i) status += fmt::format("{} {:.4f} ", names[i], values[i]);
@@ -557,7 +641,7 @@ struct Trainer::Impl {
     if (last_checkpoint_step != step) save(step);
     result.status = step >= total_steps ? RunStatus::Completed : RunStatus::Stopped;
     result.step = step;
-    result.checkpoint = last_checkpoint;
+    result.checkpoint = finish_writes();
     progress.finish(result.status == RunStatus::Completed ? "done" : fmt::format("stopped after step {}", step));
     return result;
   }

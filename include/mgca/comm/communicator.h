@@ -88,6 +88,10 @@ class Communicator {
   // The CUDA device this rank's NCCL communicator uses, -1 when device tensors
   // do not go through NCCL (no GPU, CPU libtorch, or Backend::Mpi).
   virtual int device_index() const = 0;
+  // A new communicator over the same ranks, for host tensors only (backend
+  // mpi; the same timeout and validation): a background thread's collectives
+  // on it never interleave with this communicator's. Collective.
+  virtual std::shared_ptr<Communicator> duplicate_for_host() = 0;
   // One line for logs, e.g. "MPI (host), NCCL 2.28.9 on cuda:0 (device), 4 ranks".
   virtual std::string describe() const = 0;
 

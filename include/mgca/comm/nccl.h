@@ -12,7 +12,10 @@
 // An asynchronous NCCL error (ncclCommGetAsyncError) or a collective still
 // pending after `timeout_seconds` prints a message naming the collective and
 // the rank, aborts the NCCL communicator (ncclCommAbort) and then the job
-// (MPI_Abort, exit code 1).
+// (MPI_Abort, exit code 1). Destruction destroys a healthy communicator once
+// its pending collectives finish (ncclCommDestroy) and aborts one with a
+// failed launch, an asynchronous error or work still pending after
+// `timeout_seconds`: ncclCommDestroy would wait for it forever.
 #pragma once
 
 #include <mpi.h>

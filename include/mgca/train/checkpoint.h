@@ -17,16 +17,24 @@
 // step-N, then DONE is written and fsynced, then old complete checkpoints
 // beyond `keep` are removed. A crash at any point leaves the newest complete
 // checkpoint untouched; leftover *.tmp folders are ignored and cleaned up.
+//
+// Asynchronous checkpoints (CheckpointWriter, checkpoint.async): the step
+// loop only copies the content to host memory (its stall); a background
+// thread then writes the folder exactly as save_checkpoint does, on a
+// communicator of its own. The next snapshot waits for the previous write.
 #pragma once
 
 #include <torch/types.h>
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mgca/comm/communicator.h"
@@ -49,6 +57,42 @@ struct CheckpointContent {
 std::filesystem::path save_checkpoint(const std::filesystem::path& dir, int64_t step,
                                       const CheckpointContent& content, const RankState& state,
                                       int64_t keep, comm::Communicator& comm);
+
+// Writes checkpoints in the background, one at a time.
+class CheckpointWriter {
+ public:
+  // `comm` is used by the writer thread alone: pass a communicator of its own
+  // (Communicator::duplicate_for_host()), so that its collectives never
+  // interleave with the step loop's.
+  CheckpointWriter(std::filesystem::path dir, int64_t keep, std::shared_ptr<comm::Communicator> comm);
+  // Waits for a write in flight (its error is dropped: the run already failed).
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // Waits for the previous write (rethrowing its error), copies `content`
+  // (device or host tensors; read on rank 0 only) into host buffers kept
+  // between snapshots, and starts writing step `step`. Every rank calls it
+  // at the same step; on return the caller may change the model again.
+  void submit(int64_t step, const CheckpointContent& content, const RankState& state);
+  // Waits for the write in flight and returns its folder (an empty path if
+  // none was ever submitted). Rethrows the write's error: a CollectiveError
+  // raised on every rank alike, naming the file and the rank where it failed.
+  std::filesystem::path wait();
+  // True once the write in flight has failed (no waiting, this rank's view).
+  bool failed() const { return failed_.load(); }
+
+ private:
+  std::filesystem::path dir_;
+  int64_t keep_;
+  std::shared_ptr<comm::Communicator> comm_;
+  CheckpointContent snapshot_;  // host copies, reused by the next snapshot when the shapes agree
+  RankState state_;
+  std::thread thread_;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+  std::filesystem::path written_;
+};
 
 // The model tensors of a checkpoint folder (or a model.safetensors file).
 std::map<std::string, torch::Tensor> load_model_tensors(const std::filesystem::path& checkpoint);

@@ -92,6 +92,11 @@ struct OptimizerConfig {
   std::vector<std::string> no_decay;
   double grad_clip_norm = 0.0;  // clip the global gradient L2 norm to this; 0 = off
   int64_t accumulate = 1;       // micro-steps per optimizer step
+  // Loss spikes (llm.c's outlier detector): skip the update of a step whose
+  // loss lies more than spike_zscore standard deviations above the mean of
+  // the last spike_window losses; 0 = off.
+  double spike_zscore = 0.0;
+  int64_t spike_window = 128;
 };
 
 struct ScheduleConfig {
@@ -126,6 +131,7 @@ struct CheckpointConfig {
   int64_t keep = 3;            // newest complete checkpoints kept
   std::string resume = "auto";  // auto (newest complete one, if any) | none | a checkpoint folder
   std::string dir;             // "" = <output_dir>/<name>/checkpoints
+  bool async = true;           // write in a background thread (the step loop stalls for a host copy only)
 };
 
 struct LoggingConfig {

@@ -62,8 +62,9 @@ class Adam {
   // Steps taken by parameter i (PyTorch's state["step"]).
   int64_t steps_of(size_t i) const { return state_[i].step; }
 
-  // State as named CPU tensors: "exp_avg/<param>", "exp_avg_sq/<param>"
-  // (same dtype and shape as the parameter) and "step/<param>" (int64 [1]).
+  // State as named tensors: "exp_avg/<param>", "exp_avg_sq/<param>" (the
+  // live state on the parameter's device, same dtype and shape: copy it
+  // before the next step if it must stay) and "step/<param>" (int64 [1], CPU).
   // Parameters that never stepped have no entries.
   NamedTensors state_tensors() const;
   // Restores state_tensors() output exactly. Errors name the missing,

@@ -4,6 +4,8 @@
 // skip          rank 1 never joins the all-reduce (sleeps); the others' watchdog fires
 // skip-async    rank 1 never joins an asynchronous all-reduce
 // die           rank 1 kills itself (SIGKILL) before the all-reduce
+// other         rank 1 calls a barrier where the others all-reduce, with the
+//               cross-rank check off (comm.validate = false), so MPI hangs
 // mismatch      rank 1 passes another shape; the error is not caught
 #include <signal.h>
 #include <unistd.h>
@@ -19,12 +21,13 @@
 int main(int argc, char** argv) {
   mgca::comm::init(&argc, &argv);
   if (argc != 3) {
-    std::fprintf(stderr, "usage: comm_failure_helper ok|skip|skip-async|die|mismatch TIMEOUT_SECONDS\n");
+    std::fprintf(stderr, "usage: comm_failure_helper ok|skip|skip-async|die|mismatch|other TIMEOUT_SECONDS\n");
     return 2;
   }
   const std::string scenario = argv[1];
   mgca::comm::CommOptions options;
   options.timeout_seconds = std::atof(argv[2]);
+  options.validate = scenario != "other";
   auto comm = mgca::comm::Communicator::world(options);
   const int rank = comm->rank();
   auto tensor = torch::ones({rank == 1 && scenario == "mismatch" ? 999 : 1000});
@@ -38,7 +41,9 @@ int main(int argc, char** argv) {
   }
   if (rank == 1 && scenario == "die") raise(SIGKILL);
 
-  if (scenario == "skip-async") {
+  if (rank == 1 && scenario == "other") {
+    comm->barrier();
+  } else if (scenario == "skip-async") {
     comm->all_reduce_async(tensor, mgca::comm::ReduceOp::Sum)->wait();
   } else {
     comm->all_reduce(tensor, mgca::comm::ReduceOp::Sum);

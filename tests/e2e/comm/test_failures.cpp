@@ -52,6 +52,29 @@ TEST(CommFailures, RankThatNeverJoinsEndsTheJobThroughTheWatchdog) {
   EXPECT_TRUE(contains(out, "MPI_ABORT")) << out;  // mpirun's report of the abort
   EXPECT_LT(job.seconds, 60.0) << out;              // 3 s + the 0.2 s tick + start-up and teardown
   EXPECT_FALSE(contains(out, "all_reduce done")) << out;
+  // The flight recorder: the collective (the helper's second on channel 0,
+  // after the barrier), who waits in it, and the rank that never called it.
+  EXPECT_TRUE(contains(out, "flight recorder, channel 0: collective #2 all_reduce Float [1000] sum, 4000 B: "
+                            "ranks 0, 2 wait in it; rank 1 has not called it (its last there: #1 barrier, 0 B, "
+                            "finished "))
+      << out;
+  EXPECT_TRUE(contains(out, "last collectives (channel #seq, oldest first):\n    0 #1 barrier, 0 B: started")) << out;
+}
+
+TEST(CommFailures, RankInAnotherCollectiveIsNamedWithIt) {
+  // comm.validate off: nothing checks the collectives before MPI hangs.
+  const auto job = run_helper("other", 3.0, 3);
+  const auto& out = job.result.output;
+  EXPECT_NE(job.result.exit_code, 0) << out;
+  EXPECT_NE(job.result.exit_code, 124) << "the job hung until the outer timeout:\n" << out;
+  // Whichever rank's watchdog fires first reports; either way the message
+  // puts rank 1's barrier and the others' all-reduce side by side.
+  const bool from_rank1 = contains(out, "collective #2 barrier, 0 B: rank 1 waits in it; rank 0 calls a different "
+                                        "collective there: #2 all_reduce Float [1000] sum, 4000 B, waiting for");
+  const bool from_others = contains(out, "collective #2 all_reduce Float [1000] sum, 4000 B: ranks 0, 2 wait in it; "
+                                         "rank 1 calls a different collective there: #2 barrier, 0 B, waiting for");
+  EXPECT_TRUE(from_rank1 || from_others) << out;
+  EXPECT_LT(job.seconds, 60.0) << out;
 }
 
 TEST(CommFailures, RankThatNeverJoinsAnAsyncCollectiveEndsTheJob) {
@@ -61,6 +84,10 @@ TEST(CommFailures, RankThatNeverJoinsAnAsyncCollectiveEndsTheJob) {
   EXPECT_NE(job.result.exit_code, 124) << "the job hung until the outer timeout:\n" << out;
   EXPECT_TRUE(contains(out, "[rank 0] mgca watchdog: collective all_reduce Float [1000] sum (async) did not "
                             "finish within 3 s"))
+      << out;
+  // The asynchronous channel (1) of the helper's communicator: rank 1 never used it.
+  EXPECT_TRUE(contains(out, "flight recorder, channel 1: collective #1 all_reduce Float [1000] sum, 4000 B: rank 0 "
+                            "waits in it; rank 1 has not called it (no collective on this channel yet)"))
       << out;
   EXPECT_LT(job.seconds, 60.0) << out;
 }

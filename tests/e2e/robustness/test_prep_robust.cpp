@@ -61,7 +61,7 @@ TEST_P(PrepRobust, PathsThatAreNotImageFilesAreCountedSkips) {
   const fs::path out = dir / "out";
   const int code = run_with_timeout(mpirun(np) + mgca_program().string() + " prep --format csv --in " +
                                         quote((dir / "table.csv").string()) + " --out " + quote(out.string()) +
-                                        " --image-size 32 --max-image-mb 2 --timeout 60",
+                                        " --image-size 32 --max-image-mb 2 --comm-timeout 60",
                                     dir / "prep.log", 240);
   const std::string log = read_text_file(dir / "prep.log");
   ASSERT_EQ(code, 0) << log;

@@ -8,7 +8,11 @@
 //  - SIGUSR1 to one rank: every rank checkpoints at the same step and exits
 //    75; the resumed run ends where the uninterrupted one does, bit for bit;
 //  - SIGKILL of one rank ends the job within the watchdog timeout with a
-//    message, and the newest complete checkpoint still loads and resumes.
+//    message, and the newest complete checkpoint still loads and resumes;
+//  - SIGKILL at random moments of (background) checkpoint writes, 20 times:
+//    the newest complete checkpoint always loads, `resume = auto` picks it,
+//    and the run still ends bit-identical to an uninterrupted one.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
@@ -17,6 +21,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "mgca/build_config.h"
@@ -294,6 +299,96 @@ TEST_F(TrainE2E, KilledRankEndsTheJobAndTheNewestCheckpointStillLoads) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from " + checkpoint.string()), std::string::npos) << r.output;
   EXPECT_EQ(final_checkpoint(name).filename(), train::checkpoint_name(step + 2));
+}
+
+// ---- kills during checkpoint writes ---------------------------------------------------
+
+// The highest N of a step-N.tmp folder (a checkpoint being written) changed
+// since `since` (a killed run leaves its folder behind), or -1.
+int64_t newest_write_in_progress(const fs::path& dir, fs::file_time_type since) {
+  int64_t newest = -1;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code gone;  // the folder may be renamed while we look
+    if (name.rfind("step-", 0) == 0 && name.size() > 9 && name.compare(name.size() - 4, 4, ".tmp") == 0 &&
+        fs::last_write_time(entry.path(), gone) >= since && !gone) {
+      newest = std::max<int64_t>(newest, std::stoll(name.substr(5, name.size() - 9)));
+    }
+  }
+  return newest;
+}
+
+TEST_F(TrainE2E, KillsDuringCheckpointWritesAlwaysLeaveTheLastCompleteOne) {
+  const std::vector<std::string> job = {"schedule.max_steps=60", "checkpoint.every_steps=1", "checkpoint.keep=2",
+                                        "comm.timeout_s=30"};
+  const std::string name = "kill-writes";
+  const fs::path checkpoints = run_dir(name) / "checkpoints";
+  std::mt19937 random(20261205);
+  int64_t last_complete = -1;  // the newest complete checkpoint seen so far
+  int landed_in_writes = 0;
+  for (int kill_number = 0; kill_number < 20; ++kill_number) {
+    const fs::path log_file = *dir_ / fmt::format("kill-writes-{}.log", kill_number);
+    const auto started = fs::file_time_type::clock::now();
+    Background run(train_command(2, name, job), log_file);
+    // Start of the kill: a write of a step past where this run resumed (the
+    // first or second it starts), then 0–15 ms into it.
+    const int64_t target = std::max<int64_t>(last_complete, 0) + 1 + std::uniform_int_distribution<int>(0, 1)(random);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+    while (newest_write_in_progress(checkpoints, started) < target && run.running() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    ASSERT_TRUE(run.running()) << "the run ended before its write of step " << target << ":\n"
+                               << read_text_file(log_file);
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 15000)(random)));
+    const int rank = std::uniform_int_distribution<int>(0, 1)(random);
+    const pid_t pid = find_rank_process(rank, {"output_dir=" + runs().string(), "name=" + name});
+    ASSERT_GT(pid, 0) << "rank " << rank << " not found";
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    landed_in_writes += newest_write_in_progress(checkpoints, started) >= 0 ? 1 : 0;
+    const int code = run.wait(120);
+    const std::string log = read_text_file(log_file);
+    ASSERT_NE(code, -1) << "the killed job did not end:\n" << log;
+    EXPECT_NE(code, 0) << log;
+    // This run resumed from the newest complete checkpoint of the runs before it.
+    if (last_complete >= 0) {
+      EXPECT_NE(log.find("resumed from " + (checkpoints / train::checkpoint_name(last_complete)).string()),
+                std::string::npos)
+          << log;
+    } else {
+      EXPECT_EQ(log.find("resumed from"), std::string::npos) << log;
+    }
+
+    const auto newest = train::newest_checkpoint(checkpoints);
+    if (!newest) {
+      EXPECT_EQ(last_complete, -1) << "kill " << kill_number << " lost every complete checkpoint";
+      continue;
+    }
+    EXPECT_GE(newest->step, last_complete) << "kill " << kill_number << " lost a complete checkpoint";
+    EXPECT_EQ(train::load_model_metadata(newest->path).at("step"), std::to_string(newest->step));
+    EXPECT_NO_THROW(train::load_model_tensors(newest->path)) << newest->path;
+    EXPECT_NO_THROW(train::load_optimizer_tensors(newest->path)) << newest->path;
+    for (int r = 0; r < 2; ++r) {
+      const auto state = train::load_rank_state(newest->path, r);
+      ASSERT_TRUE(state.has_value()) << newest->path << " lacks rank " << r;
+      EXPECT_EQ(state->step, newest->step);
+    }
+    last_complete = newest->step;
+  }
+  std::printf("[ info ] %d of 20 kills found a checkpoint write in progress; resumed up to step %lld\n",
+              landed_in_writes, static_cast<long long>(last_complete));
+
+  // Resumed to the end, the run equals an uninterrupted one bit for bit.
+  auto r = run_command(train_command(2, name, job));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(train_command(2, "kill-writes-reference", job));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(read_text_file(final_checkpoint(name) / "model.safetensors") ==
+              read_text_file(final_checkpoint("kill-writes-reference") / "model.safetensors"))
+      << "after 20 kills the final weights differ from the uninterrupted run's";
+  EXPECT_TRUE(read_text_file(final_checkpoint(name) / "optimizer.safetensors") ==
+              read_text_file(final_checkpoint("kill-writes-reference") / "optimizer.safetensors"));
 }
 
 }  // namespace

@@ -253,6 +253,62 @@ TEST(Trainer, NanLossStopsEveryRankNamingStepAndPart) {
   EXPECT_FALSE(newest_checkpoint(config.checkpoint_dir()).has_value());
 }
 
+// optimizer.spike_zscore: a loss 50× the others is detected once the window
+// is full, its update is skipped (Adam's step count shows it), metrics.jsonl
+// counts it, and a run interrupted before the spike resumes the detector's
+// window bit for bit. Off (the default), the same spike is trained on.
+TEST(Trainer, LossSpikeSkipsTheUpdateCountsItAndResumesExactly) {
+  SharedDir dir;
+  auto comm = world();
+  ToyOptions options;
+  options.spike_at_step = 19;  // step 20; steps 1-16 fill the window, scores start at step 17
+  auto spiky = [&](const std::string& name) {
+    Config c = toy_config(dir / "out", name, 24);
+    c.optimizer.spike_zscore = 3.0;  // at most sqrt(15) = 3.87 in a window of 16
+    c.optimizer.spike_window = 16;
+    return c;
+  };
+  const Config straight = spiky("spike-straight");
+  EXPECT_EQ(train(straight, options, comm).status, RunStatus::Completed);
+  Config halves = spiky("spike-halves");
+  halves.schedule.stop_after_steps = 18;
+  EXPECT_EQ(train(halves, options, comm).status, RunStatus::Stopped);
+  halves.schedule.stop_after_steps = 0;
+  EXPECT_EQ(train(halves, options, comm, /*init_seed=*/777).status, RunStatus::Completed);
+  const Config off = toy_config(dir / "out", "spike-off", 24);
+  EXPECT_EQ(train(off, options, comm).status, RunStatus::Completed);
+
+  const auto optimizer_steps = [](const Config& c) {
+    return load_optimizer_tensors(newest_checkpoint(c.checkpoint_dir())->path).at("step/img1.weight").item<int64_t>();
+  };
+  EXPECT_EQ(optimizer_steps(straight), 23);  // 24 steps, one update skipped
+  EXPECT_EQ(optimizer_steps(off), 24);
+  const auto a = final_weights(straight), b = final_weights(halves);
+  for (const auto& [name, tensor] : a) EXPECT_TRUE(same_bytes(tensor, b.at(name))) << name;
+
+  if (comm->rank() == 0) {
+    const auto m = read_metrics(straight.run_dir()), mh = read_metrics(halves.run_dir());
+    ASSERT_EQ(m.size(), 24u);
+    ASSERT_EQ(mh.size(), 24u);
+    for (size_t i = 0; i < m.size(); ++i) {
+      const int64_t step = static_cast<int64_t>(i) + 1;
+      EXPECT_EQ(m[i]["skipped_updates"].get<int64_t>(), step >= 20 ? 1 : 0) << "step " << step;
+      if (step <= 16) {
+        EXPECT_TRUE(m[i]["loss_zscore"].is_null()) << "step " << step << ": the window is still filling";
+      } else if (step == 20) {
+        EXPECT_GT(m[i]["loss_zscore"].get<double>(), 3.0);
+      } else {
+        EXPECT_LT(m[i]["loss_zscore"].get<double>(), 3.0) << "step " << step;
+      }
+      EXPECT_EQ(m[i]["loss_zscore"], mh[i]["loss_zscore"]) << "step " << step;
+      EXPECT_EQ(m[i]["loss"], mh[i]["loss"]) << "step " << step;
+    }
+    const auto mo = read_metrics(off.run_dir());
+    EXPECT_FALSE(mo.back().contains("skipped_updates"));
+    EXPECT_FALSE(mo.back().contains("loss_zscore"));
+  }
+}
+
 TEST(Trainer, PrototypesStayFrozenDuringTheFirstEpoch) {
   SharedDir dir;
   auto comm = world();

@@ -22,6 +22,8 @@ struct ToyOptions {
   uint64_t seed = 5;
   int64_t freeze_prototypes_epochs = 1;
   int64_t nan_at_step = -1;      // forward returns a NaN prototype loss at this optimizer step (0-based)
+  int64_t spike_at_step = -1;    // forward multiplies the loss by spike_factor at this optimizer step (0-based, absolute)
+  double spike_factor = 50.0;
   int signal_rank = -1;          // this rank raises `signal` when it loads micro-batch `signal_at_batch`
   int64_t signal_at_batch = -1;  // counted from the start of training (global micro-batch number)
   int signal = SIGUSR1;
@@ -110,9 +112,14 @@ class ToyTask : public Task {
     torch::Tensor loss_proto = -(q * torch::log_softmax(img.mm(net_->prototypes.t()) / 0.2, 1)).sum(1).mean();
     const int64_t step = (loaded_ - 1) / std::max<int64_t>(options_.accumulate, 1);
     if (step == options_.nan_at_step) loss_proto = loss_proto * std::numeric_limits<float>::quiet_NaN();
+    torch::Tensor total = loss_ita + 0.5 * loss_proto;
+    // The spike is placed by the absolute step (the data position), so a resumed run meets it too.
+    const int64_t batches_per_epoch = options_.dataset_size / (options_.batch_size * comm_->size());
+    const int64_t absolute_step = (epoch_ * batches_per_epoch + batch_ - 1) / std::max<int64_t>(options_.accumulate, 1);
+    if (absolute_step == options_.spike_at_step) total = total * options_.spike_factor;
     torch::Tensor acc = (img.mm(txt_all.t()).argmax(1) == target).to(torch::kFloat32).mean() * 100;
-    return LossParts{loss_ita + 0.5 * loss_proto,
-                     {{"loss", (loss_ita + 0.5 * loss_proto).detach()},
+    return LossParts{total,
+                     {{"loss", total.detach()},
                       {"loss_ita", loss_ita.detach()},
                       {"loss_proto", loss_proto.detach()},
                       {"acc1", acc}}};

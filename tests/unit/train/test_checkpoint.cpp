@@ -146,6 +146,59 @@ TEST(Checkpoint, SaveAndLoadAreBitExact) {
   EXPECT_EQ(all[1].step, 13);
 }
 
+// The background writer writes what the synchronous save writes, byte for
+// byte, from a snapshot: changes made after submit() do not reach the file.
+TEST(CheckpointWriter, WritesTheSnapshotAsTheSynchronousSaveDoes) {
+  test::TempDir dir("mgca-ckpt-async");
+  torch::manual_seed(4);
+  Net net;
+  auto comm = comm::Communicator::single();
+  CheckpointContent content;
+  content.model = module_state(net);
+  content.optimizer = {{"exp_avg/fc.weight", torch::randn({3, 4})}, {"step/fc.weight", torch::full({1}, 2, torch::kInt64)}};
+  content.metadata = {{"format", "mgca-checkpoint"}, {"step", "5"}};
+  content.config_toml = "name = \"y\"\n";
+  RankState state;
+  state.step = 5;
+  const fs::path sync = save_checkpoint(dir / "sync", 5, content, state, 3, *comm);
+
+  CheckpointWriter writer(dir / "async", 3, comm);
+  EXPECT_EQ(writer.wait(), fs::path());  // nothing submitted yet
+  writer.submit(5, content, state);
+  {
+    torch::NoGradGuard no_grad;
+    net.fc->weight.add_(1.0);  // the next step changes the model in place while the write runs
+    content.optimizer[0].second.mul_(3.0);
+  }
+  const fs::path written = writer.wait();
+  EXPECT_EQ(written, dir / "async" / "step-00000005");
+  EXPECT_TRUE(is_complete_checkpoint(written));
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "rank-00000.state", "config.toml"}) {
+    EXPECT_EQ(read_file(written / file), read_file(sync / file)) << file;
+  }
+  // The next snapshot reuses the host buffers and sees the new values.
+  writer.submit(6, content, state);
+  EXPECT_TRUE(torch::equal(load_model_tensors(writer.wait()).at("fc.weight"), net.fc->weight));
+  EXPECT_EQ(complete_checkpoints(dir / "async").size(), 2u);
+}
+
+TEST(CheckpointWriter, AWriteErrorNamesTheFileAndReachesTheCaller) {
+  test::TempDir dir("mgca-ckpt-async-error");
+  test::write_text_file(dir / "not-a-folder", "x");  // the checkpoint directory cannot be created
+  auto comm = comm::Communicator::single();
+  Net net;
+  CheckpointContent content;
+  content.model = module_state(net);
+  RankState state;
+  CheckpointWriter writer(dir / "not-a-folder" / "checkpoints", 3, comm);
+  writer.submit(1, content, state);
+  const std::string error = error_of([&] { writer.wait(); });
+  EXPECT_NE(error.find("checkpoint: preparing the folder"), std::string::npos) << error;
+  EXPECT_NE(error.find("not-a-folder"), std::string::npos) << error;
+  EXPECT_TRUE(writer.failed());
+  EXPECT_EQ(error_of([&] { writer.wait(); }), "");  // reported once, then the writer is idle
+}
+
 TEST(Checkpoint, ModelMismatchListsEveryProblem) {
   Net net;
   auto tensors = std::map<std::string, torch::Tensor>();
