@@ -3,13 +3,15 @@
 
     /opt/mgca-venv/bin/python bench/scaling/project.py --job jobs/mgca-vit-b16.toml \
         [--batch 72] [--compute-ms 30 | --mfu 0.35 --peak-tflops 989] [--syncbn allreduce|allgather]
+        [--grad-dtype fp32|bf16]
         [--markdown] [--json OUT]
 
 Step time(W) = compute (constant per GPU in weak scaling) + every collective
 on the critical path + the part of the gradient all-reduce that backward
 does not hide. The collectives of one MGCA step, per rank (SPEC §2, §6):
 
-  gradient sync   all-reduce (avg) of every trainable gradient, fp32, in
+  gradient sync   all-reduce (avg) of every trainable gradient, fp32 (bf16
+                  with comm.grad_dtype = "bf16", `--grad-dtype bf16`), in
                   buckets (comm.bucket_mb; the first 1 MiB), launched from
                   backward hooks: overlaps backward.
   ITA / ConVIRT   all-gather of [v | t] (b × 2d, fp32) forward, reduce-scatter
@@ -162,7 +164,8 @@ def project(shapes, batch, worlds, a, compute_s=None, bucket_mb=25.0, first_buck
                          exposed_share=(critical + grad_exposed) / step,
                          efficiency=compute_s / step))
     return dict(grad_bytes=grad_bytes, params=params["total"], flops_per_step=fl["total"], compute_ms=compute_s * 1e3,
-                backward_ms=backward_s * 1e3, batch=batch, syncbn=syncbn, bn1_channels=hid, rows=rows)
+                backward_ms=backward_s * 1e3, batch=batch, syncbn=syncbn, bn1_channels=hid,
+                grad_dtype="bf16" if grad_dtype_bytes == 2 else "fp32", rows=rows)
 
 
 def human_bytes(n):
@@ -172,7 +175,8 @@ def human_bytes(n):
 def markdown(result, a):
     out = [f"Per GPU: batch {result['batch']}, {result['flops_per_step'] / 1e12:.2f} TFLOP per step, "
            f"compute {result['compute_ms']:.1f} ms (backward {result['backward_ms']:.1f} ms), "
-           f"gradient {result['grad_bytes'] / 2**20:.0f} MiB ({result['params'] / 1e6:.1f} M parameters). "
+           f"gradient {result['grad_bytes'] / 2**20:.0f} MiB {result['grad_dtype']} "
+           f"({result['params'] / 1e6:.1f} M parameters). "
            f"SyncBatchNorm forward: {result['syncbn']} (bn1 message: bytes one rank receives, "
            f"C = {result['bn1_channels']}).", "",
            "| GPUs | global batch | grad all-reduce (exposed) ms | ITA gather+scatter ms | Sinkhorn ms "
@@ -197,6 +201,8 @@ def main(argv=None):
     ap.add_argument("--syncbn", default="allreduce", choices=["allreduce", "allgather"],
                     help="SyncBatchNorm's forward collective: today's fixed-size all-reduce, or the former "
                          "all-gather of per-rank statistics")
+    ap.add_argument("--grad-dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="what the gradient all-reduce sends (comm.grad_dtype native or bf16)")
     ap.add_argument("--preset", default="h100-rail", choices=sorted(PRESETS),
                     help="a set of network assumptions (options below override single figures)")
     for key, (value, _) in ASSUMPTIONS.items():
@@ -211,7 +217,8 @@ def main(argv=None):
     batch = args.batch or shapes["batch_size"]
     worlds = [int(x) for x in args.worlds.split(",")]
     result = project(shapes, batch, worlds, a, args.compute_ms / 1e3 if args.compute_ms else None,
-                     args.bucket_mb, args.first_bucket_mb, syncbn=args.syncbn)
+                     args.bucket_mb, args.first_bucket_mb, grad_dtype_bytes=2 if args.grad_dtype == "bf16" else 4,
+                     syncbn=args.syncbn)
     result["preset"] = args.preset
     result["assumptions"] = {k: dict(value=a[k], source=ASSUMPTIONS[k][1]) for k in a}
     if args.json:
