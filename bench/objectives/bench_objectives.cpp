@@ -18,9 +18,15 @@
 // values). Shapes, allocations and arithmetic per rank are those of a real
 // W-rank run; communication time is not included (bench/comm measures it).
 //
-//   bench_objectives [--reps 5] [--threads 1] [--json FILE] [--quick] [--reference]
-//   bench_objectives --point OBJECTIVE,b,N,d [--reps R] [--threads T] [--profile TRACE.json]
-//       one point, one JSON line; --profile writes a chrome trace of one more step
+//   bench_objectives [--reps 5] [--threads 1] [--json FILE] [--quick] [--reference] [--ita-memory]
+//   bench_objectives --point OBJECTIVE,b,N,d[,TILE] [--reps R] [--threads T] [--profile TRACE.json]
+//       one point, one JSON line; --profile writes a chrome trace of one more step.
+//       TILE sets objectives.ita_tile (default: ObjectiveOptions' value);
+//       TILE >= N runs the one-matrix ITA/ConVIRT loss.
+//
+// --ita-memory replaces the sweep by ITA at b = 256, d = 128 and N = 65,536
+// and 1,000,192 (≈ 10⁶, a multiple of b) global negatives, one-matrix
+// against tiled: the peak memory per rank of the memory-flat loss.
 //
 // --reference also times the official MGCA loss code's structure in PyTorch
 // (official_objective.py, the venv Python) at W = 1 for the "mgca" points.
@@ -164,7 +170,11 @@ class EmulatedCommunicator final : public Communicator {
 struct Point {
   std::string objective;  // ita | cta | cpa | mgca | convirt
   int64_t b = 256, N = 256, d = 128;
-  std::string spec() const { return objective + "," + std::to_string(b) + "," + std::to_string(N) + "," + std::to_string(d); }
+  int64_t tile = 0;  // objectives.ita_tile; 0 = ObjectiveOptions' default
+  std::string spec() const {
+    return objective + "," + std::to_string(b) + "," + std::to_string(N) + "," + std::to_string(d) +
+           (tile > 0 ? "," + std::to_string(tile) : "");
+  }
 };
 
 constexpr int64_t kWords = 111, kPatches = 196, kPrototypes = 500;
@@ -204,6 +214,7 @@ json run_point(const Point& p, int reps, const std::string& profile) {
   }
   auto patch_weight = torch::rand({p.b, kPatches}, gen);
   obj::ObjectiveOptions opts;
+  if (p.tile > 0) opts.ita_tile = p.tile;
 
   // Normalization is the heads' job; it is part of the timed graph here as
   // in a train step (cheap next to the objectives).
@@ -271,6 +282,8 @@ json run_point(const Point& p, int reps, const std::string& profile) {
               {"b", p.b},
               {"N", p.N},
               {"d", p.d},
+              {"ita_tile", opts.ita_tile},
+              {"tiled", (p.objective == "ita" || p.objective == "convirt" || p.objective == "mgca") && p.N > opts.ita_tile},
               {"emulated", W > 1},
               {"threads", at::get_num_threads()},
               {"reps", reps},
@@ -289,8 +302,15 @@ json run_point(const Point& p, int reps, const std::string& profile) {
 
 // ---------------------------------------------------------------- driver
 
-std::vector<Point> sweep(bool quick) {
+std::vector<Point> sweep(bool quick, bool ita_memory) {
   std::vector<Point> pts;
+  if (ita_memory) {
+    for (int64_t n : {int64_t{65536}, int64_t{1000192}}) {
+      pts.push_back({"ita", 256, n, 128, n});  // one matrix: b × N logits per direction
+      pts.push_back({"ita", 256, n, 128, 0});  // tiled (the default tile)
+    }
+    return pts;
+  }
   const std::vector<int64_t> worlds = quick ? std::vector<int64_t>{1, 4, 16} : std::vector<int64_t>{1, 4, 16, 64, 256};
   for (int64_t w : worlds) pts.push_back({"ita", 256, 256 * w, 128});           // ITA vs N, b = 256
   for (int64_t b : {32, 64, 128}) pts.push_back({"ita", b, 4096, 128});          // ITA vs b, N = 4096
@@ -312,8 +332,8 @@ Point parse_point(const std::string& s) {
   std::stringstream ss(s);
   std::vector<std::string> f;
   for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-  MGCA_CHECK(f.size() == 4, "--point '{}': expected OBJECTIVE,b,N,d", s);
-  return {f[0], std::stoll(f[1]), std::stoll(f[2]), std::stoll(f[3])};
+  MGCA_CHECK(f.size() == 4 || f.size() == 5, "--point '{}': expected OBJECTIVE,b,N,d[,TILE]", s);
+  return {f[0], std::stoll(f[1]), std::stoll(f[2]), std::stoll(f[3]), f.size() == 5 ? std::stoll(f[4]) : 0};
 }
 
 std::string run_capture(const std::string& cmd) {
@@ -339,7 +359,7 @@ std::string self_path() {
 int main(int argc, char** argv) {
   try {
     int reps = 5, threads = 1;
-    bool quick = false, reference = false;
+    bool quick = false, reference = false, ita_memory = false;
     std::string point, json_path, profile;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -361,9 +381,13 @@ int main(int argc, char** argv) {
         quick = true;
       } else if (a == "--reference") {
         reference = true;
+      } else if (a == "--ita-memory") {
+        ita_memory = true;
       } else {
-        std::cerr << "usage: bench_objectives [--reps 5] [--threads 1] [--json FILE] [--quick] [--reference]\n"
-                     "       bench_objectives --point OBJECTIVE,b,N,d [--reps R] [--threads T] [--profile TRACE.json]\n";
+        std::cerr << "usage: bench_objectives [--reps 5] [--threads 1] [--json FILE] [--quick] [--reference] "
+                     "[--ita-memory]\n"
+                     "       bench_objectives --point OBJECTIVE,b,N,d[,TILE] [--reps R] [--threads T] "
+                     "[--profile TRACE.json]\n";
         return 2;
       }
     }
@@ -378,9 +402,9 @@ int main(int argc, char** argv) {
 
     const std::string self = self_path();
     json results = json::array();
-    std::printf("%-8s %5s %5s %7s %4s %9s %11s %9s %14s %10s %11s\n", "obj", "W", "b", "N", "d", "fwd ms",
-                "fwd+bwd ms", "cpu ms", "peak step MiB", "peak/b·N·4", "maxrss MiB");
-    for (const auto& p : sweep(quick)) {
+    std::printf("%-8s %5s %5s %7s %4s %7s %9s %11s %9s %14s %10s %11s\n", "obj", "W", "b", "N", "d", "tile",
+                "fwd ms", "fwd+bwd ms", "cpu ms", "peak step MiB", "peak/b·N·4", "maxrss MiB");
+    for (const auto& p : sweep(quick, ita_memory)) {
       auto out = run_capture(self + " --point " + p.spec() + " --reps " + std::to_string(reps) + " --threads " +
                              std::to_string(threads));
       auto r = json::parse(out.substr(out.rfind('{')));
@@ -395,9 +419,11 @@ int main(int argc, char** argv) {
         r["speedup_vs_reference"] = rj["fwd_bwd_ms"].get<double>() / r["fwd_bwd_ms"].get<double>();
         r["cpu_speedup_vs_reference"] = rj["fwd_bwd_cpu_ms"].get<double>() / r["fwd_bwd_cpu_ms"].get<double>();
       }
-      std::printf("%-8s %5lld %5lld %7lld %4lld %9.2f %11.2f %9.2f %14.2f %10.2f %11.1f%s\n",
+      std::printf("%-8s %5lld %5lld %7lld %4lld %7s %9.2f %11.2f %9.2f %14.2f %10.2f %11.1f%s\n",
                   r["objective"].get<std::string>().c_str(), (long long)r["W"].get<int64_t>(),
-                  (long long)p.b, (long long)p.N, (long long)p.d, r["fwd_ms"].get<double>(),
+                  (long long)p.b, (long long)p.N, (long long)p.d,
+                  r["tiled"].get<bool>() ? std::to_string(r["ita_tile"].get<int64_t>()).c_str() : "-",
+                  r["fwd_ms"].get<double>(),
                   r["fwd_bwd_ms"].get<double>(), r["fwd_bwd_cpu_ms"].get<double>(),
                   r["peak_step_bytes"].get<double>() / (1 << 20),
                   r["peak_over_logits"].get<double>(), r["maxrss_kib"].get<double>() / 1024.0,

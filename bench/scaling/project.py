@@ -2,23 +2,28 @@
 """Projects the MGCA step time to W = 8 … 512 GPUs (docs/scaling.md).
 
     /opt/mgca-venv/bin/python bench/scaling/project.py --job jobs/mgca-vit-b16.toml \
-        [--batch 72] [--compute-ms 30 | --mfu 0.35 --peak-tflops 989] [--markdown] [--json OUT]
+        [--batch 72] [--compute-ms 30 | --mfu 0.35 --peak-tflops 989] [--syncbn allreduce|allgather]
+        [--grad-dtype fp32|bf16]
+        [--markdown] [--json OUT]
 
 Step time(W) = compute (constant per GPU in weak scaling) + every collective
 on the critical path + the part of the gradient all-reduce that backward
 does not hide. The collectives of one MGCA step, per rank (docs/contract.md §2, §6):
 
-  gradient sync   all-reduce (avg) of every trainable gradient, fp32, in
+  gradient sync   all-reduce (avg) of every trainable gradient, fp32 (bf16
+                  with comm.grad_dtype = "bf16", `--grad-dtype bf16`), in
                   buckets (comm.bucket_mb; the first 1 MiB), launched from
                   backward hooks: overlaps backward.
   ITA / ConVIRT   all-gather of [v | t] (b × 2d, fp32) forward, reduce-scatter
                   of its gradient backward: on the critical path.
   Sinkhorn        1 + iterations all-reduces of 2·K fp32 (max, then row sums):
                   latency-bound, on the critical path.
-  SyncBatchNorm   per BN layer of the heads: forward all-gather of
-                  [W, 2C+1] fp64 statistics (count, mean, M2; as torch's
-                  SyncBatchNorm), backward all-reduce of 2C fp64 sums: on
-                  the critical path, and the gather grows with W.
+  SyncBatchNorm   per BN layer of the heads: forward all-reduce of 2C+1
+                  fp64 sums (count, Σx, Σx²), backward all-reduce of 2C fp64
+                  sums: on the critical path, latency-bound, independent of W.
+                  `--syncbn allgather` models the former forward (and torch's
+                  SyncBatchNorm): an all-gather of [W, 2C+1] fp64 statistics,
+                  which grows with W.
   bookkeeping     all-reduce of the loss parts, of the preemption flag.
 
 Collective costs use nccl-tests' bus-bandwidth definitions: all-reduce
@@ -121,7 +126,13 @@ def gradient_exposed(grad_bytes, backward_s, w, a, bucket_mb, first_bucket_mb):
     return total, max(0.0, finish - backward_s)
 
 
-def project(shapes, batch, worlds, a, compute_s=None, bucket_mb=25.0, first_bucket_mb=1.0, grad_dtype_bytes=4):
+def syncbn_forward_bytes(c, w, syncbn):
+    """Bytes one rank receives in SyncBatchNorm's forward collective for C channels."""
+    return (w if syncbn == "allgather" else 1) * (2 * c + 1) * 8
+
+
+def project(shapes, batch, worlds, a, compute_s=None, bucket_mb=25.0, first_bucket_mb=1.0, grad_dtype_bytes=4,
+            syncbn="allreduce"):
     params = flops.mgca_parameters(shapes)
     # the prototypes' gradient is dropped in the first epoch only: count it
     grad_bytes = params["total"] * grad_dtype_bytes
@@ -137,33 +148,44 @@ def project(shapes, batch, worlds, a, compute_s=None, bucket_mb=25.0, first_buck
         grad_total, grad_exposed = gradient_exposed(grad_bytes, backward_s, w, a, bucket_mb, first_bucket_mb)
         ita = 2 * t_allgather(n * 2 * d * 4, w, a)  # forward all-gather + backward reduce-scatter
         sinkhorn = (1 + shapes["sinkhorn_iterations"]) * t_allreduce(2 * k * 4, w, a)
-        # comm::SyncBatchNorm packs (count, mean, M2) in fp64 per rank and gathers them
-        syncbn = sum(t_allgather(w * (2 * c + 1) * 8, w, a) + t_allreduce(2 * c * 8, w, a) for c in bn_channels)
+        forward = t_allgather if syncbn == "allgather" else t_allreduce
+        syncbn_s = sum(forward(syncbn_forward_bytes(c, w, syncbn), w, a) + t_allreduce(2 * c * 8, w, a)
+                       for c in bn_channels)
         other = 2 * t_allreduce(64, w, a)
         # ITA compute grows with N (b × N logits per direction, forward and backward)
         ita_compute = 3 * 2 * 2 * batch * n * d / (a["peak_tflops"] * 1e12 * a["mfu"]) if w > 1 else 0.0
-        critical = ita + sinkhorn + syncbn + other
+        critical = ita + sinkhorn + syncbn_s + other
         step = compute_s + ita_compute + critical + grad_exposed
         rows.append(dict(world=w, global_batch=n, compute_ms=compute_s * 1e3, ita_compute_ms=ita_compute * 1e3,
                          grad_allreduce_ms=grad_total * 1e3, grad_exposed_ms=grad_exposed * 1e3,
-                         ita_gather_ms=ita * 1e3, sinkhorn_ms=sinkhorn * 1e3, syncbn_ms=syncbn * 1e3,
+                         ita_gather_ms=ita * 1e3, sinkhorn_ms=sinkhorn * 1e3, syncbn_ms=syncbn_s * 1e3,
+                         syncbn_bn1_bytes=syncbn_forward_bytes(hid, w, syncbn),
                          other_ms=other * 1e3, step_ms=step * 1e3,
                          exposed_share=(critical + grad_exposed) / step,
                          efficiency=compute_s / step))
     return dict(grad_bytes=grad_bytes, params=params["total"], flops_per_step=fl["total"], compute_ms=compute_s * 1e3,
-                backward_ms=backward_s * 1e3, batch=batch, rows=rows)
+                backward_ms=backward_s * 1e3, batch=batch, syncbn=syncbn, bn1_channels=hid,
+                grad_dtype="bf16" if grad_dtype_bytes == 2 else "fp32", rows=rows)
+
+
+def human_bytes(n):
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
 
 
 def markdown(result, a):
     out = [f"Per GPU: batch {result['batch']}, {result['flops_per_step'] / 1e12:.2f} TFLOP per step, "
            f"compute {result['compute_ms']:.1f} ms (backward {result['backward_ms']:.1f} ms), "
-           f"gradient {result['grad_bytes'] / 2**20:.0f} MiB fp32 ({result['params'] / 1e6:.1f} M parameters).", "",
+           f"gradient {result['grad_bytes'] / 2**20:.0f} MiB {result['grad_dtype']} "
+           f"({result['params'] / 1e6:.1f} M parameters). "
+           f"SyncBatchNorm forward: {result['syncbn']} (bn1 message: bytes one rank receives, "
+           f"C = {result['bn1_channels']}).", "",
            "| GPUs | global batch | grad all-reduce (exposed) ms | ITA gather+scatter ms | Sinkhorn ms "
-           "| SyncBN ms | step ms | exposed comm | efficiency |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| SyncBN bn1 message | SyncBN ms | step ms | exposed comm | efficiency |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         out.append(f"| {r['world']} | {r['global_batch']} | {r['grad_allreduce_ms']:.1f} ({r['grad_exposed_ms']:.1f}) "
-                   f"| {r['ita_gather_ms']:.2f} | {r['sinkhorn_ms']:.2f} | {r['syncbn_ms']:.2f} | {r['step_ms']:.1f} "
+                   f"| {r['ita_gather_ms']:.2f} | {r['sinkhorn_ms']:.2f} | {human_bytes(r['syncbn_bn1_bytes'])} "
+                   f"| {r['syncbn_ms']:.2f} | {r['step_ms']:.1f} "
                    f"| {100 * r['exposed_share']:.1f} % | {100 * r['efficiency']:.1f} % |")
     return "\n".join(out)
 
@@ -176,6 +198,11 @@ def main(argv=None):
     ap.add_argument("--worlds", default="8,16,32,64,128,256,512")
     ap.add_argument("--bucket-mb", type=float, default=25.0)
     ap.add_argument("--first-bucket-mb", type=float, default=1.0)
+    ap.add_argument("--syncbn", default="allreduce", choices=["allreduce", "allgather"],
+                    help="SyncBatchNorm's forward collective: today's fixed-size all-reduce, or the former "
+                         "all-gather of per-rank statistics")
+    ap.add_argument("--grad-dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="what the gradient all-reduce sends (comm.grad_dtype native or bf16)")
     ap.add_argument("--preset", default="h100-rail", choices=sorted(PRESETS),
                     help="a set of network assumptions (options below override single figures)")
     for key, (value, _) in ASSUMPTIONS.items():
@@ -190,7 +217,8 @@ def main(argv=None):
     batch = args.batch or shapes["batch_size"]
     worlds = [int(x) for x in args.worlds.split(",")]
     result = project(shapes, batch, worlds, a, args.compute_ms / 1e3 if args.compute_ms else None,
-                     args.bucket_mb, args.first_bucket_mb)
+                     args.bucket_mb, args.first_bucket_mb, grad_dtype_bytes=2 if args.grad_dtype == "bf16" else 4,
+                     syncbn=args.syncbn)
     result["preset"] = args.preset
     result["assumptions"] = {k: dict(value=a[k], source=ASSUMPTIONS[k][1]) for k in a}
     if args.json:

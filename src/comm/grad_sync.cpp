@@ -164,6 +164,9 @@ void GradSync::build(GradSyncOptions options) {
     for (int j : b.params) numel += params_[j].numel;
     const auto& t = params_[b.params.front()].tensor;
     b.flat = torch::zeros({numel}, t.options().requires_grad(false));
+    if (options.wire_dtype == GradDtype::BFloat16 && b.flat.element_size() > 2) {
+      b.wire = torch::empty({numel}, b.flat.options().dtype(torch::kBFloat16));
+    }
     b.pending = static_cast<int>(b.params.size());
   }
 }
@@ -175,6 +178,8 @@ std::vector<GradBucketInfo> GradSync::buckets() const {
     for (int j : b.params) info.names.push_back(params_[j].name);
     info.numel = b.flat.numel();
     info.bytes = info.numel * static_cast<int64_t>(b.flat.element_size());
+    const auto& sent = b.wire.defined() ? b.wire : b.flat;
+    info.wire_bytes = info.numel * static_cast<int64_t>(sent.element_size());
     info.dtype = b.flat.scalar_type();
     info.device = b.flat.device();
     out.push_back(std::move(info));
@@ -234,7 +239,11 @@ void GradSync::launch_in_order(bool from_hook) {
   while (next_launch_ < count && buckets_[next_launch_].pending == 0) {
     Bucket& b = buckets_[next_launch_];
     // The layout was checked across ranks at construction: no per-call check.
-    b.work = comm_->all_reduce_async(b.flat, ReduceOp::Avg, /*validate=*/false);
+    if (b.wire.defined()) {
+      torch::NoGradGuard no_grad;
+      b.wire.copy_(b.flat);
+    }
+    b.work = comm_->all_reduce_async(b.wire.defined() ? b.wire : b.flat, ReduceOp::Avg, /*validate=*/false);
     b.launched = true;
     if (from_hook) ++launched_from_hooks_;
     ++next_launch_;
@@ -290,11 +299,14 @@ void GradSync::finalize() {
   // Which parameters have a gradient on some rank (host flags, one message).
   auto flags = torch::from_blob(had_grad_.data(), {static_cast<int64_t>(had_grad_.size())}, torch::kUInt8).clone();
   comm_->all_reduce(flags, ReduceOp::Max);
-  for (auto& b : buckets_) b.work->wait();
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    b.work->wait();
+    if (b.wire.defined()) b.flat.copy_(b.wire);  // the average, back to the gradients' dtype
+  }
 
   const auto any = flags.accessor<uint8_t, 1>();
   int64_t without = 0;
-  torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = params_[i];
     if (!any[static_cast<int64_t>(i)]) {

@@ -30,4 +30,19 @@ Backend parse_backend(const std::string& name) {
   MGCA_FAIL("unknown communication backend '{}' (valid: auto, mpi, nccl)", name);
 }
 
+const char* grad_dtype_name(GradDtype dtype) {
+  switch (dtype) {
+    case GradDtype::Native: return "native";
+    case GradDtype::BFloat16: return "bf16";
+  }
+  return "?";
+}
+
+GradDtype parse_grad_dtype(const std::string& name) {
+  for (GradDtype d : {GradDtype::Native, GradDtype::BFloat16}) {
+    if (name == grad_dtype_name(d)) return d;
+  }
+  MGCA_FAIL("unknown gradient dtype '{}' (valid: native, bf16)", name);
+}
+
 }  // namespace mgca::comm

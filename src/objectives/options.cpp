@@ -50,6 +50,7 @@ void ObjectiveOptions::validate() const {
   MGCA_CHECK(sinkhorn_iterations >= 1, "objective.sinkhorn_iterations must be >= 1, got {}",
              sinkhorn_iterations);
   MGCA_CHECK(num_prototypes >= 1, "objective.num_prototypes must be >= 1, got {}", num_prototypes);
+  MGCA_CHECK(ita_tile >= 1, "objective.ita_tile must be >= 1, got {}", ita_tile);
   MGCA_CHECK(freeze_prototypes_epochs >= 0, "objective.freeze_prototypes_epochs must be >= 0, got {}",
              freeze_prototypes_epochs);
   MGCA_CHECK(weight_quantile_low >= 0.0 && weight_quantile_low <= weight_quantile_high &&

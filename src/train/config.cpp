@@ -111,6 +111,9 @@ void visit_fields(C& c, F&& f) {
   f("objectives.cta_sum_parts", o.cta_sum_parts, "L_CTA = L_word + L_patch (false: their mean)", Choices{});
   f("objectives.convirt_lambda", o.convirt_lambda, "ConVIRT: λ, weight of image→text", Choices{});
   f("objectives.convirt_temperature", o.convirt_temperature, "ConVIRT: τ", Choices{});
+  f("objectives.ita_tile", o.ita_tile,
+    "ITA/ConVIRT: a global batch N above it runs the memory-flat loss in tiles of this many columns "
+    "(same loss and gradients; the logits no longer take memory in proportion to N)", Choices{});
 
   auto& p = c.optimizer;
   f("optimizer.name", p.name, "adamw: decoupled weight decay; adam: L2 decay added to the gradient",
@@ -164,6 +167,9 @@ void visit_fields(C& c, F&& f) {
   f("comm.timeout_s", k.timeout_s, "watchdog: a collective taking longer ends the job", Choices{});
   f("comm.bucket_mb", k.bucket_mb, "gradient all-reduce bucket size (MiB)", Choices{});
   f("comm.overlap", k.overlap, "launch bucket all-reduces from backward hooks", Choices{});
+  f("comm.grad_dtype", k.grad_dtype,
+    "what the gradient all-reduce sends: native (the gradients' dtype) or bf16 (half the bytes of float32; "
+    "averaged back into float32 .grad)", Choices{"native", "bf16"});
   f("comm.validate", k.validate,
     "cross-rank shape/dtype check before each collective, naming the ranks that differ (about 0.6 µs a call)",
     Choices{});
@@ -498,6 +504,7 @@ void check_values(const Config& c, const std::string& source, const std::vector<
                                                         o.weight_quantile_low, o.weight_quantile_high));
   require(o.convirt_lambda >= 0 && o.convirt_lambda <= 1, "objectives.convirt_lambda",
           fmt::format("{} must be in [0, 1]", o.convirt_lambda));
+  require(o.ita_tile >= 1, "objectives.ita_tile", fmt::format("{} must be >= 1", o.ita_tile));
   const auto& p = c.optimizer;
   require(p.lr > 0 && std::isfinite(p.lr), "optimizer.lr", fmt::format("{} must be > 0", p.lr));
   require(p.weight_decay >= 0, "optimizer.weight_decay", fmt::format("{} must be >= 0", p.weight_decay));

@@ -43,6 +43,7 @@ objectives::ObjectiveOptions objective_options(const Config& config) {
   o.patches_from_vit = is_vit(config.model);
   o.convirt_lambda = c.convirt_lambda;
   o.convirt_temperature = c.convirt_temperature;
+  o.ita_tile = c.ita_tile;
   o.validate();
   return o;
 }

@@ -186,6 +186,7 @@ struct Trainer::Impl {
     if (comm->size() > 1 && config.comm.overlap) {
       comm::GradSyncOptions sync_options;
       sync_options.bucket_cap_mb = config.comm.bucket_mb;
+      sync_options.wire_dtype = comm::parse_grad_dtype(config.comm.grad_dtype);
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
     autocast = uses_autocast(config, device);
@@ -392,6 +393,7 @@ struct Trainer::Impl {
     if (comm->size() == 1) return;
     torch::NoGradGuard no_grad;
     const int64_t bucket_bytes = static_cast<int64_t>(config.comm.bucket_mb * 1024 * 1024);
+    const bool wire_bf16 = comm::parse_grad_dtype(config.comm.grad_dtype) == comm::GradDtype::BFloat16;
     std::vector<torch::Tensor> bucket;
     int64_t bytes = 0;
     auto flush = [&] {
@@ -399,6 +401,7 @@ struct Trainer::Impl {
       std::vector<torch::Tensor> flat;
       for (const auto& g : bucket) flat.push_back(g.reshape({-1}));
       torch::Tensor buffer = torch::cat(flat);
+      if (wire_bf16 && buffer.element_size() > 2) buffer = buffer.to(torch::kBFloat16);
       comm->all_reduce(buffer, comm::ReduceOp::Avg);
       int64_t offset = 0;
       for (auto& g : bucket) {

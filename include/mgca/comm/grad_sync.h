@@ -46,12 +46,17 @@
 #include <vector>
 
 #include "mgca/comm/communicator.h"
+#include "mgca/comm/types.h"
 
 namespace mgca::comm {
 
 struct GradSyncOptions {
   double bucket_cap_mb = 25.0;       // MiB per bucket (a larger parameter gets a bucket of its own)
   double first_bucket_cap_mb = 1.0;  // MiB of the first bucket (the last parameters)
+  // BFloat16: a float32/float64 bucket is rounded to bf16 for the all-reduce
+  // and the average is written back into the full-precision bucket and
+  // .grad (bucket sizes still count the parameters' own bytes).
+  GradDtype wire_dtype = GradDtype::Native;
 };
 
 // Figures of the last synchronised step (finalize() fills them).
@@ -67,7 +72,8 @@ struct GradSyncStats {
 struct GradBucketInfo {
   std::vector<std::string> names;  // parameter names in the bucket, in bucket order
   int64_t numel = 0;
-  int64_t bytes = 0;
+  int64_t bytes = 0;       // of the gradients, in their dtype
+  int64_t wire_bytes = 0;  // what the all-reduce sends per rank (bf16: half of float32)
   torch::ScalarType dtype = torch::kFloat32;
   torch::Device device = torch::kCPU;
 };
@@ -131,6 +137,7 @@ class GradSync {
   struct Bucket {
     std::vector<int> params;  // indices into params_
     torch::Tensor flat;       // [numel] dtype/device of its parameters
+    torch::Tensor wire;       // bf16 copy of flat that is all-reduced, or undefined (flat is)
     int pending = 0;          // parameters not yet ready this step
     bool launched = false;
     std::shared_ptr<Work> work;

@@ -17,10 +17,19 @@ enum class ReduceOp { Sum, Avg, Max, Min };
 //         a message when NCCL cannot be used on some rank.
 enum class Backend { Auto, Mpi, Nccl };
 
+// What the gradient all-reduce sends. Native: the gradients' own dtype.
+// BFloat16: float32/float64 gradients travel as bf16 (half the bytes of
+// float32) and are averaged back into the full-precision .grad the optimizer
+// reads; gradients already in a 16-bit type travel as they are.
+enum class GradDtype { Native, BFloat16 };
+
 const char* reduce_op_name(ReduceOp op);  // "sum", "avg", "max", "min"
 const char* backend_name(Backend backend);  // "auto", "mpi", "nccl"
 // Parses "auto" | "mpi" | "nccl" (the `comm.backend` config value); anything
 // else is an error that lists the valid names.
 Backend parse_backend(const std::string& name);
+const char* grad_dtype_name(GradDtype dtype);  // "native", "bf16"
+// Parses "native" | "bf16" (the `comm.grad_dtype` config value).
+GradDtype parse_grad_dtype(const std::string& name);
 
 }  // namespace mgca::comm

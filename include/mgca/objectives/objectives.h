@@ -63,7 +63,8 @@ struct ItaResult {
 };
 
 // img, txt: [b, d], the same dtype and shape on every rank. Local rows ×
-// gathered columns (b×N logits per direction, never N×N); the gather keeps
+// gathered columns (b×N logits per direction, never N×N; above N =
+// opts.ita_tile in column tiles of that width, same results); the gather keeps
 // the graph (comm::all_gather_with_grad: one gather of [img | txt] forward,
 // one reduce-scatter backward).
 ItaResult instance_alignment(const torch::Tensor& img, const torch::Tensor& txt,

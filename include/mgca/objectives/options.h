@@ -58,6 +58,13 @@ struct ObjectiveOptions {
   // Decides quirk (c). Set by the trainer from the model config.
   bool patches_from_vit = true;
 
+  // ITA and ConVIRT: columns per tile of the memory-flat loss. A global batch
+  // N above it runs the tiled loss (online log-sum-exp over column tiles,
+  // recomputed in backward: one b × ita_tile float32 tile instead of b × N
+  // logits per direction); N <= ita_tile keeps the one-matrix loss, which
+  // does one matmul less. Same loss and gradients either way.
+  int64_t ita_tile = 8192;
+
   // --- ConVIRT (docs/contract.md §2.5)
   double convirt_lambda = 0.75;      // weight of image→text; text→image gets 1 - λ
   double convirt_temperature = 0.1;  // τ
@@ -67,7 +74,7 @@ struct ObjectiveOptions {
   static ObjectiveOptions official();
   static ObjectiveOptions paper();
   // Range checks (temperatures and ε > 0, iterations ≥ 1, 0 ≤ low ≤ high ≤ 1,
-  // K ≥ 1, λ finite, 0 ≤ convirt_lambda ≤ 1); the error names the key.
+  // K ≥ 1, ita_tile ≥ 1, λ finite, 0 ≤ convirt_lambda ≤ 1); the error names the key.
   void validate() const;
 };
 

@@ -79,6 +79,7 @@ struct ObjectivesConfig {
   bool cta_sum_parts = true;                        // L_CTA = L_word + L_patch (paper: mean)
   double convirt_lambda = 0.75;
   double convirt_temperature = 0.1;
+  int64_t ita_tile = 8192;  // columns per tile of the memory-flat ITA/ConVIRT loss, used when N > ita_tile
 };
 
 struct OptimizerConfig {
@@ -122,6 +123,7 @@ struct CommConfig {
   double timeout_s = 600.0;  // watchdog: a collective taking longer aborts the job
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
   bool overlap = true;       // launch bucket all-reduces from backward hooks
+  std::string grad_dtype = "native";  // native | bf16: what the gradient all-reduce sends (comm::parse_grad_dtype)
   bool validate = true;      // cross-rank shape/dtype check before each collective (~0.6 µs a call; GradSync's
                              // bucket all-reduces skip it, their layout is checked once)
 };

@@ -147,5 +147,35 @@ TEST(SyncBatchNorm, EqualsBatchNormOverTheGlobalBatch) {
   }
 }
 
+// The statistics travel as fp64 sums (count, Σx, Σx²): with a mean 10³
+// standard deviations from zero, Σx² − N·mean² loses ~6 of fp64's 16 digits,
+// so outputs and gradients still match torch's float64 BatchNorm to 1e-8
+// (float32 sums would lose them all).
+TEST(SyncBatchNorm, LargeMeanInFloat64) {
+  auto comm = world();
+  const int w = comm->size();
+  std::vector<torch::Tensor> inputs, upstream;
+  for (int r = 0; r < w; ++r) {
+    inputs.push_back(rank_tensor(r, {4, 3, 5}) * 0.5 + 500);
+    upstream.push_back(rank_tensor(200 + r, {4, 3, 5}));
+  }
+  torch::nn::BatchNorm1d reference(torch::nn::BatchNorm1dOptions(3));
+  reference->to(torch::kFloat64);
+  auto x_all = torch::cat(inputs).requires_grad_(true);
+  (reference->forward(x_all) * torch::cat(upstream)).sum().backward();
+  auto y_all = reference->forward(x_all.detach());  // running statistics updated twice on both sides
+
+  SyncBatchNormOptions bn_options{3};
+  bn_options.always_synchronize = true;
+  SyncBatchNorm sync(bn_options, comm);
+  sync->to(torch::kFloat64);
+  auto x = inputs[comm->rank()].clone().requires_grad_(true);
+  (sync->forward(x) * upstream[comm->rank()]).sum().backward();
+  auto y = sync->forward(x.detach());
+  EXPECT_TRUE(test::AllClose(y, y_all.narrow(0, 4 * comm->rank(), 4), 1e-8, 1e-8));
+  EXPECT_TRUE(test::AllClose(x.grad(), x_all.grad().narrow(0, 4 * comm->rank(), 4), 1e-8, 1e-8));
+  EXPECT_TRUE(test::AllClose(sync->running_var, reference->running_var, 1e-8, 1e-12));
+}
+
 }  // namespace
 }  // namespace mgca::comm

@@ -100,6 +100,62 @@ TEST(GradSync, BucketedEqualsOneFlatAllReduce) {
   }
 }
 
+// comm.grad_dtype = "bf16": the buckets travel as bf16 (half the bytes) and
+// the average lands in float32 .grad; it equals the flat average of the
+// bf16-rounded local gradients up to one more bf16 rounding of the result.
+TEST(GradSync, BFloat16WireHalvesTheBytesAndAveragesIntoFloat32) {
+  auto comm = world();
+  Mlp reference({33, 64, 48, 40, 20, 7});
+  Mlp model({33, 64, 48, 40, 20, 7});
+  const auto x = rank_input(comm->rank(), 6, 33, 2);
+  reference.forward(x).square().sum().backward();
+  std::vector<torch::Tensor> rounded;
+  for (const auto& g : grads_of(reference)) rounded.push_back(g.to(torch::kBFloat16).to(torch::kFloat64));
+  const auto expected = flat_average(rounded);
+
+  GradSyncOptions options;
+  options.bucket_cap_mb = 8.0 / 1024;
+  options.first_bucket_cap_mb = 1.0 / 1024;
+  options.wire_dtype = GradDtype::BFloat16;
+  GradSync sync(model.named_parameters(), comm, options);
+  for (const auto& bucket : sync.buckets()) {
+    EXPECT_EQ(bucket.dtype, torch::kFloat32);
+    EXPECT_EQ(bucket.wire_bytes * 2, bucket.bytes);
+  }
+  model.forward(x).square().sum().backward();
+  sync.finalize();
+  const auto got = grads_of(model);
+  const double w = comm->size();
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].scalar_type(), torch::kFloat32);
+    // bf16 keeps 8 significant bits, and the reduction rounds each partial
+    // sum to bf16: per element at most W roundings of 2^-8 relative to the
+    // largest local contribution.
+    auto largest = rounded[i].abs();
+    comm->all_reduce(largest, ReduceOp::Max);
+    auto error = (got[i].to(torch::kFloat64) - expected[i]).abs();
+    auto bound = expected[i].abs() / 256 + largest * (w / 256);
+    EXPECT_TRUE(error.le(bound).all().item<bool>())
+        << "parameter " << i << ": worst error / bound " << (error / bound).max().item<double>();
+    expect_identical_across_ranks(got[i], "grad " + std::to_string(i));
+  }
+  // Native keeps float32 on the wire.
+  GradSync native(reference.named_parameters(), comm, GradSyncOptions{});
+  for (const auto& bucket : native.buckets()) EXPECT_EQ(bucket.wire_bytes, bucket.bytes);
+}
+
+TEST(GradSync, ParseGradDtype) {
+  EXPECT_EQ(parse_grad_dtype("native"), GradDtype::Native);
+  EXPECT_EQ(parse_grad_dtype("bf16"), GradDtype::BFloat16);
+  try {
+    parse_grad_dtype("fp8");
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("unknown gradient dtype 'fp8' (valid: native, bf16)"), std::string::npos)
+        << error.what();
+  }
+}
+
 TEST(GradSync, BucketsFollowReverseOrderWithASmallFirstBucket) {
   auto comm = world();
   Mlp model({256, 256, 256, 256, 16});  // fc weights 256 KiB each
