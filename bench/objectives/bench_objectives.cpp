@@ -123,6 +123,9 @@ class EmulatedCommunicator final : public Communicator {
   const std::string& host() const override { return host_; }
   const mgca::comm::CommOptions& options() const override { return options_; }
   int device_index() const override { return -1; }
+  std::shared_ptr<Communicator> duplicate_for_host() override {
+    return std::make_shared<EmulatedCommunicator>(size_);
+  }
   std::string describe() const override { return "emulated world of " + std::to_string(size_) + " ranks (bench only)"; }
 
   void all_reduce(torch::Tensor& t, ReduceOp op) override {

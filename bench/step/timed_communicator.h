@@ -36,6 +36,8 @@ class TimedCommunicator final : public comm::Communicator {
   const std::string& host() const override { return inner_->host(); }
   const comm::CommOptions& options() const override { return inner_->options(); }
   int device_index() const override { return inner_->device_index(); }
+  // The checkpoint writer's communicator: its collectives are not the step's.
+  std::shared_ptr<comm::Communicator> duplicate_for_host() override { return inner_->duplicate_for_host(); }
   std::string describe() const override { return inner_->describe() + " (timed)"; }
 
   void all_reduce(torch::Tensor& tensor, comm::ReduceOp op) override {
