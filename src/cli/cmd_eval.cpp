@@ -607,6 +607,7 @@ int run_eval(int argc, char** argv) {
       ->check(positive_number())->capture_default_str();
   x->add_option("--threads", extract.c.threads, "intra-op threads per rank");
   x->add_option("--device", extract.c.device, "auto, cpu, cuda")->capture_default_str();
+  add_comm_timeout_option(*x, extract.c.comm_timeout);
 
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;
   const auto command = arguments(argc, argv);
