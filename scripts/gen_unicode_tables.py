@@ -1,11 +1,11 @@
 #!/opt/mgca-venv/bin/python
 """Generates src/text/unicode_tables.inc from Python's own Unicode behaviour.
 
-Run with Debian's /usr/bin/python3 (Python 3.11, unicodedata 14.0.0: the
+Run with the venv's Python (scripts/install-deps; Python 3.11, unicodedata 14.0.0: the
 interpreter that made shared/data/golden/tokenizer-*.jsonl):
 
-    /usr/bin/python3 scripts/gen_unicode_tables.py > src/text/unicode_tables.inc
-    /usr/bin/python3 scripts/gen_unicode_tables.py --dump   # per-code-point facts for the unit test
+    /opt/mgca-venv/bin/python scripts/gen_unicode_tables.py > src/text/unicode_tables.inc
+    /opt/mgca-venv/bin/python scripts/gen_unicode_tables.py --dump   # per-code-point facts for the unit test
 
 Everything is taken from the behaviour the reference code relies on, not
 from a re-derivation of the Unicode rules:
