@@ -80,8 +80,10 @@ list(FILTER TORCH_LIBRARIES EXCLUDE REGEX "libnvrtc")
 
 # Both builds compile with libtorch's CPU usage requirements alone, so that
 # an object file of the gpu build equals the release build's wherever the
-# source does not read mgca/build_config.h (scripts/build shares a compiler
-# cache between the two: CI compiles most files once). torch_cuda's own
+# source does not read mgca/build_config.h, which a compiler cache shared by
+# the two (scripts/build) can exploit. Measured 2026-12-05: it does not yet
+# (the gpu build cost a full build's CPU time; each build compiles its own
+# torch PCH, the likely reason). torch_cuda's own
 # definitions (USE_C10D_NCCL, USE_NVSHMEM) only matter to c10d's headers,
 # which we do not include.
 add_library(mgca_torch_cpu INTERFACE)
