@@ -657,6 +657,24 @@ void ShardReader::check_index(int64_t index) const {
              index, count_);
 }
 
+namespace {
+
+// Sample `index` of a uint8 [n, S, S] dataset (images, masks) through HDF5.
+void read_square(hid_t dataset, const char* what, const fs::path& path, int64_t size, int64_t index,
+                 const std::string& id, uint8_t* out) {
+  quiet_hdf5();
+  const hsize_t S = static_cast<hsize_t>(size);
+  Hid file_space(H5Dget_space(dataset), H5Sclose);
+  const hsize_t start[3] = {static_cast<hsize_t>(index), 0, 0}, block[3] = {1, S, S};
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
+           "{}: selecting {} {}", shard_where(path), what, index);
+  Hid memory_space(H5Screate_simple(3, block, nullptr), H5Sclose);
+  H5_CHECK(H5Dread(dataset, H5T_NATIVE_UINT8, memory_space.get(), file_space.get(), H5P_DEFAULT, out),
+           "{}: {} {} (id '{}') could not be read", shard_where(path), what, index, id);
+}
+
+}  // namespace
+
 void ShardReader::read_image(int64_t index, uint8_t* out) const {
   check_index(index);
   const size_t bytes = static_cast<size_t>(image_size_ * image_size_);
@@ -690,31 +708,13 @@ void ShardReader::read_image(int64_t index, uint8_t* out) const {
                shard_where(path_), index, ids_[static_cast<size_t>(index)], stored_sum, computed);
     return;
   }
-  quiet_hdf5();
-  const hsize_t S = static_cast<hsize_t>(image_size_);
-  Hid file_space(H5Dget_space(h5_images_), H5Sclose);
-  const hsize_t start[3] = {static_cast<hsize_t>(index), 0, 0}, block[3] = {1, S, S};
-  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
-           "{}: selecting image {}", shard_where(path_), index);
-  Hid memory_space(H5Screate_simple(3, block, nullptr), H5Sclose);
-  H5_CHECK(H5Dread(h5_images_, H5T_NATIVE_UINT8, memory_space.get(), file_space.get(), H5P_DEFAULT, out),
-           "{}: image {} (id '{}') could not be read", shard_where(path_), index,
-           ids_[static_cast<size_t>(index)]);
+  read_square(h5_images_, "image", path_, image_size_, index, ids_[static_cast<size_t>(index)], out);
 }
 
 void ShardReader::read_mask(int64_t index, uint8_t* out) const {
   check_index(index);
   MGCA_CHECK(h5_masks_ >= 0, "{}: the shard has no masks", shard_where(path_));
-  quiet_hdf5();
-  const hsize_t S = static_cast<hsize_t>(image_size_);
-  Hid file_space(H5Dget_space(h5_masks_), H5Sclose);
-  const hsize_t start[3] = {static_cast<hsize_t>(index), 0, 0}, block[3] = {1, S, S};
-  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
-           "{}: selecting mask {}", shard_where(path_), index);
-  Hid memory_space(H5Screate_simple(3, block, nullptr), H5Sclose);
-  H5_CHECK(H5Dread(h5_masks_, H5T_NATIVE_UINT8, memory_space.get(), file_space.get(), H5P_DEFAULT, out),
-           "{}: mask {} (id '{}') could not be read", shard_where(path_), index,
-           ids_[static_cast<size_t>(index)]);
+  read_square(h5_masks_, "mask", path_, image_size_, index, ids_[static_cast<size_t>(index)], out);
 }
 
 std::vector<Box> ShardReader::boxes(int64_t index) const {
