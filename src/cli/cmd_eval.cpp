@@ -618,7 +618,7 @@ int run_eval(int argc, char** argv) {
   return run_extract(extract, &argc, &argv, command);
 }
 
-const Registration registration{"eval", "evaluate encoders: linear probe, retrieval, zero-shot, segmentation",
+const Registration eval_registration{"eval", "evaluate encoders: linear probe, retrieval, zero-shot, segmentation",
                                 run_eval};
 
 }  // namespace

@@ -25,7 +25,7 @@ int run_export(int argc, char** argv) {
   return kExitOk;
 }
 
-const Registration registration{"export", "write the image encoder of a checkpoint (safetensors)", run_export};
+const Registration export_registration{"export", "write the image encoder of a checkpoint (safetensors)", run_export};
 
 }  // namespace
 }  // namespace mgca::cli

@@ -95,7 +95,7 @@ int run_info(int argc, char** argv) {
   return kExitOk;
 }
 
-const Registration registration{"info", "print the metadata and tensors of a safetensors file or checkpoint",
+const Registration info_registration{"info", "print the metadata and tensors of a safetensors file or checkpoint",
                                 run_info};
 
 }  // namespace

@@ -87,7 +87,7 @@ int run_prep(int argc, char** argv) {
   return kExitOk;
 }
 
-const Registration registration{"prep", "import a chest X-ray dataset (openi, mimic-cxr, csv, chexpert, rsna, medmnist)",
+const Registration prep_registration{"prep", "import a chest X-ray dataset (openi, mimic-cxr, csv, chexpert, rsna, medmnist)",
                                 run_prep};
 
 }  // namespace

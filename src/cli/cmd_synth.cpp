@@ -117,7 +117,7 @@ int run_synth(int argc, char** argv) {
   return kExitOk;
 }
 
-const Registration registration{"synth", "generate a synthetic chest-radiograph dataset", run_synth};
+const Registration synth_registration{"synth", "generate a synthetic chest-radiograph dataset", run_synth};
 
 }  // namespace
 }  // namespace mgca::cli

@@ -97,7 +97,7 @@ int run_train(int argc, char** argv) {
   return code;
 }
 
-const Registration registration{"train", "pretrain MGCA or ConVIRT (under mpirun/srun)", run_train};
+const Registration train_registration{"train", "pretrain MGCA or ConVIRT (under mpirun/srun)", run_train};
 
 }  // namespace
 }  // namespace mgca::cli

@@ -29,12 +29,6 @@ GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* /*notes*
 
 namespace {
 
-uint64_t fnv1a(const std::string& text) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ULL;
-  return hash;
-}
-
 // "train=0.8,val=0.1,test=0.1" → cumulative thresholds.
 std::vector<std::pair<std::string, double>> parse_random_split(const std::string& spec) {
   std::vector<std::pair<std::string, double>> parts;
@@ -146,7 +140,7 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
     const auto parts = parse_random_split(options.random_split);
     for (auto& item : items) {
       if (item.split != "all") continue;  // the source's own split wins
-      const double u = static_cast<double>(util::mix64(fnv1a(item.id) ^ util::mix64(options.seed)) >> 11) * 0x1.0p-53;
+      const double u = static_cast<double>(util::mix64(util::fnv1a(item.id) ^ util::mix64(options.seed)) >> 11) * 0x1.0p-53;
       item.split = std::find_if(parts.begin(), parts.end(), [u](const auto& p) { return u < p.second; })->first;
     }
   }

@@ -16,13 +16,7 @@ namespace mgca::data {
 namespace {
 
 // Independent random streams of one sample.
-enum Stream : uint64_t { kFindings = 1, kAnatomy = 2, kPixels = 3, kReport = 4 };
-
-uint64_t fnv1a(const std::string& text) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ULL;
-  return hash;
-}
+enum SynthStream : uint64_t { kFindings = 1, kAnatomy = 2, kPixels = 3, kReport = 4 };
 
 // std::min/max (not ?:) so that GCC emits minps/maxps and vectorises the pixel loops.
 inline float clamp01(float x) { return std::min(std::max(x, 0.f), 1.f); }
@@ -253,7 +247,7 @@ Anatomy make_anatomy(util::Rng& rng, const std::vector<PlacedFinding>& findings,
   return a;
 }
 
-struct Scratch {
+struct SynthScratch {
   std::vector<float> value, lung;  // intensity; lung-field weight (no heart)
   std::vector<float> before;       // value before the finding being drawn (its mask)
   std::vector<float> texture_row;
@@ -271,7 +265,7 @@ std::pair<int64_t, int64_t> column_range(float u0, float u1, int64_t S) {
 // Base anatomy. Each structure is evaluated only on the columns it can
 // touch in the row (found from its ellipse), which keeps the per-pixel work
 // to a few multiply-adds.
-void render_anatomy(const Anatomy& a, int64_t S, float edge, Scratch& s) {
+void render_anatomy(const Anatomy& a, int64_t S, float edge, SynthScratch& s) {
   const float step = 1.f / static_cast<float>(S);
   std::vector<float>& texture_row = s.texture_row;
   texture_row.resize(static_cast<size_t>(S));
@@ -371,7 +365,7 @@ float segment_distance(float u, float v, float u0, float v0, float u1, float v1)
 }
 
 void render_finding(const Anatomy& a, const PlacedFinding& f, util::Rng& rng, int64_t S, float edge,
-                    Scratch& s) {
+                    SynthScratch& s) {
   const Ellipse& l = a.lung[static_cast<size_t>(f.side)];
   float* value = s.value.data();
   const float* lung = s.lung.data();
@@ -475,7 +469,7 @@ void render_finding(const Anatomy& a, const PlacedFinding& f, util::Rng& rng, in
   }
 }
 
-void quantize(const Anatomy& a, util::Rng& rng, int64_t S, Scratch& s, uint8_t* out) {
+void quantize(const Anatomy& a, util::Rng& rng, int64_t S, SynthScratch& s, uint8_t* out) {
   const int64_t n = S * S;
   // Triangular noise: the two bytes of a 16-bit random word per pixel.
   s.noise.resize(static_cast<size_t>((n + 3) / 4 * 4));
@@ -508,7 +502,7 @@ const std::vector<std::string>& synth_label_names() {
 }
 
 static uint64_t sample_key(const SynthOptions& options, int64_t index) {
-  return util::make_key({options.seed, fnv1a(options.split), static_cast<uint64_t>(index)});
+  return util::make_key({options.seed, util::fnv1a(options.split), static_cast<uint64_t>(index)});
 }
 
 std::vector<PlacedFinding> synth_findings(const SynthOptions& options, int64_t index) {
@@ -529,7 +523,7 @@ void generate_synth_sample(const SynthOptions& options, int64_t index, SynthSamp
   const float edge = 1.5f / static_cast<float>(S);
   util::Rng anatomy_rng(util::make_key({key, kAnatomy}));
   const Anatomy anatomy = make_anatomy(anatomy_rng, out.findings, edge);
-  thread_local Scratch scratch;
+  thread_local SynthScratch scratch;
   scratch.value.resize(static_cast<size_t>(S * S));
   scratch.lung.resize(static_cast<size_t>(S * S));
   render_anatomy(anatomy, S, edge, scratch);

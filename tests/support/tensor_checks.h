@@ -45,4 +45,12 @@ inline ::testing::AssertionResult AllClose(const torch::Tensor& actual, const to
          << "; max relative error " << max_relative_error(actual, expected) << ")";
 }
 
+// AllClose with rtol = rel and atol = rel · max|expected|: relative error
+// with an absolute floor scaled to the tensor, for entries near zero.
+inline ::testing::AssertionResult Close(const torch::Tensor& actual, const torch::Tensor& expected,
+                                        double rel) {
+  const double scale = expected.numel() > 0 ? expected.detach().abs().max().item<double>() : 0.0;
+  return AllClose(actual.detach().contiguous(), expected, rel, rel * scale);
+}
+
 }  // namespace mgca::test

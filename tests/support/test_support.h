@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "mgca/util/error.h"
+
 namespace mgca::test {
 
 // ../shared/data, or $MGCA_SHARED_DATA. Fails the test loudly when missing:
@@ -40,6 +42,22 @@ struct CommandResult {
 
 // Runs `command` through /bin/sh, capturing stdout+stderr.
 CommandResult run_command(const std::string& command);
+
+// `text` in single quotes, for a /bin/sh command line (paths without quotes).
+inline std::string quote(const std::string& text) { return "'" + text + "'"; }
+inline std::string quote(const std::filesystem::path& path) { return quote(path.string()); }
+
+// What the mgca::Error that `f` throws says (what(): location, rank and
+// message), or "" when it throws none.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 std::string read_text_file(const std::filesystem::path& path);
 void write_text_file(const std::filesystem::path& path, const std::string& text);

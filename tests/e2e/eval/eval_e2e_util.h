@@ -14,7 +14,7 @@
 
 namespace mgca::eval::e2e {
 
-inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+using test::quote;
 
 // Runs `mgca ARGS` (or under mpirun with `ranks` > 1) and fails the test on a
 // non-zero exit, printing the output.

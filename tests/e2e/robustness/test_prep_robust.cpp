@@ -20,8 +20,6 @@ namespace fs = std::filesystem;
 namespace mgca::test {
 namespace {
 
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
 constexpr const char* kReport = "\"The heart is normal in size. The lungs are clear.\"";
 
 // Runs `command` with output in `log`; fails the test on a timeout.

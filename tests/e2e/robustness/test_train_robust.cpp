@@ -27,8 +27,6 @@ namespace fs = std::filesystem;
 namespace mgca::test {
 namespace {
 
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
 class TrainRobust : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

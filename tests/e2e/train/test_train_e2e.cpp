@@ -36,8 +36,6 @@ namespace fs = std::filesystem;
 namespace mgca::test {
 namespace {
 
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
 class TrainE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

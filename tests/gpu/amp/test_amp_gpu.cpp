@@ -6,6 +6,7 @@
 
 #include "mgca/comm/runtime.h"
 #include "mpi/amp/amp_checks.h"
+#include "support/world.h"
 
 namespace mgca::test::amp {
 namespace {
@@ -14,12 +15,6 @@ namespace {
   do {                                                                                \
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to libtorch"; \
   } while (0)
-
-std::shared_ptr<comm::Communicator> world() {
-  if (!comm::is_initialized()) comm::init(nullptr, nullptr);
-  static auto comm = comm::Communicator::world();
-  return comm;
-}
 
 const torch::Device kGpu(torch::kCUDA, 0);
 

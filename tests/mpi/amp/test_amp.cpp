@@ -4,14 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "amp_checks.h"
+#include "support/world.h"
 
 namespace mgca::test::amp {
 namespace {
-
-std::shared_ptr<comm::Communicator> world() {
-  static auto comm = comm::Communicator::world();
-  return comm;
-}
 
 TEST(AutocastCpu, MgcaVitStepMatchesFp32) {
   expect_bf16_step_close_to_fp32(tiny_config("mgca", "vit_tiny", "cpu", "none"), world(), torch::kCPU);

@@ -8,14 +8,12 @@
 #include "mgca/comm/communicator.h"
 #include "mgca/util/error.h"
 #include "support/tensor_checks.h"
+#include "support/world.h"
 
 namespace mgca::comm {
 namespace {
 
-std::shared_ptr<Communicator> world() {
-  static auto comm = Communicator::world();
-  return comm;
-}
+using test::world;
 
 // A small-message communicator: every host collective is split into many
 // MPI messages (the path that handles counts beyond INT_MAX).

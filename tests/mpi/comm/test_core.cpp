@@ -8,14 +8,12 @@
 #include "mgca/comm/sync_batchnorm.h"
 #include "mgca/util/error.h"
 #include "support/tensor_checks.h"
+#include "support/world.h"
 
 namespace mgca::comm {
 namespace {
 
-std::shared_ptr<Communicator> world() {
-  static auto comm = Communicator::world();
-  return comm;
-}
+using test::world;
 
 // Rank r's contribution, reproducible on every rank.
 torch::Tensor rank_tensor(int rank, std::vector<int64_t> shape, torch::ScalarType type = torch::kFloat64) {

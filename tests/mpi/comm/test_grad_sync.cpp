@@ -9,14 +9,12 @@
 #include "mgca/comm/grad_sync.h"
 #include "mgca/util/error.h"
 #include "support/tensor_checks.h"
+#include "support/world.h"
 
 namespace mgca::comm {
 namespace {
 
-std::shared_ptr<Communicator> world() {
-  static auto comm = Communicator::world();
-  return comm;
-}
+using test::world;
 
 // Same weights on every rank (seeded), different data per rank.
 struct Mlp : torch::nn::Module {

@@ -9,14 +9,12 @@
 #include "mgca/comm/communicator.h"
 #include "mgca/eval/features.h"
 #include "mgca/util/error.h"
+#include "support/world.h"
 
 namespace mgca::eval {
 namespace {
 
-std::shared_ptr<comm::Communicator> world() {
-  static auto comm = comm::Communicator::world();
-  return comm;
-}
+using test::world;
 
 // Output rows as a function of the global sample index alone.
 torch::Tensor expected_a(int64_t begin, int64_t count) {

@@ -18,23 +18,18 @@
 #include "mgca/comm/communicator.h"
 #include "mgca/objectives/objectives.h"
 #include "support/tensor_checks.h"
+#include "support/world.h"
 
 namespace mgca::objectives {
 namespace {
 
+using test::world;
+
+using test::Close;
+
 namespace F = torch::nn::functional;
 using comm::Communicator;
 using comm::ReduceOp;
-
-std::shared_ptr<Communicator> world() {
-  static auto c = Communicator::world();
-  return c;
-}
-
-::testing::AssertionResult Close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol) {
-  const double scale = expected.numel() > 0 ? expected.detach().abs().max().nan_to_num(0).item<double>() : 0.0;
-  return test::AllClose(actual, expected, rtol, rtol * scale);
-}
 
 enum class Data { Random, Duplicated, LargeLogits };
 const char* data_name(Data d) {

@@ -20,18 +20,16 @@
 #include "support/tensor_checks.h"
 #include "support/test_support.h"
 #include "toy_task.h"
+#include "support/world.h"
 
 namespace fs = std::filesystem;
 
 namespace mgca::train {
 namespace {
+
+using test::world;
 using toy::ToyOptions;
 using toy::ToyTask;
-
-std::shared_ptr<comm::Communicator> world() {
-  static auto comm = comm::Communicator::world();
-  return comm;
-}
 
 // A folder every rank shares (rank 0 creates and removes it).
 class SharedDir {

@@ -14,6 +14,8 @@
 namespace mgca::eval {
 namespace {
 
+using test::error_of;
+
 namespace fs = std::filesystem;
 
 fs::path vocab() { return mgca::test::shared_data_dir() / "vocab/bert-base-cased-vocab.txt"; }
@@ -32,15 +34,6 @@ void write_checkpoint(const fs::path& dir, const train::Config& config, uint64_t
   for (const auto& [name, tensor] : train::module_state(*model.module())) tensors.emplace_back(name, tensor);
   io::save_safetensors(dir / "model.safetensors", tensors);
   mgca::test::write_text_file(dir / "config.toml", train::to_toml(config));
-}
-
-std::string error_text(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mgca::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(EvalModel, CheckpointEmbeddingsMatchTheModelsForward) {
@@ -105,30 +98,30 @@ TEST(EvalModel, BadFilesAreClearErrors) {
   mgca::test::TempDir dir;
   // An encoder file without the metadata contract.
   io::save_safetensors(dir / "plain.safetensors", {{"x", torch::zeros({1})}});
-  auto text = error_text([&] { EvalModel::from_exported_encoder(dir / "plain.safetensors"); });
+  auto text = error_of([&] { EvalModel::from_exported_encoder(dir / "plain.safetensors"); });
   EXPECT_NE(text.find("plain.safetensors: metadata key 'format' missing"), std::string::npos) << text;
   io::save_safetensors(dir / "wrong.safetensors", {{"x", torch::zeros({1})}},
                        {{"format", "mgca-image-encoder"}, {"image_encoder", "vit_huge"},
                         {"image_size", "64"}, {"resnet_input_size", "0"}});
-  text = error_text([&] { EvalModel::from_exported_encoder(dir / "wrong.safetensors"); });
+  text = error_of([&] { EvalModel::from_exported_encoder(dir / "wrong.safetensors"); });
   EXPECT_NE(text.find("unknown image encoder 'vit_huge'"), std::string::npos) << text;
   io::save_safetensors(dir / "size.safetensors", {{"x", torch::zeros({1})}},
                        {{"format", "mgca-image-encoder"}, {"image_encoder", "vit_tiny"},
                         {"image_size", "sixty"}, {"resnet_input_size", "0"}});
-  text = error_text([&] { EvalModel::from_exported_encoder(dir / "size.safetensors"); });
+  text = error_of([&] { EvalModel::from_exported_encoder(dir / "size.safetensors"); });
   EXPECT_NE(text.find("'image_size' = 'sixty'"), std::string::npos) << text;
   // Tensors that do not fit the architecture: the loader lists them.
   io::save_safetensors(dir / "tensors.safetensors", {{"x", torch::zeros({1})}},
                        {{"format", "mgca-image-encoder"}, {"image_encoder", "vit_tiny"},
                         {"image_size", "64"}, {"resnet_input_size", "0"}});
-  text = error_text([&] { EvalModel::from_exported_encoder(dir / "tensors.safetensors"); });
+  text = error_of([&] { EvalModel::from_exported_encoder(dir / "tensors.safetensors"); });
   EXPECT_NE(text.find("tensors.safetensors"), std::string::npos) << text;
   // A checkpoint without its config.
   fs::create_directories(dir / "ckpt");
   io::save_safetensors(dir / "ckpt/model.safetensors", {{"x", torch::zeros({1})}});
-  text = error_text([&] { EvalModel::from_checkpoint(dir / "ckpt"); });
+  text = error_of([&] { EvalModel::from_checkpoint(dir / "ckpt"); });
   EXPECT_NE(text.find("architecture is unknown"), std::string::npos) << text;
-  text = error_text([&] { EvalModel::from_checkpoint(dir / "nothing"); });
+  text = error_of([&] { EvalModel::from_checkpoint(dir / "nothing"); });
   EXPECT_NE(text.find("nothing"), std::string::npos) << text;
 }
 

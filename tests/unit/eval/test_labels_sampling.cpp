@@ -9,18 +9,12 @@
 #include "mgca/eval/labels.h"
 #include "mgca/eval/sampling.h"
 #include "mgca/util/error.h"
+#include "support/test_support.h"
 
 namespace mgca::eval {
 namespace {
 
-std::string error_text(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mgca::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // The 14 CheXpert labels in the order of shared/data/openi/file2label.json.
 const std::vector<std::string> kChexpert14 = {
@@ -60,7 +54,7 @@ TEST(LabelPolicy, ChexpertMgcaMapsUncertainAndBlankAsMgca) {
 TEST(LabelPolicy, ChexpertMgcaNeedsEveryColumn) {
   std::vector<std::string> names = kChexpert14;
   names[9] = "Effusion";
-  const std::string text = error_text(
+  const std::string text = error_of(
       [&] { apply_label_policy(LabelPolicy::ChexpertMgca, Matrix(2, 14), names, "openi-test"); });
   EXPECT_NE(text.find("openi-test"), std::string::npos) << text;
   EXPECT_NE(text.find("'Pleural Effusion'"), std::string::npos) << text;
@@ -80,7 +74,7 @@ TEST(LabelPolicy, IgnoreTurnsUncertainIntoMissing) {
 TEST(LabelPolicy, BadValuesAndMultiClassRows) {
   Matrix labels(2, 3, 0.0);
   labels.at(1, 2) = 0.5;
-  const std::string bad = error_text(
+  const std::string bad = error_of(
       [&] { apply_label_policy(LabelPolicy::Ignore, labels, {"a", "b", "c"}, "set"); });
   EXPECT_NE(bad.find("label 'c' of sample 1 is 0.5"), std::string::npos) << bad;
 
@@ -91,10 +85,10 @@ TEST(LabelPolicy, BadValuesAndMultiClassRows) {
   EXPECT_EQ(t.kind, TaskKind::MultiClass);
   EXPECT_EQ(t.classes, (std::vector<int64_t>{2, -1, 0}));
   onehot.at(0, 1) = 1.0;
-  const std::string two = error_text(
+  const std::string two = error_of(
       [&] { apply_label_policy(LabelPolicy::MultiClass, onehot, {"a", "b", "c"}, "set"); });
   EXPECT_NE(two.find("sample 0 is positive for both 'b' and 'c'"), std::string::npos) << two;
-  EXPECT_NE(error_text([] { parse_label_policy("u-ones"); }).find("valid: ignore, chexpert-mgca"),
+  EXPECT_NE(error_of([] { parse_label_policy("u-ones"); }).find("valid: ignore, chexpert-mgca"),
             std::string::npos);
 }
 

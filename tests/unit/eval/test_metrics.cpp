@@ -6,9 +6,12 @@
 
 #include "mgca/eval/metrics.h"
 #include "mgca/util/error.h"
+#include "support/test_support.h"
 
 namespace mgca::eval {
 namespace {
+
+using test::error_of;
 
 // AUROC by its definition over all (positive, negative) pairs, ties ½.
 double pairwise_auroc(const std::vector<double>& s, const std::vector<double>& y) {
@@ -22,15 +25,6 @@ double pairwise_auroc(const std::vector<double>& s, const std::vector<double>& y
     }
   }
   return wins / pairs;
-}
-
-std::string error_text(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mgca::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Auroc, HandComputedWithoutTies) {
@@ -74,7 +68,7 @@ TEST(Auroc, NanLabelsAreSkipped) {
 }
 
 TEST(Auroc, OneClassOnlyIsAClearError) {
-  const std::string text = error_text([] { auroc({0.1, 0.2, 0.3}, {1, 1, NAN}, "Edema"); });
+  const std::string text = error_of([] { auroc({0.1, 0.2, 0.3}, {1, 1, NAN}, "Edema"); });
   EXPECT_NE(text.find("AUROC of 'Edema' is undefined"), std::string::npos) << text;
   EXPECT_NE(text.find("2 positive and 0 negative"), std::string::npos) << text;
   EXPECT_NE(text.find("skipping 1 missing"), std::string::npos) << text;
@@ -82,11 +76,11 @@ TEST(Auroc, OneClassOnlyIsAClearError) {
 }
 
 TEST(Auroc, BadInputsAreErrors) {
-  EXPECT_NE(error_text([] { auroc({0.1, 0.2}, {1, -1}, "Atelectasis"); }).find("label policy"),
+  EXPECT_NE(error_of([] { auroc({0.1, 0.2}, {1, -1}, "Atelectasis"); }).find("label policy"),
             std::string::npos);
-  EXPECT_NE(error_text([] { auroc({0.1, 0.2}, {1}, "x"); }).find("2 scores but 1 labels"),
+  EXPECT_NE(error_of([] { auroc({0.1, 0.2}, {1}, "x"); }).find("2 scores but 1 labels"),
             std::string::npos);
-  EXPECT_NE(error_text([] { auroc({NAN, 0.2}, {1, 0}, "x"); }).find("NaN score"), std::string::npos);
+  EXPECT_NE(error_of([] { auroc({NAN, 0.2}, {1, 0}, "x"); }).find("NaN score"), std::string::npos);
 }
 
 TEST(Auroc, MultilabelPerLabelAndMacro) {
@@ -107,7 +101,7 @@ TEST(Auroc, MultilabelPerLabelAndMacro) {
   EXPECT_EQ(report.positives, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(report.negatives, (std::vector<int64_t>{2, 1}));
   labels.at(2, 1) = 1.0;  // label B now has positives only
-  const std::string text = error_text([&] { auroc_multilabel(scores, labels, {"A", "B"}); });
+  const std::string text = error_of([&] { auroc_multilabel(scores, labels, {"A", "B"}); });
   EXPECT_NE(text.find("AUROC of 'B' is undefined"), std::string::npos) << text;
 }
 
@@ -157,7 +151,7 @@ TEST(Recall, BadInputsAreErrors) {
   EXPECT_THROW(recall_at_k(sim, {0, 1}, {0}, {1}), mgca::Error);
   EXPECT_THROW(recall_at_k(sim, {0, 1}, {}, {0}), mgca::Error);
   sim.at(1, 0) = NAN;
-  EXPECT_NE(error_text([&] { recall_at_k(sim, {0, 1}, {}, {1}); }).find("query 1, candidate 0"),
+  EXPECT_NE(error_of([&] { recall_at_k(sim, {0, 1}, {}, {1}); }).find("query 1, candidate 0"),
             std::string::npos);
 }
 

@@ -19,6 +19,8 @@
 namespace mgca::io {
 namespace {
 
+using test::error_of;
+
 namespace fs = std::filesystem;
 using mgca::test::TempDir;
 
@@ -64,15 +66,6 @@ void write_raw(const fs::path& path, const std::string& header, const std::strin
   std::string bytes(8, '\0');
   std::memcpy(bytes.data(), &n, 8);
   write_bytes(path, bytes + header + data);
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "<no error>";
 }
 
 #define EXPECT_CONTAINS(text, part) \

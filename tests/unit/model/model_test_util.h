@@ -58,22 +58,4 @@ inline Reference load_reference(const std::string& name) {
   return r;
 }
 
-// |a - e| <= rel·|e| + rel·max|e| elementwise: relative error with an
-// absolute floor scaled to the tensor (entries near zero).
-inline ::testing::AssertionResult Close(const torch::Tensor& actual, const torch::Tensor& expected, double rel) {
-  const double scale = expected.numel() ? expected.abs().max().item<double>() : 0.0;
-  return AllClose(actual.detach().contiguous(), expected, rel, rel * scale);
-}
-
-// The message of the mgca::Error `f` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace mgca::test

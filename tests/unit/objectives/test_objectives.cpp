@@ -13,9 +13,12 @@
 #include "mgca/objectives/objectives.h"
 #include "mgca/util/error.h"
 #include "support/tensor_checks.h"
+#include "support/test_support.h"
 
 namespace mgca::objectives {
 namespace {
+
+using test::error_of;
 
 namespace F = torch::nn::functional;
 
@@ -25,17 +28,6 @@ torch::Generator gen(uint64_t seed) { return torch::make_generator<at::CPUGenera
 
 torch::Tensor unit_rows(torch::IntArrayRef shape, uint64_t seed, torch::ScalarType type = torch::kFloat) {
   return F::normalize(torch::randn(shape, gen(seed), torch::kFloat64), F::NormalizeFuncOptions().dim(-1)).to(type);
-}
-
-// The message of the mgca::Error that `f` throws ("" when none).
-template <typename Fn>
-std::string error_of(Fn&& f) {
-  try {
-    f();
-  } catch (const mgca::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 #define EXPECT_ERROR(stmt, needle)                                    \

@@ -17,12 +17,9 @@
 namespace mgca::objectives {
 namespace {
 
-namespace F = torch::nn::functional;
+using test::Close;
 
-::testing::AssertionResult Close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol) {
-  const double scale = expected.numel() > 0 ? expected.detach().abs().max().item<double>() : 0.0;
-  return test::AllClose(actual, expected, rtol, rtol * scale);
-}
+namespace F = torch::nn::functional;
 
 struct Setting {
   Variant variant;

@@ -13,6 +13,8 @@
 namespace mgca::text {
 namespace {
 
+using test::error_of;
+
 namespace fs = std::filesystem;
 
 #define EXPECT_CONTAINS(text, part) \
@@ -29,15 +31,6 @@ const Tokenizer& cased() {
 const Tokenizer& uncased() {
   static const Tokenizer t = Tokenizer::from_vocab_file(vocab(false), {true, 100});
   return t;
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "<no error>";
 }
 
 void check_golden(const Tokenizer& tokenizer, const std::string& file) {

@@ -18,15 +18,7 @@ namespace fs = std::filesystem;
 namespace mgca::train {
 namespace {
 
-template <typename F>
-std::string error_of(F&& body) {
-  try {
-    body();
-  } catch (const mgca::Error& error) {
-    return error.message();
-  }
-  return "";
-}
+using test::error_of;
 
 struct Net : torch::nn::Module {
   Net() {

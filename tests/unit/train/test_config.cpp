@@ -16,18 +16,9 @@ namespace fs = std::filesystem;
 namespace mgca::train {
 namespace {
 
-const char* kMinimal = "data.train = \"/data/set\"\n";
+using test::error_of;
 
-// The message of the mgca::Error that `body` throws ("" when none).
-template <typename F>
-std::string error_of(F&& body) {
-  try {
-    body();
-  } catch (const mgca::Error& error) {
-    return error.message();
-  }
-  return "";
-}
+const char* kMinimal = "data.train = \"/data/set\"\n";
 
 std::string parse_error(const std::string& toml, const std::vector<std::string>& overrides = {}) {
   return error_of([&] { parse_config(toml, "job.toml", overrides); });
