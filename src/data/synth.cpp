@@ -18,12 +18,6 @@ namespace {
 // Independent random streams of one sample.
 enum Stream : uint64_t { kFindings = 1, kAnatomy = 2, kPixels = 3, kReport = 4 };
 
-uint64_t fnv1a(const std::string& text) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ULL;
-  return hash;
-}
-
 // std::min/max (not ?:) so that GCC emits minps/maxps and vectorises the pixel loops.
 inline float clamp01(float x) { return std::min(std::max(x, 0.f), 1.f); }
 
@@ -508,7 +502,7 @@ const std::vector<std::string>& synth_label_names() {
 }
 
 static uint64_t sample_key(const SynthOptions& options, int64_t index) {
-  return util::make_key({options.seed, fnv1a(options.split), static_cast<uint64_t>(index)});
+  return util::make_key({options.seed, util::fnv1a(options.split), static_cast<uint64_t>(index)});
 }
 
 std::vector<PlacedFinding> synth_findings(const SynthOptions& options, int64_t index) {

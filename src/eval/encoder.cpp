@@ -3,8 +3,6 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "mgca/io/dataset_file.h"
 #include "mgca/io/safetensors.h"
@@ -27,14 +25,6 @@ namespace {
 torch::Tensor l2_normalize(const torch::Tensor& x) {
   namespace F = torch::nn::functional;
   return F::normalize(x.to(torch::kFloat32), F::NormalizeFuncOptions().dim(-1));
-}
-
-std::string read_whole_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  MGCA_CHECK(in.good(), "cannot read {}", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::shared_ptr<model::ImageEncoderImpl> make_image_encoder(const train::ModelConfig& m) {
@@ -146,7 +136,7 @@ EvalModel EvalModel::from_checkpoint(const fs::path& given, const ModelLoadOptio
   std::string source;
   const fs::path beside = file.parent_path() / "config.toml";
   if (fs::is_regular_file(beside)) {
-    toml = read_whole_file(beside);
+    toml = util::read_file(beside);
     source = beside.string();
   } else {
     const io::SafetensorsFile st(file);

@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <set>
@@ -152,7 +151,8 @@ void visit_fields(C& c, F&& f) {
   f("runtime.dtype", r.dtype,
     "weights and activations; float64 is for numerical verification (slow, no autocast)",
     Choices{"float32", "float64"});
-  f("runtime.threads", r.threads, "intra-op threads per rank; 0 = cores / ranks on the host", Choices{});
+  f("runtime.threads", r.threads, "intra-op threads per rank; 0 = $OMP_NUM_THREADS, else cores / ranks on the host",
+    Choices{});
   f("runtime.deterministic", r.deterministic,
     "GPU: deterministic algorithms and cuDNN, CUBLAS_WORKSPACE_CONFIG=:4096:8 (bit-exact resume; CPU runs are "
     "deterministic for a given thread count either way)",
@@ -644,11 +644,7 @@ Config parse_config(const std::string& toml_text, const std::string& source,
 Config load_config(const fs::path& job_file, const std::vector<std::string>& overrides, int world_size) {
   const std::string problem = util::file_problem(job_file);
   MGCA_CHECK(problem.empty(), "the job file '{}' {}", job_file.string(), problem);
-  std::ifstream in(job_file, std::ios::binary);
-  MGCA_CHECK(in.good(), "cannot read the job file '{}'", job_file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  Config config = parse_config(text.str(), job_file.string(), overrides);
+  Config config = parse_config(util::read_file(job_file, "the job file"), job_file.string(), overrides);
   check_paths(config, world_size);
   return config;
 }

@@ -7,6 +7,7 @@
 #include "mgca/train/checkpoint.h"
 #include "mgca/train/config.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace fs = std::filesystem;
 
@@ -26,7 +27,7 @@ int64_t export_image_encoder(const fs::path& given, const fs::path& out) {
   const fs::path checkpoint = resolve_checkpoint(given);
   const fs::path config_file = checkpoint / "config.toml";
   MGCA_CHECK(fs::is_regular_file(config_file), "checkpoint '{}' has no config.toml", checkpoint.string());
-  const Config config = parse_config(read_file(config_file), config_file.string());
+  const Config config = parse_config(util::read_file(config_file), config_file.string());
   const std::string prefix = "image.";
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (auto& [name, tensor] : load_model_tensors(checkpoint)) {

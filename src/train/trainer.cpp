@@ -10,21 +10,22 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
-#include <thread>
 
 #include "mgca/build_config.h"
 #include "mgca/comm/grad_sync.h"
 #include "mgca/train/checkpoint.h"
-#include "mgca/train/collective_error.h"
+#include "mgca/comm/agreement.h"
 #include "mgca/train/optimizer.h"
 #include "mgca/train/preemption.h"
 #include "mgca/train/schedule.h"
 #include "mgca/train/spike_detector.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 #include "mgca/util/log.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/timer.h"
 #include "mgca/util/torch_compat.h"
+#include "mgca/util/threads.h"
 
 #if MGCA_TORCH_HAS_CUDA
 #include <c10/cuda/CUDAFunctions.h>
@@ -88,7 +89,7 @@ void truncate_metrics(const fs::path& path, int64_t step) {
     kept += line + "\n";
   }
   in.close();
-  write_file_atomic(path, kept);
+  util::write_file_atomic(path, kept);
 }
 
 void sync_device(const torch::Device& device) {
@@ -135,9 +136,7 @@ bool uses_autocast(const Config& config, torch::Device device) {
 }
 
 int select_threads(const Config& config, const comm::Communicator& comm) {
-  if (config.runtime.threads > 0) return static_cast<int>(config.runtime.threads);
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / std::max(1, comm.local_size()));
+  return util::choose_thread_count(static_cast<int>(config.runtime.threads), comm.local_size());
 }
 
 // ---- the trainer ----------------------------------------------------------------
@@ -276,12 +275,7 @@ struct Trainer::Impl {
     } else {
       step = std::stoll(load_model_metadata(path).at("step"));
     }
-    const double min_step = comm->all_reduce_scalar(static_cast<double>(step), comm::ReduceOp::Min);
-    const double max_step = comm->all_reduce_scalar(static_cast<double>(step), comm::ReduceOp::Max);
-    if (min_step != max_step) {
-      MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "checkpoint {}: ranks disagree on the step ({} to {})", path.string(),
-                           min_step, max_step);
-    }
+    comm::check_ranks_agree(*comm, fmt::format("checkpoint {}: the step", path.string()), {step});
     const bool same_world = state && state->world_size == comm->size() && state->rank == comm->rank();
     if (same_world) {
       set_generator_state(cpu_generator(), state->cpu_rng);
@@ -595,7 +589,7 @@ struct Trainer::Impl {
                                                               : total_steps;
     if (comm->rank() == 0) {
       fs::create_directories(config.run_dir());
-      write_file_atomic(config.run_dir() / "config.toml", to_toml(config));
+      util::write_file_atomic(config.run_dir() / "config.toml", to_toml(config));
       metrics.open(config.run_dir() / "metrics.jsonl", std::ios::app);
       MGCA_CHECK(metrics.good(), "cannot write {}", (config.run_dir() / "metrics.jsonl").string());
     }

@@ -17,6 +17,16 @@ uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+uint64_t fnv1a(std::string_view bytes, uint64_t hash) {
+  for (unsigned char c : bytes) hash = (hash ^ c) * 0x100000001b3ULL;
+  return hash;
+}
+
+uint64_t fnv1a(int64_t value, uint64_t hash) {
+  for (int i = 0; i < 8; ++i) hash = (hash ^ ((static_cast<uint64_t>(value) >> (8 * i)) & 0xff)) * 0x100000001b3ULL;
+  return hash;
+}
+
 uint64_t make_key(std::initializer_list<uint64_t> parts) {
   uint64_t key = 0x6D676361ULL;  // "mgca"
   for (uint64_t part : parts) key = mix64(key ^ mix64(part));

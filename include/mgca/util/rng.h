@@ -11,12 +11,19 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <string_view>
 #include <vector>
 
 namespace mgca::util {
 
 // SplitMix64 finaliser: a bijective 64-bit mix.
 uint64_t mix64(uint64_t x);
+
+// 64-bit FNV-1a over `bytes`, continuing `hash` (a stable key for a name).
+constexpr uint64_t kFnv1aBasis = 0xcbf29ce484222325ULL;
+uint64_t fnv1a(std::string_view bytes, uint64_t hash = kFnv1aBasis);
+// The same over the 8 bytes of `value`, least significant first (any endianness).
+uint64_t fnv1a(int64_t value, uint64_t hash);
 
 // A stable 64-bit key from an ordered list of integers (seed, epoch, index, stream...).
 uint64_t make_key(std::initializer_list<uint64_t> parts);
