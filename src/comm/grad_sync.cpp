@@ -75,7 +75,7 @@ GradSync::GradSync(const NamedParameters& parameters, std::shared_ptr<Communicat
   build(options_);
   ready_.assign(params_.size(), 0);
   had_grad_.assign(params_.size(), 0);
-  for (size_t i = 0; i < params_.size(); ++i) {
+  for (size_t i = 0; i < params_.size() && options_.overlap; ++i) {
     const int index = static_cast<int>(i);
     params_[i].hook = params_[i].tensor.register_hook([this, index](const torch::Tensor& grad) {
       on_gradient(index, grad);

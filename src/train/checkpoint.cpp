@@ -1,13 +1,11 @@
 #include "mgca/train/checkpoint.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <torch/torch.h>
-
-#include <set>
 
 #include "mgca/comm/agreement.h"
 #include "mgca/io/safetensors.h"
+#include "mgca/model/weights.h"
 #include "mgca/util/error.h"
 #include "mgca/util/files.h"
 
@@ -157,42 +155,17 @@ std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
 
 NamedTensors module_state(const torch::nn::Module& module) {
   NamedTensors out;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value().detach());
-  for (const auto& item : module.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value().detach());
+  for (auto& [name, tensor] : model::state_tensors(module)) out.emplace_back(name, tensor.detach());
   return out;
 }
 
 void load_module_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
                        const std::string& source) {
-  torch::NoGradGuard no_grad;
-  std::vector<std::string> problems;
-  std::set<std::string> used;
-  auto assign = [&](const std::string& name, torch::Tensor target) {
-    const auto found = tensors.find(name);
-    if (found == tensors.end()) {
-      problems.push_back(fmt::format("missing '{}'", name));
-      return;
-    }
-    used.insert(name);
-    const torch::Tensor& value = found->second;
-    if (value.sizes() != target.sizes() || value.scalar_type() != target.scalar_type()) {
-      problems.push_back(fmt::format("'{}' is {} [{}] but the model has {} [{}]", name,
-                                     c10::toString(value.scalar_type()), fmt::join(value.sizes(), ", "),
-                                     c10::toString(target.scalar_type()), fmt::join(target.sizes(), ", ")));
-      return;
-    }
-    target.copy_(value);
-  };
-  for (auto& item : module.named_parameters(true)) assign(item.key(), item.value());
-  for (auto& item : module.named_buffers(true)) assign(item.key(), item.value());
-  for (const auto& [name, tensor] : tensors) {
-    if (used.count(name) == 0) problems.push_back(fmt::format("unexpected '{}'", name));
-  }
-  if (problems.empty()) return;
-  const size_t shown = std::min<size_t>(problems.size(), 20);
-  MGCA_FAIL("{}: the checkpoint does not match the model ({} problems): {}{}", source, problems.size(),
-            fmt::join(problems.begin(), problems.begin() + static_cast<std::ptrdiff_t>(shown), "; "),
-            shown < problems.size() ? "; …" : "");
+  model::LoadOptions options;
+  options.format = model::WeightFormat::Ours;
+  options.interpolate_positions = false;
+  options.same_dtype = true;
+  model::load_weights(module, tensors, options, source);
 }
 
 }  // namespace mgca::train

@@ -148,7 +148,7 @@ struct Trainer::Impl {
   torch::Device device;
   NamedTensors params;
   std::unique_ptr<Adam> optimizer;
-  std::unique_ptr<comm::GradSync> grad_sync;  // W > 1 with comm.overlap
+  std::unique_ptr<comm::GradSync> grad_sync;  // W > 1
   LrSchedule schedule;
   int64_t accumulate = 1;
   int64_t batches_per_epoch = 0;
@@ -182,10 +182,11 @@ struct Trainer::Impl {
     total_steps = config.schedule.max_steps > 0 ? config.schedule.max_steps
                                                 : config.schedule.epochs * steps_per_epoch;
     schedule = LrSchedule::from_config(config.schedule, o.lr, total_steps);
-    if (comm->size() > 1 && config.comm.overlap) {
+    if (comm->size() > 1) {
       comm::GradSyncOptions sync_options;
       sync_options.bucket_cap_mb = config.comm.bucket_mb;
       sync_options.wire_dtype = comm::parse_grad_dtype(config.comm.grad_dtype);
+      sync_options.overlap = config.comm.overlap;
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
     autocast = uses_autocast(config, device);
@@ -379,45 +380,6 @@ struct Trainer::Impl {
 
   // ---- gradient sync -----------------------------------------------------------
 
-  // Without overlap (comm.overlap = false): averages the defined gradients
-  // over ranks after backward, in buckets of about comm.bucket_mb (one flat
-  // all-reduce per bucket). Every rank has the same set of defined gradients
-  // (the same model and code path).
-  void average_gradients() {
-    if (comm->size() == 1) return;
-    torch::NoGradGuard no_grad;
-    const int64_t bucket_bytes = static_cast<int64_t>(config.comm.bucket_mb * 1024 * 1024);
-    const bool wire_bf16 = comm::parse_grad_dtype(config.comm.grad_dtype) == comm::GradDtype::BFloat16;
-    std::vector<torch::Tensor> bucket;
-    int64_t bytes = 0;
-    auto flush = [&] {
-      if (bucket.empty()) return;
-      std::vector<torch::Tensor> flat;
-      for (const auto& g : bucket) flat.push_back(g.reshape({-1}));
-      torch::Tensor buffer = torch::cat(flat);
-      if (wire_bf16 && buffer.element_size() > 2) buffer = buffer.to(torch::kBFloat16);
-      comm->all_reduce(buffer, comm::ReduceOp::Avg);
-      int64_t offset = 0;
-      for (auto& g : bucket) {
-        g.copy_(buffer.narrow(0, offset, g.numel()).view(g.sizes()));
-        offset += g.numel();
-      }
-      bucket.clear();
-      bytes = 0;
-    };
-    for (auto& [name, param] : params) {
-      torch::Tensor grad = param.grad();
-      if (!grad.defined()) continue;
-      if (!bucket.empty() && (bucket.front().scalar_type() != grad.scalar_type() ||
-                              bytes + grad.numel() * grad.element_size() > bucket_bytes)) {
-        flush();
-      }
-      bucket.push_back(grad);
-      bytes += grad.numel() * grad.element_size();
-    }
-    flush();
-  }
-
   // ---- one optimizer step ------------------------------------------------------
 
   struct StepTimes {
@@ -484,11 +446,9 @@ struct Trainer::Impl {
     }
 
     util::Stopwatch watch;
-    if (grad_sync) {
-      grad_sync->finalize();  // waits for the buckets launched during backward: the exposed communication
-    } else {
-      average_gradients();
-    }
+    // Waits for the buckets launched during backward (all of them without
+    // comm.overlap): the exposed communication.
+    if (grad_sync) grad_sync->finalize();
     sync_device(device);
     times.comm += watch.seconds();
 
@@ -594,7 +554,8 @@ struct Trainer::Impl {
       MGCA_CHECK(metrics.good(), "cannot write {}", (config.run_dir() / "metrics.jsonl").string());
     }
     log::info("communication: {}{}", comm->describe(),
-              grad_sync ? fmt::format("; gradients in {} buckets overlapping backward", grad_sync->buckets().size())
+              grad_sync ? fmt::format("; gradients in {} buckets {}", grad_sync->buckets().size(),
+                                      config.comm.overlap ? "overlapping backward" : "after backward")
                         : "");
     log::info("{}: {} ranks × batch {} × accumulate {} = {} samples per step; {} steps per epoch, {} steps{}",
               config.name, comm->size(), task->batch_size(), accumulate,
