@@ -26,6 +26,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "mgca/train/model_builder.h"
 #include "mgca/util/error.h"
 #include "mgca/util/files.h"
 
@@ -550,13 +551,13 @@ void check_values(const Config& c, const std::string& source, const std::vector<
   require(c.logging.progress_interval_s >= 0, "logging.progress_interval_s",
           fmt::format("{} must be >= 0", c.logging.progress_interval_s));
   // Combinations.
-  const bool vit = m.image_encoder.rfind("vit", 0) == 0;
+  const bool vit = is_vit(m);
   if (c.method == "convirt") {
     require(!vit, "model.image_encoder",
             fmt::format("ConVIRT uses a ResNet image encoder, not \"{}\"", m.image_encoder));
   }
   if (vit) {
-    const int64_t native = m.image_encoder == "vit_b16" ? 224 : 64;
+    const int64_t native = vit_preset(m).image_size;
     require(m.image_size == native, "model.image_size",
             fmt::format("{} must equal the ViT's image size {} for {}", m.image_size, native, m.image_encoder));
   }
