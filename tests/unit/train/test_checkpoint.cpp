@@ -166,7 +166,7 @@ TEST(CheckpointWriter, WritesTheSnapshotAsTheSynchronousSaveDoes) {
   EXPECT_EQ(written, dir / "async" / "step-00000005");
   EXPECT_TRUE(is_complete_checkpoint(written));
   for (const char* file : {"model.safetensors", "optimizer.safetensors", "rank-00000.state", "config.toml"}) {
-    EXPECT_EQ(read_file(written / file), read_file(sync / file)) << file;
+    EXPECT_EQ(util::read_file(written / file), util::read_file(sync / file)) << file;
   }
   // The next snapshot reuses the host buffers and sees the new values.
   writer.submit(6, content, state);
