@@ -20,7 +20,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "command.h"
 #include "mgca/comm/communicator.h"
@@ -31,9 +30,11 @@
 #include "mgca/eval/protocol.h"
 #include "mgca/eval/sampling.h"
 #include "mgca/eval/segment_protocol.h"
+#include "mgca/util/device.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
 #include "mgca/util/torch_compat.h"
+#include "mgca/util/threads.h"
 
 namespace fs = std::filesystem;
 
@@ -128,20 +129,8 @@ Session start(int* argc, char*** argv, const Common& c) {
   comm::CommOptions options;
   options.timeout_seconds = c.comm_timeout;
   s.comm = comm::Communicator::world(options);
-  int threads = c.threads;
-  if (threads <= 0) {
-    if (const char* env = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(env);
-  }
-  if (threads <= 0) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    threads = std::max(1, cores / std::max(1, s.comm->local_size()));
-  }
-  compat::set_cpu_threads(threads);
-  const bool cuda = torch::cuda::is_available();
-  MGCA_CHECK(c.device != "cuda" || cuda, "--device cuda: no GPU visible to this libtorch");
-  if (c.device == "cuda" || (c.device == "auto" && cuda)) {
-    s.device = torch::Device(torch::kCUDA, s.comm->local_rank() % torch::cuda::device_count());
-  }
+  compat::set_cpu_threads(util::choose_thread_count(c.threads, s.comm->local_size()));
+  s.device = util::choose_device(util::parse_device_choice(c.device, "--device"), s.comm->local_rank(), "--device");
   return s;
 }
 

@@ -12,6 +12,7 @@
 #include "mgca/data/import.h"
 #include "mgca/util/log.h"
 #include "mgca/util/timer.h"
+#include "mgca/util/threads.h"
 
 namespace mgca::cli {
 namespace {
@@ -31,7 +32,8 @@ int run_prep(int argc, char** argv) {
       ->check(CLI::Range(8, 4096))->capture_default_str();
   app.add_option("--shard-size", options.shard_size, "samples per shard file")
       ->check(positive_number())->capture_default_str();
-  app.add_option("--threads", options.threads, "decoding threads per rank (default: $OMP_NUM_THREADS or 1)");
+  app.add_option("--threads", options.threads,
+                 "decoding threads per rank (default: $OMP_NUM_THREADS, else cores / ranks on the host)");
   app.add_option("--split", options.only_split, "import only this split");
   app.add_option("--limit", options.limit, "import only the first N listed items");
   app.add_option("--random-split", options.random_split,
@@ -49,10 +51,6 @@ int run_prep(int argc, char** argv) {
   add_comm_timeout_option(app, comm_options.timeout_seconds);
   options.threads = 0;
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;
-  if (options.threads <= 0) {
-    const char* env = std::getenv("OMP_NUM_THREADS");
-    options.threads = std::max(1, env ? std::atoi(env) : 1);
-  }
   options.in = in;
   options.out = out;
   options.labels_file = labels;
@@ -62,6 +60,7 @@ int run_prep(int argc, char** argv) {
 
   comm::init(&argc, &argv);
   auto world = comm::Communicator::world(comm_options);
+  options.threads = util::choose_thread_count(options.threads, world->local_size());
   util::Stopwatch watch;
   data::ImportResult result;
   try {

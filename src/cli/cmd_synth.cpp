@@ -9,8 +9,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <mutex>
-#include <thread>
 
 #include "command.h"
 #include "mgca/comm/communicator.h"
@@ -19,15 +17,10 @@
 #include "mgca/util/log.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/timer.h"
+#include "mgca/util/threads.h"
 
 namespace mgca::cli {
 namespace {
-
-int default_threads() {
-  const char* env = std::getenv("OMP_NUM_THREADS");
-  const int n = env ? std::atoi(env) : 1;
-  return std::max(1, n);
-}
 
 int run_synth(int argc, char** argv) {
   CLI::App app{"Generate a synthetic chest-radiograph dataset: images with findings placed by side "
@@ -48,17 +41,17 @@ int run_synth(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--shard-size", shard_size, "samples per shard file")
       ->check(positive_number())->capture_default_str();
-  app.add_option("--threads", threads, "generator threads per rank (default: $OMP_NUM_THREADS or 1)");
+  app.add_option("--threads", threads,
+                 "generator threads per rank (default: $OMP_NUM_THREADS, else cores / ranks on the host)");
   app.add_flag("--overwrite", overwrite, "replace a dataset already in --out");
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;
-  if (threads <= 0) threads = default_threads();
 
   comm::init(&argc, &argv);
   auto world = comm::Communicator::world();
-  const int64_t rank = world->rank(), size = world->size();
+  threads = util::choose_thread_count(threads, world->local_size());
   // Rank r generates the r-th contiguous block, so the dataset order is the
   // index order for any rank count.
-  const int64_t begin = num * rank / size, end = num * (rank + 1) / size;
+  const auto [begin, end] = comm::block_of(num, world->rank(), world->size());
 
   nlohmann::json info = {{"command", "mgca synth"},
                          {"generator", {{"seed", options.seed}, {"split", options.split},
@@ -82,23 +75,9 @@ int run_synth(int argc, char** argv) {
   for (int64_t first = begin; first < end; first += block) {
     const int64_t count = std::min(block, end - first);
     // Threads generate interleaved samples of the block; the writer takes them in order.
-    std::vector<std::thread> pool;
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        try {
-          for (int64_t k = t; k < count; k += threads) {
-            data::generate_synth_sample(options, first + k, samples[static_cast<size_t>(k)]);
-          }
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(failure_mutex);
-          failure = std::current_exception();
-        }
-      });
-    }
-    for (auto& thread : pool) thread.join();
-    if (failure) std::rethrow_exception(failure);
+    util::parallel_for(threads, count, [&](int64_t k) {
+      data::generate_synth_sample(options, first + k, samples[static_cast<size_t>(k)]);
+    });
     for (int64_t k = 0; k < count; ++k) {
       const auto& s = samples[static_cast<size_t>(k)];
       const io::SampleAnnotation annotation{s.mask.data(), s.boxes};
@@ -112,7 +91,7 @@ int run_synth(int argc, char** argv) {
   const double seconds = watch.seconds();
   progress.finish();
   log::info("mgca synth: wrote {} samples ({} px, {} ranks x {} threads) to {} in {:.1f} s ({:.0f} images/s)",
-            summary.imported, options.image_size, size, threads, out, seconds,
+            summary.imported, options.image_size, world->size(), threads, out, seconds,
             static_cast<double>(summary.imported) / std::max(seconds, 1e-9));
   return kExitOk;
 }

@@ -11,7 +11,7 @@
 #include "command.h"
 #include "mgca/comm/communicator.h"
 #include "mgca/comm/runtime.h"
-#include "mgca/train/collective_error.h"
+#include "mgca/comm/collective_error.h"
 #include "mgca/train/config.h"
 #include "mgca/train/preemption.h"
 #include "mgca/train/run.h"
@@ -54,7 +54,7 @@ int run_train(int argc, char** argv) {
     train::Config config;
     try {
       config = train::load_config_collective(job, overrides, *bootstrap);
-    } catch (const train::CollectiveError& error) {
+    } catch (const comm::CollectiveError& error) {
       if (!error.echo()) std::fprintf(stderr, "mgca train: bad job: %s\n", error.message().c_str());
       comm::finalize();
       return kExitUsage;
@@ -84,7 +84,7 @@ int run_train(int argc, char** argv) {
         code = kExitPreempted;
         break;
     }
-  } catch (const train::CollectiveError& error) {
+  } catch (const comm::CollectiveError& error) {
     // Every rank stopped at the same point: print once, end normally.
     if (!error.echo()) std::fprintf(stderr, "mgca train: error: %s\n", error.what());
     comm::finalize();

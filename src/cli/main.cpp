@@ -6,6 +6,7 @@
 
 #include "command.h"
 #include "mgca/build_config.h"
+#include "mgca/comm/collective_error.h"
 #include "mgca/util/error.h"
 
 namespace {
@@ -54,6 +55,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mgca %s: %s\nrun 'mgca %s --help' for the options\n", name.c_str(), error.what(),
                  name.c_str());
     return mgca::cli::kExitUsage;
+  } catch (const mgca::comm::CollectiveError& error) {
+    // Every rank failed at the same point (mgca eval's checks, for one): print once.
+    if (!error.echo()) std::fprintf(stderr, "mgca %s: error: %s\n", name.c_str(), error.what());
+    return mgca::cli::kExitError;
   } catch (const mgca::Error& error) {
     std::fprintf(stderr, "mgca %s: error: %s\n", name.c_str(), error.what());
     return mgca::cli::kExitError;

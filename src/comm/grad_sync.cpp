@@ -6,21 +6,13 @@
 #include <unordered_set>
 
 #include "mgca/util/error.h"
+#include "mgca/util/rng.h"
 #include "mgca/util/timer.h"
 
 namespace mgca::comm {
 namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
-
-// FNV-1a over the layout, to compare it across ranks in one small message.
-uint64_t mix(uint64_t hash, int64_t value) {
-  for (int i = 0; i < 8; ++i) {
-    hash ^= static_cast<uint64_t>(value >> (8 * i)) & 0xff;
-    hash *= 1099511628211ull;
-  }
-  return hash;
-}
 
 GradSync::NamedParameters from_dict(const torch::OrderedDict<std::string, torch::Tensor>& dict) {
   GradSync::NamedParameters out;
@@ -83,7 +75,7 @@ GradSync::GradSync(const NamedParameters& parameters, std::shared_ptr<Communicat
   build(options_);
   ready_.assign(params_.size(), 0);
   had_grad_.assign(params_.size(), 0);
-  for (size_t i = 0; i < params_.size(); ++i) {
+  for (size_t i = 0; i < params_.size() && options_.overlap; ++i) {
     const int index = static_cast<int>(i);
     params_[i].hook = params_[i].tensor.register_hook([this, index](const torch::Tensor& grad) {
       on_gradient(index, grad);
@@ -107,12 +99,13 @@ GradSync::~GradSync() {
 }
 
 void GradSync::check_layout_across_ranks() {
-  uint64_t hash = 1469598103934665603ull;
+  // FNV-1a over the layout, to compare it across ranks in one small message.
+  uint64_t hash = util::kFnv1aBasis;
   for (const auto& p : params_) {
-    hash = mix(hash, p.numel);
-    hash = mix(hash, static_cast<int64_t>(p.tensor.scalar_type()));
-    hash = mix(hash, p.tensor.is_cuda() ? 1 : 0);
-    for (int64_t d : p.tensor.sizes()) hash = mix(hash, d);
+    hash = util::fnv1a(p.numel, hash);
+    hash = util::fnv1a(static_cast<int64_t>(p.tensor.scalar_type()), hash);
+    hash = util::fnv1a(int64_t{p.tensor.is_cuda() ? 1 : 0}, hash);
+    for (int64_t d : p.tensor.sizes()) hash = util::fnv1a(d, hash);
   }
   auto mine = torch::tensor({static_cast<int64_t>(params_.size()), static_cast<int64_t>(hash >> 1)}, torch::kInt64);
   auto all = comm_->all_gather(mine.unsqueeze(0));  // [W, 2]

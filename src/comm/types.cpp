@@ -4,6 +4,12 @@
 
 namespace mgca::comm {
 
+BlockRange block_of(int64_t n, int rank, int world) {
+  MGCA_CHECK(world > 0 && rank >= 0 && rank < world && n >= 0, "block_of: bad arguments (n {}, rank {}, world {})", n,
+             rank, world);
+  return {n * rank / world, n * (rank + 1) / world};
+}
+
 const char* reduce_op_name(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: return "sum";

@@ -6,6 +6,7 @@
 
 #include "mgca/comm/communicator.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace mgca::data {
 namespace fs = std::filesystem;
@@ -131,12 +132,7 @@ ImportSummary ParallelDatasetWriter::finish(const ImportSummary& rank_summary) {
       doc["shards"].push_back(
           {{"file", shard.file}, {"count", shard.count}, {"bytes", shard.bytes}, {"sha256", shard.sha256}});
     }
-    const fs::path path = spec_.dir / sidecar_name(comm_.rank());
-    std::ofstream out(path.string() + ".tmp");
-    out << doc.dump();
-    out.close();
-    MGCA_CHECK(out.good(), "cannot write '{}'", path.string());
-    fs::rename(path.string() + ".tmp", path);
+    util::write_file_atomic(spec_.dir / sidecar_name(comm_.rank()), doc.dump());
   }
   comm_.barrier();
   std::string merged_text;

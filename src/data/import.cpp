@@ -7,18 +7,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include "mgca/comm/communicator.h"
 #include "mgca/text/report.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 #include "mgca/util/log.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/rng.h"
+#include "mgca/util/threads.h"
 
 namespace mgca::data {
 namespace fs = std::filesystem;
@@ -171,8 +170,7 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
   MGCA_CHECK(!items.empty(), "{} import of '{}': the source lists no items", options.format, options.in.string());
 
   const int64_t n = static_cast<int64_t>(items.size());
-  const int64_t rank = comm.rank(), size = comm.size();
-  const int64_t begin = n * rank / size, end = n * (rank + 1) / size;
+  const auto [begin, end] = comm::block_of(n, comm.rank(), comm.size());
   source->prepare(begin, end);
 
   nlohmann::json info = {{"command", "mgca prep"},
@@ -200,23 +198,9 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
   std::vector<Processed> results(static_cast<size_t>(block));
   for (int64_t first = begin; first < end; first += block) {
     const int64_t count = std::min(block, end - first);
-    std::vector<std::thread> pool;
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        try {
-          for (int64_t k = t; k < count; k += threads) {
-            process(*source, items[static_cast<size_t>(first + k)], options, results[static_cast<size_t>(k)]);
-          }
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(failure_mutex);
-          failure = std::current_exception();
-        }
-      });
-    }
-    for (auto& thread : pool) thread.join();
-    if (failure) std::rethrow_exception(failure);
+    util::parallel_for(threads, count, [&](int64_t k) {
+      process(*source, items[static_cast<size_t>(first + k)], options, results[static_cast<size_t>(k)]);
+    });
     for (int64_t k = 0; k < count; ++k) {
       const ImportItem& item = items[static_cast<size_t>(first + k)];
       const Processed& result = results[static_cast<size_t>(k)];
@@ -243,16 +227,14 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
     result.total.merge(merged);
     result.splits.emplace_back(split, std::move(merged));
   }
-  if (rank == 0) {
+  if (comm.rank() == 0) {
     nlohmann::json doc = info;
     doc["image_size"] = options.image_size;
     doc["label_names"] = label_names;
-    doc["ranks"] = size;
+    doc["ranks"] = comm.size();
     doc["total"] = nlohmann::json::parse(result.total.to_json());
     for (const auto& [split, summary] : result.splits) doc["splits"][split] = nlohmann::json::parse(summary.to_json());
-    std::ofstream out(options.out / "summary.json");
-    out << doc.dump(2) << "\n";
-    MGCA_CHECK(out.good(), "cannot write '{}'", (options.out / "summary.json").string());
+    util::write_file_atomic(options.out / "summary.json", doc.dump(2) + "\n");
   }
   comm.barrier();
   return result;

@@ -3,8 +3,6 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "mgca/io/dataset_file.h"
 #include "mgca/io/safetensors.h"
@@ -14,6 +12,7 @@
 #include "mgca/model/weights.h"
 #include "mgca/train/checkpoint.h"
 #include "mgca/train/checkpoint_files.h"
+#include "mgca/train/export.h"
 #include "mgca/train/model_builder.h"
 #include "mgca/util/error.h"
 #include "mgca/util/files.h"
@@ -27,14 +26,6 @@ namespace {
 torch::Tensor l2_normalize(const torch::Tensor& x) {
   namespace F = torch::nn::functional;
   return F::normalize(x.to(torch::kFloat32), F::NormalizeFuncOptions().dim(-1));
-}
-
-std::string read_whole_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  MGCA_CHECK(in.good(), "cannot read {}", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::shared_ptr<model::ImageEncoderImpl> make_image_encoder(const train::ModelConfig& m) {
@@ -146,7 +137,7 @@ EvalModel EvalModel::from_checkpoint(const fs::path& given, const ModelLoadOptio
   std::string source;
   const fs::path beside = file.parent_path() / "config.toml";
   if (fs::is_regular_file(beside)) {
-    toml = read_whole_file(beside);
+    toml = util::read_file(beside);
     source = beside.string();
   } else {
     const io::SafetensorsFile st(file);
@@ -159,7 +150,7 @@ EvalModel EvalModel::from_checkpoint(const fs::path& given, const ModelLoadOptio
       }
     }
     MGCA_CHECK(!st.metadata().count("format") ||
-                   st.metadata().at("format") != kImageEncoderFormat,
+                   st.metadata().at("format") != train::kImageEncoderFormat,
                "{} is an exported image encoder, not a checkpoint: use --encoder", file.string());
   }
   MGCA_CHECK(!toml.empty(),
@@ -191,8 +182,8 @@ EvalModel EvalModel::from_exported_encoder(const fs::path& path) {
     return found->second;
   };
   const std::string format = get("format");
-  MGCA_CHECK(format == kImageEncoderFormat, "{}: metadata format is '{}', expected '{}'",
-             path.string(), format, kImageEncoderFormat);
+  MGCA_CHECK(format == train::kImageEncoderFormat, "{}: metadata format is '{}', expected '{}'",
+             path.string(), format, train::kImageEncoderFormat);
   EvalModel out;
   if (meta.count("config")) out.config_ = parse_run_config(meta.at("config"), path.string() + " (metadata 'config')");
   auto& m = out.config_.model;
@@ -308,18 +299,7 @@ std::pair<torch::Tensor, torch::Tensor> EvalModel::tokenize(const std::vector<st
 }
 
 void save_image_encoder(const EvalModel& model, const fs::path& path) {
-  const auto& m = model.model_config();
-  std::map<std::string, std::string> meta = {
-      {"format", kImageEncoderFormat},
-      {"image_encoder", m.image_encoder},
-      {"image_size", std::to_string(m.image_size)},
-      {"resnet_input_size", std::to_string(m.resnet_input_size)},
-      {"config", train::to_toml(model.config())}};
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& [name, tensor] : train::module_state(*model.image_encoder())) {
-    tensors.emplace_back(name, tensor.detach().to(torch::kCPU));
-  }
-  io::save_safetensors(path, tensors, meta);
+  train::write_image_encoder(path, train::module_state(*model.image_encoder()), model.config());
 }
 
 }  // namespace mgca::eval

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "mgca/comm/agreement.h"
 #include "mgca/io/safetensors.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
@@ -13,30 +14,9 @@
 
 namespace mgca::eval {
 
-std::pair<int64_t, int64_t> shard_range(int64_t n, int rank, int world) {
-  MGCA_CHECK(world > 0 && rank >= 0 && rank < world && n >= 0,
-             "shard_range: bad arguments (n {}, rank {}, world {})", n, rank, world);
-  return {n * rank / world, n * (rank + 1) / world};
-}
-
 namespace {
 
 constexpr const char* kCacheKind = "mgca-feature-cache";
-
-// Checks on every rank that all ranks passed the same n, batch size and dims.
-void check_agreement(comm::Communicator& comm, int64_t n, int64_t batch,
-                     const std::vector<int64_t>& dims) {
-  int64_t dims_hash = 0;
-  for (int64_t d : dims) dims_hash = dims_hash * 1000003 + d;
-  auto hi = torch::tensor({n, batch, static_cast<int64_t>(dims.size()), dims_hash}, torch::kInt64);
-  auto lo = hi.clone();
-  comm.all_reduce(hi, comm::ReduceOp::Max);
-  comm.all_reduce(lo, comm::ReduceOp::Min);
-  MGCA_CHECK(torch::equal(hi, lo),
-             "feature extraction: the ranks disagree on the sample count, batch size or output "
-             "dims (this rank: n {}, batch {}, dims [{}])",
-             n, batch, fmt::join(dims, ", "));
-}
 
 }  // namespace
 
@@ -49,7 +29,10 @@ std::vector<torch::Tensor> distributed_extract(comm::Communicator& comm, int64_t
   MGCA_CHECK(n >= 0 && batch > 0 && !dims.empty(),
              "feature extraction: need n ≥ 0, a positive batch size and at least one output");
   for (int64_t d : dims) MGCA_CHECK(d > 0, "feature extraction: output dims must be positive");
-  check_agreement(comm, n, batch, dims);
+  int64_t dims_hash = 0;
+  for (int64_t d : dims) dims_hash = dims_hash * 1000003 + d;
+  comm::check_ranks_agree(comm, "feature extraction: sample count, batch size, output count, output dims (hashed)",
+                          {n, batch, static_cast<int64_t>(dims.size()), dims_hash});
 
   int64_t total_dim = 0;
   std::vector<int64_t> offsets;
@@ -57,7 +40,7 @@ std::vector<torch::Tensor> distributed_extract(comm::Communicator& comm, int64_t
     offsets.push_back(total_dim);
     total_dim += d;
   }
-  const auto [begin, end] = shard_range(n, rank, world);
+  const auto [begin, end] = comm::block_of(n, rank, world);
   const int64_t max_shard = (n + world - 1) / world;
   const int64_t rounds = (max_shard + batch - 1) / batch;
 
@@ -103,7 +86,7 @@ std::vector<torch::Tensor> distributed_extract(comm::Communicator& comm, int64_t
     const auto gathered = comm.all_gather(block);  // [world * batch, total_dim]
     if (rank == 0) {
       for (int q = 0; q < world; ++q) {
-        const auto [qb, qe] = shard_range(n, q, world);
+        const auto [qb, qe] = comm::block_of(n, q, world);
         const int64_t qstart = qb + round * batch;
         const int64_t qcount = std::clamp<int64_t>(qe - qstart, 0, batch);
         if (qcount > 0) {

@@ -7,13 +7,13 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <map>
 #include <utility>
 
 #include "mgca/build_config.h"
 #include "mgca/eval/metrics.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace mgca::eval {
 
@@ -176,17 +176,7 @@ void Results::write_json(const std::filesystem::path& path, const std::vector<st
     std::filesystem::create_directories(path.parent_path(), ec);
     MGCA_CHECK(!ec, "cannot create the folder of results file {}: {}", path.string(), ec.message());
   }
-  const auto tmp = std::filesystem::path(path.string() + ".tmp");
-  {
-    std::ofstream out(tmp);
-    MGCA_CHECK(out.good(), "cannot write results file {}", tmp.string());
-    out << to_json(argv).dump(2) << "\n";
-    out.flush();
-    MGCA_CHECK(out.good(), "writing results file {} failed", tmp.string());
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  MGCA_CHECK(!ec, "cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message());
+  util::write_file_atomic(path, to_json(argv).dump(2) + "\n");
 }
 
 }  // namespace mgca::eval

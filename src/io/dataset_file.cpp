@@ -19,6 +19,7 @@
 #include <set>
 
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace mgca::io {
 namespace fs = std::filesystem;
@@ -369,16 +370,7 @@ void write_manifest(const fs::path& dir, const DatasetManifest& manifest) {
   } catch (const json::exception& error) {
     MGCA_FAIL("dataset '{}': manifest info is not valid JSON: {}", dir.string(), error.what());
   }
-  const fs::path file = dir / kManifestFileName;
-  const fs::path temp = dir / (std::string(kManifestFileName) + ".tmp");
-  {
-    std::ofstream out(temp);
-    MGCA_CHECK(out.good(), "cannot write '{}'", temp.string());
-    out << doc.dump(2) << "\n";
-    out.close();
-    MGCA_CHECK(out.good(), "write error on '{}'", temp.string());
-  }
-  fs::rename(temp, file);
+  util::write_file_atomic(dir / kManifestFileName, doc.dump(2) + "\n");
 }
 
 // ---------------------------------------------------------------- writer
@@ -487,7 +479,7 @@ ShardInfo ShardWriter::close() {
   masks.reset();
   H5_CHECK(H5Fclose(file.release()), "{}: closing", where);
   closed_ = true;
-  fs::rename(temp_path_, path_);
+  util::commit_file(temp_path_, path_);
   ShardInfo info;
   info.file = path_.filename().string();
   info.count = count_;

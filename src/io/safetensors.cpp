@@ -16,6 +16,7 @@
 #include <set>
 
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors data is little-endian; a big-endian host would need byte swaps");
@@ -419,20 +420,11 @@ void save_safetensors(const std::filesystem::path& path,
   for (const auto& t : contiguous) {
     write_all(tmp.fd, t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), tmp.path);
   }
-  MGCA_CHECK(::fsync(tmp.fd) == 0, "fsync of {} failed: {}", tmp.path, errno_text());
   const int fd = tmp.fd;
   tmp.fd = -1;
   MGCA_CHECK(::close(fd) == 0, "closing {} failed: {}", tmp.path, errno_text());
-  MGCA_CHECK(::rename(tmp.path.c_str(), file.c_str()) == 0, "renaming {} to {} failed: {}",
-             tmp.path, file, errno_text());
-  tmp.committed = true;
-  // Make the rename itself durable.
-  const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : ".";
-  const int dir_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  tmp.committed = true;  // commit_file removes it on failure
+  util::commit_file(tmp.path, path);
 }
 
 }  // namespace mgca::io

@@ -349,8 +349,9 @@ LoadReport load_weights(torch::nn::Module& module, const std::map<std::string, t
                                               shape_string(target), theirs == name ? "" : " (from " + theirs + ")"));
       continue;
     }
-    const bool float_ok = value.is_floating_point() == target.is_floating_point();
-    if (!float_ok) {
+    const bool dtype_ok = options.same_dtype ? value.scalar_type() == target.scalar_type()
+                                             : value.is_floating_point() == target.is_floating_point();
+    if (!dtype_ok) {
       report.mismatched.push_back(fmt::format("{}: checkpoint dtype {}, model dtype {}", name,
                                               c10::toString(value.scalar_type()), c10::toString(target.scalar_type())));
       continue;

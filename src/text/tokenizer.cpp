@@ -2,10 +2,9 @@
 // step; the comments name the Python function each part reproduces.
 #include "mgca/text/tokenizer.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 #include "unicode.h"
 
 namespace mgca::text {
@@ -43,11 +42,7 @@ void split_on_space(const std::u32string& text, std::vector<std::u32string>& out
 }  // namespace
 
 Tokenizer Tokenizer::from_vocab_file(const std::filesystem::path& vocab_file, TokenizerOptions options) {
-  std::ifstream in(vocab_file, std::ios::binary);
-  MGCA_CHECK(in.good(), "cannot read vocab file {}", vocab_file.string());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  const std::string bytes = buffer.str();
+  const std::string bytes = util::read_file(vocab_file, "vocab file");
   MGCA_CHECK(options.max_input_chars_per_word > 0, "vocab {}: max_input_chars_per_word must be positive, got {}",
              vocab_file.string(), options.max_input_chars_per_word);
 

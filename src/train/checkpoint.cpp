@@ -1,14 +1,13 @@
 #include "mgca/train/checkpoint.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <torch/torch.h>
 
-#include <set>
-
+#include "mgca/comm/agreement.h"
 #include "mgca/io/safetensors.h"
-#include "mgca/train/collective_error.h"
+#include "mgca/model/weights.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace fs = std::filesystem;
 
@@ -20,48 +19,31 @@ constexpr const char* kOptimizerFile = "optimizer.safetensors";
 
 std::string rank_file(int rank) { return fmt::format("rank-{:05d}.state", rank); }
 
-// Runs `body` on this rank and agrees across ranks whether every rank
-// succeeded: a failure anywhere fails every rank (with its own message where
-// it happened), so no rank is left waiting in the next collective.
-template <typename F>
-void on_every_rank_or_fail(comm::Communicator& comm, const char* what, F&& body) {
-  std::string error;
-  try {
-    body();
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  const bool any_failed = comm.any(!error.empty());
-  if (!any_failed) return;
-  if (!error.empty()) MGCA_COLLECTIVE_FAIL(false, "{}: {}", what, error);
-  MGCA_COLLECTIVE_FAIL(true, "{}: failed on another rank (see its message)", what);
-}
-
 }  // namespace
 
 fs::path save_checkpoint(const fs::path& dir, int64_t step, const CheckpointContent& content,
                          const RankState& state, int64_t keep, comm::Communicator& comm) {
   const fs::path final_path = dir / checkpoint_name(step);
   const fs::path tmp = dir / (checkpoint_name(step) + ".tmp");
-  on_every_rank_or_fail(comm, "checkpoint: preparing the folder", [&] {
+  comm::run_on_every_rank(comm, "checkpoint: preparing the folder", [&] {
     if (comm.rank() != 0) return;
     fs::create_directories(dir);
     fs::remove_all(tmp);
     fs::create_directory(tmp);
   });
-  on_every_rank_or_fail(comm, "checkpoint: writing", [&] {
-    write_file_atomic(tmp / rank_file(comm.rank()), serialize(state));
+  comm::run_on_every_rank(comm, "checkpoint: writing", [&] {
+    util::write_file_atomic(tmp / rank_file(comm.rank()), serialize(state));
     if (comm.rank() != 0) return;
     io::save_safetensors(tmp / kModelFile, content.model, content.metadata);
     io::save_safetensors(tmp / kOptimizerFile, content.optimizer, {{"format", "mgca-optimizer-state"}});
-    write_file_atomic(tmp / "config.toml", content.config_toml);
+    util::write_file_atomic(tmp / "config.toml", content.config_toml);
   });
-  on_every_rank_or_fail(comm, "checkpoint: completing", [&] {
+  comm::run_on_every_rank(comm, "checkpoint: completing", [&] {
     if (comm.rank() != 0) return;
-    detail::fsync_directory(tmp);
+    util::fsync_path(tmp);
     if (fs::exists(final_path)) fs::remove_all(final_path);  // the same step saved again (a resumed run)
     fs::rename(tmp, final_path);
-    detail::fsync_directory(dir);
+    util::fsync_path(dir);
     detail::mark_done(final_path);
     prune_checkpoints(dir, keep);
   });
@@ -156,7 +138,7 @@ std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
   const fs::path first_path = checkpoint / rank_file(0);
   MGCA_CHECK(fs::is_regular_file(first_path), "checkpoint '{}': rank 0's state '{}' is missing", checkpoint.string(),
              first_path.string());
-  const RankState first = deserialize_rank_state(read_file(first_path), first_path.string());
+  const RankState first = deserialize_rank_state(util::read_file(first_path), first_path.string());
   MGCA_CHECK(first.rank == 0 && first.world_size >= 1, "'{}': holds the state of rank {} of {}, not rank 0's",
              first_path.string(), first.rank, first.world_size);
   if (rank >= first.world_size) return std::nullopt;  // the checkpoint was written by fewer ranks
@@ -164,7 +146,7 @@ std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
   const fs::path path = checkpoint / rank_file(rank);
   MGCA_CHECK(fs::is_regular_file(path), "checkpoint '{}' was written by {} ranks but the state of rank {}, '{}', is missing",
              checkpoint.string(), first.world_size, rank, path.string());
-  RankState state = deserialize_rank_state(read_file(path), path.string());
+  RankState state = deserialize_rank_state(util::read_file(path), path.string());
   MGCA_CHECK(state.rank == rank && state.world_size == first.world_size && state.step == first.step,
              "'{}' (rank {}): holds rank {} of {} at step {}, rank 0's state says {} ranks at step {}", path.string(),
              rank, state.rank, state.world_size, state.step, first.world_size, first.step);
@@ -173,42 +155,17 @@ std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
 
 NamedTensors module_state(const torch::nn::Module& module) {
   NamedTensors out;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value().detach());
-  for (const auto& item : module.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value().detach());
+  for (auto& [name, tensor] : model::state_tensors(module)) out.emplace_back(name, tensor.detach());
   return out;
 }
 
 void load_module_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
                        const std::string& source) {
-  torch::NoGradGuard no_grad;
-  std::vector<std::string> problems;
-  std::set<std::string> used;
-  auto assign = [&](const std::string& name, torch::Tensor target) {
-    const auto found = tensors.find(name);
-    if (found == tensors.end()) {
-      problems.push_back(fmt::format("missing '{}'", name));
-      return;
-    }
-    used.insert(name);
-    const torch::Tensor& value = found->second;
-    if (value.sizes() != target.sizes() || value.scalar_type() != target.scalar_type()) {
-      problems.push_back(fmt::format("'{}' is {} [{}] but the model has {} [{}]", name,
-                                     c10::toString(value.scalar_type()), fmt::join(value.sizes(), ", "),
-                                     c10::toString(target.scalar_type()), fmt::join(target.sizes(), ", ")));
-      return;
-    }
-    target.copy_(value);
-  };
-  for (auto& item : module.named_parameters(true)) assign(item.key(), item.value());
-  for (auto& item : module.named_buffers(true)) assign(item.key(), item.value());
-  for (const auto& [name, tensor] : tensors) {
-    if (used.count(name) == 0) problems.push_back(fmt::format("unexpected '{}'", name));
-  }
-  if (problems.empty()) return;
-  const size_t shown = std::min<size_t>(problems.size(), 20);
-  MGCA_FAIL("{}: the checkpoint does not match the model ({} problems): {}{}", source, problems.size(),
-            fmt::join(problems.begin(), problems.begin() + static_cast<std::ptrdiff_t>(shown), "; "),
-            shown < problems.size() ? "; …" : "");
+  model::LoadOptions options;
+  options.format = model::WeightFormat::Ours;
+  options.interpolate_positions = false;
+  options.same_dtype = true;
+  model::load_weights(module, tensors, options, source);
 }
 
 }  // namespace mgca::train

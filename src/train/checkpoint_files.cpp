@@ -3,21 +3,17 @@
 // compile definitions must stay out of the torch precompiled header).
 #include "mgca/train/checkpoint_files.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <boost/archive/text_iarchive.hpp>
 #include <boost/archive/text_oarchive.hpp>
 #include <boost/serialization/vector.hpp>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 
 namespace fs = std::filesystem;
 
@@ -26,17 +22,6 @@ namespace {
 
 constexpr unsigned kRankStateVersion = 1;
 constexpr const char* kDoneFile = "DONE";
-
-std::string errno_text() { return std::strerror(errno); }
-
-void fsync_path(const fs::path& path, bool directory) {
-  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  MGCA_CHECK(fd >= 0, "cannot open '{}' to fsync it: {}", path.string(), errno_text());
-  const int result = ::fsync(fd);
-  const std::string error = errno_text();
-  ::close(fd);
-  MGCA_CHECK(result == 0, "fsync of '{}' failed: {}", path.string(), error);
-}
 
 // step-00001000 → 1000; -1 for anything else.
 int64_t step_of(const std::string& name) {
@@ -131,47 +116,11 @@ void prune_checkpoints(const fs::path& dir, int64_t keep) {
   }
 }
 
-void write_file_atomic(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  MGCA_CHECK(fd >= 0, "cannot create '{}': {}", tmp.string(), errno_text());
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string error = errno_text();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      MGCA_FAIL("writing '{}' failed: {}", tmp.string(), error);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const std::string error = errno_text();
-    ::close(fd);
-    MGCA_FAIL("fsync of '{}' failed: {}", tmp.string(), error);
-  }
-  MGCA_CHECK(::close(fd) == 0, "closing '{}' failed: {}", tmp.string(), errno_text());
-  MGCA_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "renaming '{}' to '{}' failed: {}", tmp.string(),
-             path.string(), errno_text());
-  fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path(), true);
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  MGCA_CHECK(in.good(), "cannot read '{}'", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 namespace detail {
-// Used by save_checkpoint (checkpoint.cpp): the folder steps that need no torch.
-void fsync_directory(const fs::path& dir) { fsync_path(dir, true); }
+// Used by save_checkpoint (checkpoint.cpp): the step that needs no torch.
 void mark_done(const fs::path& checkpoint) {
-  write_file_atomic(checkpoint / kDoneFile, "complete\n");
-  fsync_path(checkpoint.parent_path(), true);
+  util::write_file_atomic(checkpoint / kDoneFile, "complete\n");
+  util::fsync_path(checkpoint.parent_path());
 }
 }  // namespace detail
 

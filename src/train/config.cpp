@@ -20,13 +20,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <set>
 #include <sstream>
 #include <type_traits>
 
+#include "mgca/train/model_builder.h"
 #include "mgca/util/error.h"
 #include "mgca/util/files.h"
 
@@ -152,7 +152,8 @@ void visit_fields(C& c, F&& f) {
   f("runtime.dtype", r.dtype,
     "weights and activations; float64 is for numerical verification (slow, no autocast)",
     Choices{"float32", "float64"});
-  f("runtime.threads", r.threads, "intra-op threads per rank; 0 = cores / ranks on the host", Choices{});
+  f("runtime.threads", r.threads, "intra-op threads per rank; 0 = $OMP_NUM_THREADS, else cores / ranks on the host",
+    Choices{});
   f("runtime.deterministic", r.deterministic,
     "GPU: deterministic algorithms and cuDNN, CUBLAS_WORKSPACE_CONFIG=:4096:8 (bit-exact resume; CPU runs are "
     "deterministic for a given thread count either way)",
@@ -550,13 +551,13 @@ void check_values(const Config& c, const std::string& source, const std::vector<
   require(c.logging.progress_interval_s >= 0, "logging.progress_interval_s",
           fmt::format("{} must be >= 0", c.logging.progress_interval_s));
   // Combinations.
-  const bool vit = m.image_encoder.rfind("vit", 0) == 0;
+  const bool vit = is_vit(m);
   if (c.method == "convirt") {
     require(!vit, "model.image_encoder",
             fmt::format("ConVIRT uses a ResNet image encoder, not \"{}\"", m.image_encoder));
   }
   if (vit) {
-    const int64_t native = m.image_encoder == "vit_b16" ? 224 : 64;
+    const int64_t native = vit_preset(m).image_size;
     require(m.image_size == native, "model.image_size",
             fmt::format("{} must equal the ViT's image size {} for {}", m.image_size, native, m.image_encoder));
   }
@@ -644,11 +645,7 @@ Config parse_config(const std::string& toml_text, const std::string& source,
 Config load_config(const fs::path& job_file, const std::vector<std::string>& overrides, int world_size) {
   const std::string problem = util::file_problem(job_file);
   MGCA_CHECK(problem.empty(), "the job file '{}' {}", job_file.string(), problem);
-  std::ifstream in(job_file, std::ios::binary);
-  MGCA_CHECK(in.good(), "cannot read the job file '{}'", job_file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  Config config = parse_config(text.str(), job_file.string(), overrides);
+  Config config = parse_config(util::read_file(job_file, "the job file"), job_file.string(), overrides);
   check_paths(config, world_size);
   return config;
 }

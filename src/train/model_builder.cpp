@@ -21,9 +21,13 @@ model::BertConfig bert_config(const ModelConfig& m, int64_t vocab_size) {
 
 bool is_vit(const ModelConfig& model) { return model.image_encoder.rfind("vit", 0) == 0; }
 
-model::ViTConfig vit_config(const ModelConfig& m) {
+model::ViTConfig vit_preset(const ModelConfig& m) {
   MGCA_CHECK(is_vit(m), "model.image_encoder \"{}\" is not a ViT", m.image_encoder);
-  model::ViTConfig c = m.image_encoder == "vit_b16" ? model::ViTConfig::base16() : model::ViTConfig::tiny();
+  return m.image_encoder == "vit_b16" ? model::ViTConfig::base16() : model::ViTConfig::tiny();
+}
+
+model::ViTConfig vit_config(const ModelConfig& m) {
+  model::ViTConfig c = vit_preset(m);
   c.image_size = m.image_size;
   return c;
 }

@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "mgca/train/collective_error.h"
+#include "mgca/comm/collective_error.h"
 #include "mgca/train/run_lock.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"

@@ -64,11 +64,15 @@ void load_pretrained(torch::nn::Module& module, const std::string& file, bool pa
 }
 
 // The dataset, tokenizer and loader of a run.
+torch::ScalarType dtype_of(const Config& config) {
+  return config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+}
+
 class LoaderSource : public BatchSource {
  public:
   LoaderSource(const Config& config, const comm::Communicator& comm, torch::Device device, data::TextMode text,
              std::shared_ptr<const text::Tokenizer> tokenizer)
-      : device_(device), dtype_(config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32) {
+      : device_(device), dtype_(dtype_of(config)) {
     // check_paths verified the checksums on rank 0 before start-up.
     dataset_ = io::Dataset::open(config.data.train, {.verify_checksums = false});
     data::LoaderOptions options;
@@ -108,10 +112,6 @@ class LoaderSource : public BatchSource {
   data::Batch batch_;
 };
 
-torch::ScalarType dtype_of(const Config& config) {
-  return config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
-}
-
 std::shared_ptr<text::Tokenizer> make_tokenizer(const Config& config) {
   return std::make_shared<text::Tokenizer>(
       text::Tokenizer::from_vocab_file(config.text.vocab, text::TokenizerOptions{config.text.lower_case}));
@@ -138,24 +138,46 @@ std::map<std::string, std::string> model_metadata(const Config& config) {
           {"embed_dim", std::to_string(config.model.embed_dim)}};
 }
 
-class MgcaTask : public Task {
+// What both tasks share: the job, the communicator, the objectives' options
+// and the batch source, and the Task calls that only pass on to them.
+class ContrastiveTask : public Task {
  public:
-  MgcaTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
-           std::unique_ptr<BatchSource> source)
-      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
-    auto tokenizer = make_tokenizer(config);
-    model_ = model::MgcaModel(mgca_model_config(config, tokenizer->vocab_size()),
-                              model::WordVocabulary{tokenizer->continuation_table(), tokenizer->sep_id()});
-    prepare_model(model_, config, comm_, device);
-    data_ = source ? std::move(source)
-                   : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::Full, tokenizer);
-  }
-
-  torch::nn::Module& module() override { return *model_; }
   int64_t dataset_size() const override { return data_->size(); }
   int64_t batch_size() const override { return config_.data.batch_size; }
   void seek(int64_t epoch, int64_t batch) override { data_->seek(epoch, batch); }
   void next_batch() override { data_->next(); }
+  std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
+
+ protected:
+  ContrastiveTask(const Config& config, std::shared_ptr<comm::Communicator> comm)
+      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {}
+
+  // `source` when given (tests), else the job's loader.
+  void set_source(std::unique_ptr<BatchSource> source, torch::Device device, data::TextMode text_mode,
+                  std::shared_ptr<text::Tokenizer> tokenizer) {
+    data_ = source ? std::move(source)
+                   : std::make_unique<LoaderSource>(config_, *comm_, device, text_mode, std::move(tokenizer));
+  }
+
+  Config config_;
+  std::shared_ptr<comm::Communicator> comm_;
+  objectives::ObjectiveOptions options_;
+  std::unique_ptr<BatchSource> data_;
+};
+
+class MgcaTask : public ContrastiveTask {
+ public:
+  MgcaTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
+           std::unique_ptr<BatchSource> source)
+      : ContrastiveTask(config, std::move(comm)) {
+    auto tokenizer = make_tokenizer(config);
+    model_ = model::MgcaModel(mgca_model_config(config, tokenizer->vocab_size()),
+                              model::WordVocabulary{tokenizer->continuation_table(), tokenizer->sep_id()});
+    prepare_model(model_, config, comm_, device);
+    set_source(std::move(source), device, data::TextMode::Full, tokenizer);
+  }
+
+  torch::nn::Module& module() override { return *model_; }
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
@@ -197,34 +219,23 @@ class MgcaTask : public Task {
     }
   }
 
-  std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
 
  private:
-  Config config_;
-  std::shared_ptr<comm::Communicator> comm_;
-  objectives::ObjectiveOptions options_;
   model::MgcaModel model_{nullptr};
-  std::unique_ptr<BatchSource> data_;
 };
 
-class ConvirtTask : public Task {
+class ConvirtTask : public ContrastiveTask {
  public:
   ConvirtTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
               std::unique_ptr<BatchSource> source)
-      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
+      : ContrastiveTask(config, std::move(comm)) {
     auto tokenizer = make_tokenizer(config);
     model_ = model::ConvirtModel(convirt_model_config(config, tokenizer->vocab_size()));
     prepare_model(model_, config, comm_, device);
-    data_ = source ? std::move(source)
-                   : std::make_unique<LoaderSource>(config, *comm_, device, data::TextMode::SampleSentence,
-                                                    tokenizer);
+    set_source(std::move(source), device, data::TextMode::SampleSentence, tokenizer);
   }
 
   torch::nn::Module& module() override { return *model_; }
-  int64_t dataset_size() const override { return data_->size(); }
-  int64_t batch_size() const override { return config_.data.batch_size; }
-  void seek(int64_t epoch, int64_t batch) override { data_->seek(epoch, batch); }
-  void next_batch() override { data_->next(); }
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
@@ -236,14 +247,9 @@ class ConvirtTask : public Task {
     return parts;
   }
 
-  std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
 
  private:
-  Config config_;
-  std::shared_ptr<comm::Communicator> comm_;
-  objectives::ObjectiveOptions options_;
   model::ConvirtModel model_{nullptr};
-  std::unique_ptr<BatchSource> data_;
 };
 
 }  // namespace

@@ -10,21 +10,22 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
-#include <thread>
 
 #include "mgca/build_config.h"
 #include "mgca/comm/grad_sync.h"
 #include "mgca/train/checkpoint.h"
-#include "mgca/train/collective_error.h"
+#include "mgca/comm/agreement.h"
 #include "mgca/train/optimizer.h"
 #include "mgca/train/preemption.h"
 #include "mgca/train/schedule.h"
 #include "mgca/train/spike_detector.h"
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 #include "mgca/util/log.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/timer.h"
 #include "mgca/util/torch_compat.h"
+#include "mgca/util/threads.h"
 
 #if MGCA_TORCH_HAS_CUDA
 #include <c10/cuda/CUDAFunctions.h>
@@ -88,7 +89,7 @@ void truncate_metrics(const fs::path& path, int64_t step) {
     kept += line + "\n";
   }
   in.close();
-  write_file_atomic(path, kept);
+  util::write_file_atomic(path, kept);
 }
 
 void sync_device(const torch::Device& device) {
@@ -135,9 +136,7 @@ bool uses_autocast(const Config& config, torch::Device device) {
 }
 
 int select_threads(const Config& config, const comm::Communicator& comm) {
-  if (config.runtime.threads > 0) return static_cast<int>(config.runtime.threads);
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / std::max(1, comm.local_size()));
+  return util::choose_thread_count(static_cast<int>(config.runtime.threads), comm.local_size());
 }
 
 // ---- the trainer ----------------------------------------------------------------
@@ -149,7 +148,7 @@ struct Trainer::Impl {
   torch::Device device;
   NamedTensors params;
   std::unique_ptr<Adam> optimizer;
-  std::unique_ptr<comm::GradSync> grad_sync;  // W > 1 with comm.overlap
+  std::unique_ptr<comm::GradSync> grad_sync;  // W > 1
   LrSchedule schedule;
   int64_t accumulate = 1;
   int64_t batches_per_epoch = 0;
@@ -183,10 +182,11 @@ struct Trainer::Impl {
     total_steps = config.schedule.max_steps > 0 ? config.schedule.max_steps
                                                 : config.schedule.epochs * steps_per_epoch;
     schedule = LrSchedule::from_config(config.schedule, o.lr, total_steps);
-    if (comm->size() > 1 && config.comm.overlap) {
+    if (comm->size() > 1) {
       comm::GradSyncOptions sync_options;
       sync_options.bucket_cap_mb = config.comm.bucket_mb;
       sync_options.wire_dtype = comm::parse_grad_dtype(config.comm.grad_dtype);
+      sync_options.overlap = config.comm.overlap;
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
     autocast = uses_autocast(config, device);
@@ -276,12 +276,7 @@ struct Trainer::Impl {
     } else {
       step = std::stoll(load_model_metadata(path).at("step"));
     }
-    const double min_step = comm->all_reduce_scalar(static_cast<double>(step), comm::ReduceOp::Min);
-    const double max_step = comm->all_reduce_scalar(static_cast<double>(step), comm::ReduceOp::Max);
-    if (min_step != max_step) {
-      MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "checkpoint {}: ranks disagree on the step ({} to {})", path.string(),
-                           min_step, max_step);
-    }
+    comm::check_ranks_agree(*comm, fmt::format("checkpoint {}: the step", path.string()), {step});
     const bool same_world = state && state->world_size == comm->size() && state->rank == comm->rank();
     if (same_world) {
       set_generator_state(cpu_generator(), state->cpu_rng);
@@ -385,45 +380,6 @@ struct Trainer::Impl {
 
   // ---- gradient sync -----------------------------------------------------------
 
-  // Without overlap (comm.overlap = false): averages the defined gradients
-  // over ranks after backward, in buckets of about comm.bucket_mb (one flat
-  // all-reduce per bucket). Every rank has the same set of defined gradients
-  // (the same model and code path).
-  void average_gradients() {
-    if (comm->size() == 1) return;
-    torch::NoGradGuard no_grad;
-    const int64_t bucket_bytes = static_cast<int64_t>(config.comm.bucket_mb * 1024 * 1024);
-    const bool wire_bf16 = comm::parse_grad_dtype(config.comm.grad_dtype) == comm::GradDtype::BFloat16;
-    std::vector<torch::Tensor> bucket;
-    int64_t bytes = 0;
-    auto flush = [&] {
-      if (bucket.empty()) return;
-      std::vector<torch::Tensor> flat;
-      for (const auto& g : bucket) flat.push_back(g.reshape({-1}));
-      torch::Tensor buffer = torch::cat(flat);
-      if (wire_bf16 && buffer.element_size() > 2) buffer = buffer.to(torch::kBFloat16);
-      comm->all_reduce(buffer, comm::ReduceOp::Avg);
-      int64_t offset = 0;
-      for (auto& g : bucket) {
-        g.copy_(buffer.narrow(0, offset, g.numel()).view(g.sizes()));
-        offset += g.numel();
-      }
-      bucket.clear();
-      bytes = 0;
-    };
-    for (auto& [name, param] : params) {
-      torch::Tensor grad = param.grad();
-      if (!grad.defined()) continue;
-      if (!bucket.empty() && (bucket.front().scalar_type() != grad.scalar_type() ||
-                              bytes + grad.numel() * grad.element_size() > bucket_bytes)) {
-        flush();
-      }
-      bucket.push_back(grad);
-      bytes += grad.numel() * grad.element_size();
-    }
-    flush();
-  }
-
   // ---- one optimizer step ------------------------------------------------------
 
   struct StepTimes {
@@ -490,11 +446,9 @@ struct Trainer::Impl {
     }
 
     util::Stopwatch watch;
-    if (grad_sync) {
-      grad_sync->finalize();  // waits for the buckets launched during backward: the exposed communication
-    } else {
-      average_gradients();
-    }
+    // Waits for the buckets launched during backward (all of them without
+    // comm.overlap): the exposed communication.
+    if (grad_sync) grad_sync->finalize();
     sync_device(device);
     times.comm += watch.seconds();
 
@@ -595,12 +549,13 @@ struct Trainer::Impl {
                                                               : total_steps;
     if (comm->rank() == 0) {
       fs::create_directories(config.run_dir());
-      write_file_atomic(config.run_dir() / "config.toml", to_toml(config));
+      util::write_file_atomic(config.run_dir() / "config.toml", to_toml(config));
       metrics.open(config.run_dir() / "metrics.jsonl", std::ios::app);
       MGCA_CHECK(metrics.good(), "cannot write {}", (config.run_dir() / "metrics.jsonl").string());
     }
     log::info("communication: {}{}", comm->describe(),
-              grad_sync ? fmt::format("; gradients in {} buckets overlapping backward", grad_sync->buckets().size())
+              grad_sync ? fmt::format("; gradients in {} buckets {}", grad_sync->buckets().size(),
+                                      config.comm.overlap ? "overlapping backward" : "after backward")
                         : "");
     log::info("{}: {} ranks × batch {} × accumulate {} = {} samples per step; {} steps per epoch, {} steps{}",
               config.name, comm->size(), task->batch_size(), accumulate,

@@ -57,6 +57,9 @@ struct GradSyncOptions {
   // and the average is written back into the full-precision bucket and
   // .grad (bucket sizes still count the parameters' own bytes).
   GradDtype wire_dtype = GradDtype::Native;
+  // Launch buckets from gradient hooks during backward. false: no hooks;
+  // finalize() takes every accumulated .grad and does all the communication.
+  bool overlap = true;
 };
 
 // Figures of the last synchronised step (finalize() fills them).

@@ -2,6 +2,7 @@
 // shared by the tensor Communicator and the raw-pointer NCCL communicator.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace mgca::comm {
@@ -25,6 +26,17 @@ enum class GradDtype { Native, BFloat16 };
 
 const char* reduce_op_name(ReduceOp op);  // "sum", "avg", "max", "min"
 const char* backend_name(Backend backend);  // "auto", "mpi", "nccl"
+// Rank `rank`'s contiguous block [begin, end) of the items 0 … n−1 split over
+// `world` ranks: [n·rank/world, n·(rank+1)/world). The blocks of ranks
+// 0 … world−1 tile [0, n) in order and differ in size by at most one, so work
+// split this way comes out in index order for any rank count.
+struct BlockRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+};
+BlockRange block_of(int64_t n, int rank, int world);
+
 // Parses "auto" | "mpi" | "nccl" (the `comm.backend` config value); anything
 // else is an error that lists the valid names.
 Backend parse_backend(const std::string& name);

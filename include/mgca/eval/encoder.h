@@ -45,10 +45,9 @@
 #include "mgca/text/tokenizer.h"
 #include "mgca/eval/preprocess.h"
 #include "mgca/train/config.h"
+#include "mgca/train/export.h"
 
 namespace mgca::eval {
-
-inline constexpr const char* kImageEncoderFormat = "mgca-image-encoder";
 
 struct ModelLoadOptions {
   // The WordPiece vocabulary of a whole model; empty: the run config's
@@ -128,7 +127,8 @@ class EvalModel {
   torch::Device device_ = torch::kCPU;
 };
 
-// Writes `model`'s image encoder with the metadata contract above.
+// Writes `model`'s image encoder with the metadata contract above
+// (train::write_image_encoder).
 void save_image_encoder(const EvalModel& model, const std::filesystem::path& path);
 
 }  // namespace mgca::eval

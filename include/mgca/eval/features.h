@@ -32,9 +32,6 @@
 
 namespace mgca::eval {
 
-// [begin, end) of rank `rank`'s contiguous shard of n samples over `world` ranks.
-std::pair<int64_t, int64_t> shard_range(int64_t n, int rank, int world);
-
 // Encodes samples [begin, begin + count) of this rank's shard (count ≥ 1)
 // and returns one tensor per output, each [count, dims[k]] (any device, any
 // float dtype; stored as float32).

@@ -50,6 +50,10 @@ struct LoadOptions {
   // removed (e.g. "image." takes the image encoder out of an MGCA checkpoint).
   std::string prefix;
   bool interpolate_positions = true;
+  // A tensor whose dtype differs from the module's is mis-shaped (our own
+  // checkpoints on resume, which must continue bit for bit); otherwise
+  // floating-point tensors are cast.
+  bool same_dtype = false;
 };
 
 struct LoadReport {

@@ -104,9 +104,11 @@ std::map<std::string, torch::Tensor> load_optimizer_tensors(const std::filesyste
 // written by another rank or at another step.
 std::optional<RankState> load_rank_state(const std::filesystem::path& checkpoint, int rank);
 
-// Copies `tensors` into the module's parameters and buffers (by name). Every
-// name of the module must be present with the same shape, and every tensor
-// must belong to the module; the error lists all differences.
+// Copies `tensors` into the module's parameters and buffers (by name):
+// model::load_weights with our names, strict, same dtype, no position
+// interpolation. Every name of the module must be present with the same shape
+// and dtype, and every tensor must belong to the module; the error lists all
+// differences and nothing is copied then.
 void load_module_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
                        const std::string& source);
 // The module's parameters and buffers by name (the model.safetensors content).

@@ -44,14 +44,9 @@ void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
 // True when `path` is a complete checkpoint folder (has DONE).
 bool is_complete_checkpoint(const std::filesystem::path& path);
 
-// Writes `bytes` to `path` atomically: "<path>.tmp", fsync, rename, fsync of the folder.
-void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
-std::string read_file(const std::filesystem::path& path);
-
 }  // namespace mgca::train
 
 namespace mgca::train::detail {
-// Steps of save_checkpoint: fsync a folder; write the DONE marker (fsynced).
-void fsync_directory(const std::filesystem::path& dir);
+// A step of save_checkpoint: write the DONE marker (fsynced).
 void mark_done(const std::filesystem::path& checkpoint);
 }  // namespace mgca::train::detail

@@ -20,7 +20,7 @@ namespace mgca::train {
 // Collective. Rank 0 reads and validates the job file with the overrides
 // (load_config: types, ranges, the dataset and the other files) and
 // broadcasts the resolved Config (Boost.Serialization archive); every rank
-// returns the identical Config. A rejected job raises CollectiveError on
+// returns the identical Config. A rejected job raises comm::CollectiveError on
 // every rank with rank 0's message (echo on the other ranks), before any
 // training starts.
 Config load_config_collective(const std::filesystem::path& job_file, const std::vector<std::string>& overrides,

@@ -58,7 +58,7 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   // Resumes (checkpoint.resume), trains, checkpoints. Collective. Throws
-  // CollectiveError for failures every rank sees alike (NaN/Inf, checkpoint
+  // comm::CollectiveError for failures every rank sees alike (NaN/Inf, checkpoint
   // I/O, a checkpoint that does not match), mgca::Error otherwise.
   RunResult run();
 

@@ -29,7 +29,7 @@ TEST(Extract, RowsArriveInSampleOrderOnRankZero) {
   auto comm = world();
   for (int64_t n : {0, 1, 2, 3, 7, 13, 64}) {
     for (int64_t batch : {1, 3, 100}) {
-      const auto [begin, end] = shard_range(n, comm->rank(), comm->size());
+      const auto [begin, end] = comm::block_of(n, comm->rank(), comm->size());
       int64_t seen = 0;
       const auto out = distributed_extract(
           *comm, n, {3, 1},
@@ -58,7 +58,7 @@ TEST(Extract, ShardsAreContiguousAndCoverEverything) {
     for (int64_t n : {0, 1, 5, 10, 11}) {
       int64_t next = 0, smallest = n, largest = 0;
       for (int r = 0; r < world_size; ++r) {
-        const auto [b, e] = shard_range(n, r, world_size);
+        const auto [b, e] = comm::block_of(n, r, world_size);
         EXPECT_EQ(b, next);
         next = e;
         smallest = std::min(smallest, e - b);

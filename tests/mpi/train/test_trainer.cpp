@@ -14,7 +14,7 @@
 
 #include "mgca/comm/communicator.h"
 #include "mgca/train/checkpoint.h"
-#include "mgca/train/collective_error.h"
+#include "mgca/comm/collective_error.h"
 #include "mgca/train/preemption.h"
 #include "mgca/train/trainer.h"
 #include "support/tensor_checks.h"
@@ -239,7 +239,7 @@ TEST(Trainer, NanLossStopsEveryRankNamingStepAndPart) {
   try {
     train(config, options, comm);
     ADD_FAILURE() << "expected an error";
-  } catch (const CollectiveError& e) {
+  } catch (const comm::CollectiveError& e) {
     EXPECT_EQ(e.echo(), comm->rank() != 0);
     const int64_t epoch = 3 / (48 / (4 * comm->size()));
     EXPECT_NE(e.message().find(fmt::format("step 4 (epoch {}): loss part 'loss_proto' is nan, loss part 'loss' is nan",

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "mgca/comm/agreement.h"
 #include "mgca/comm/communicator.h"
 #include "mgca/comm/differentiable.h"
 #include "mgca/comm/grad_sync.h"
@@ -11,6 +12,39 @@
 
 namespace mgca::comm {
 namespace {
+
+TEST(BlockRange, BlocksTileTheRangeInOrderAndDifferByAtMostOne) {
+  for (int64_t n : {0, 1, 7, 100, 101}) {
+    for (int world : {1, 2, 3, 4, 8}) {
+      int64_t next = 0, smallest = n, largest = 0;
+      for (int rank = 0; rank < world; ++rank) {
+        const BlockRange block = block_of(n, rank, world);
+        EXPECT_EQ(block.begin, next) << "n " << n << " rank " << rank << " of " << world;
+        next = block.end;
+        smallest = std::min(smallest, block.size());
+        largest = std::max(largest, block.size());
+      }
+      EXPECT_EQ(next, n);
+      EXPECT_LE(largest - smallest, 1);
+    }
+  }
+  EXPECT_THROW(block_of(10, 2, 2), Error);
+}
+
+TEST(SingleCommunicator, AgreementHelpersPassAndFailOnOneRank) {
+  auto comm = Communicator::single();
+  check_ranks_agree(*comm, "values", {1, 2, 3});  // one rank always agrees with itself
+  int ran = 0;
+  run_on_every_rank(*comm, "step", [&] { ++ran; });
+  EXPECT_EQ(ran, 1);
+  try {
+    run_on_every_rank(*comm, "writing", [] { throw std::runtime_error("disk full"); });
+    ADD_FAILURE() << "a failing body did not raise";
+  } catch (const CollectiveError& e) {
+    EXPECT_FALSE(e.echo());
+    EXPECT_NE(e.message().find("writing: disk full"), std::string::npos) << e.message();
+  }
+}
 
 TEST(SingleCommunicator, CollectivesAreIdentities) {
   auto comm = Communicator::single();

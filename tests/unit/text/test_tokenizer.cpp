@@ -154,7 +154,7 @@ TEST(Tokenizer, UnknownWordsAndTokens) {
 TEST(TokenizerVocab, Errors) {
   test::TempDir dir;
   EXPECT_CONTAINS(error_of([&] { Tokenizer::from_vocab_file(dir / "none.txt"); }),
-                  "cannot read vocab file " + (dir / "none.txt").string());
+                  "cannot read vocab file '" + (dir / "none.txt").string() + "'");
   test::write_text_file(dir / "small.txt", "[PAD]\n[UNK]\n[CLS]\nhello\n");
   EXPECT_CONTAINS(error_of([&] { Tokenizer::from_vocab_file(dir / "small.txt"); }),
                   "vocab " + (dir / "small.txt").string() + " (4 entries) has no [SEP] token");

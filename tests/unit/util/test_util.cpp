@@ -1,12 +1,22 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <set>
+#include <stdexcept>
+#include <thread>
+#include <string>
+#include <vector>
 
 #include "mgca/util/error.h"
+#include "mgca/util/files.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/rng.h"
+#include "mgca/util/threads.h"
+#include "support/test_support.h"
 
 namespace mgca::util {
 namespace {
@@ -100,6 +110,75 @@ TEST(Rng, PermutationIsAPermutationAndKeyed) {
   EXPECT_EQ(*seen.rbegin(), 999);
   EXPECT_EQ(p, permutation(1000, 11));
   EXPECT_NE(p, permutation(1000, 12));
+}
+
+TEST(Files, AtomicWriteReplacesWholeAndLeavesNoTemporary) {
+  test::TempDir dir("mgca-files");
+  write_file_atomic(dir / "a.txt", "hello");
+  write_file_atomic(dir / "a.txt", std::string("bytes\0and more", 14));
+  EXPECT_EQ(read_file(dir / "a.txt"), std::string("bytes\0and more", 14));
+  EXPECT_FALSE(std::filesystem::exists(dir / "a.txt.tmp"));
+}
+
+TEST(Files, ErrorsNameTheFileAndLeaveTheOldContent) {
+  test::TempDir dir("mgca-files");
+  try {
+    write_file_atomic(dir / "no" / "such" / "b.txt", "x");
+    ADD_FAILURE() << "writing into a missing folder succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create '" + (dir / "no" / "such" / "b.txt.tmp").string() + "'"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    read_file(dir / "none.txt", "the job file");
+    ADD_FAILURE() << "reading a missing file succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read the job file '" + (dir / "none.txt").string() + "'"),
+              std::string::npos)
+        << e.what();
+  }
+  // A temporary that cannot be committed (its target is a folder) is removed; the folder stays.
+  std::filesystem::create_directory(dir / "taken");
+  std::filesystem::create_directory(dir / "taken" / "inside");
+  EXPECT_THROW(write_file_atomic(dir / "taken", "x"), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir / "taken.tmp"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "taken" / "inside"));
+}
+
+TEST(Hash, Fnv1aMatchesThePublishedVectors) {
+  // FNV-1a 64-bit test vectors (Fowler, Noll, Vo: the empty string is the offset basis).
+  EXPECT_EQ(fnv1a(""), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(fnv1a("a"), 0xaf63dc4c8601ec8cULL);
+  EXPECT_EQ(fnv1a("foobar"), 0x85944171f73967e8ULL);
+  // The integer form hashes the 8 bytes least significant first.
+  const int64_t value = 0x0102030405060708LL;
+  EXPECT_EQ(fnv1a(value, kFnv1aBasis), fnv1a(std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8)));
+  EXPECT_EQ(fnv1a("bar", fnv1a("foo")), fnv1a("foobar"));
+}
+
+TEST(Threads, CountRule) {
+  const char* saved = std::getenv("OMP_NUM_THREADS");
+  const std::string saved_value = saved ? saved : "";
+  ::setenv("OMP_NUM_THREADS", "3", 1);
+  EXPECT_EQ(choose_thread_count(5, 2), 5);  // an explicit count wins
+  EXPECT_EQ(choose_thread_count(0, 2), 3);  // then the environment
+  ::unsetenv("OMP_NUM_THREADS");
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(choose_thread_count(0, 1), cores);  // then the cores shared by the ranks on the host
+  EXPECT_EQ(choose_thread_count(0, 4 * cores), 1);
+  if (saved) ::setenv("OMP_NUM_THREADS", saved_value.c_str(), 1);
+}
+
+TEST(Threads, ParallelForCoversEveryIndexOnceAndRethrows) {
+  std::vector<std::atomic<int>> hits(1000);
+  parallel_for(3, 1000, [&](int64_t k) { hits[static_cast<size_t>(k)]++; });
+  EXPECT_TRUE(std::all_of(hits.begin(), hits.end(), [](const auto& h) { return h.load() == 1; }));
+  EXPECT_THROW(parallel_for(2, 10,
+                            [](int64_t k) {
+                              if (k == 7) throw std::runtime_error("sample 7");
+                            }),
+               std::runtime_error);
 }
 
 TEST(Progress, FormatsDurations) {

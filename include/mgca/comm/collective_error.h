@@ -6,7 +6,7 @@
 
 #include "mgca/util/error.h"
 
-namespace mgca::train {
+namespace mgca::comm {
 
 // An error raised on every rank at the same point of the run (a rejected job
 // file, a NaN loss, a checkpoint that could not be written): the program can
@@ -28,9 +28,9 @@ namespace detail {
 [[noreturn]] void raise_collective(const char* file, int line, bool echo, std::string message);
 }  // namespace detail
 
-}  // namespace mgca::train
+}  // namespace mgca::comm
 
-// As MGCA_FAIL, raising train::CollectiveError: use only where every rank
+// As MGCA_FAIL, raising comm::CollectiveError: use only where every rank
 // fails at the same point. MGCA_COLLECTIVE_FAIL(echo, "format", args...).
 #define MGCA_COLLECTIVE_FAIL(echo, ...) \
-  ::mgca::train::detail::raise_collective(__FILE__, __LINE__, (echo), ::fmt::format(__VA_ARGS__))
+  ::mgca::comm::detail::raise_collective(__FILE__, __LINE__, (echo), ::fmt::format(__VA_ARGS__))
