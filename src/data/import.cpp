@@ -67,6 +67,7 @@ struct Processed {
   std::string skip_reason, skip_detail;
   std::string report;
   std::vector<uint8_t> image;
+  std::vector<io::Box> boxes;  // in the stored image
   DecodeNotes notes;
 };
 
@@ -87,6 +88,7 @@ void process(const ImportSource& source, const ImportItem& item, const ImportOpt
   out.skip_reason.clear();
   out.skip_detail.clear();
   out.report.clear();
+  out.boxes.clear();
   out.notes = DecodeNotes{};
   if (!item.skip_reason.empty()) {
     out.skip_reason = item.skip_reason;
@@ -123,6 +125,16 @@ void process(const ImportSource& source, const ImportItem& item, const ImportOpt
     const int64_t S = options.image_size;
     out.image.resize(static_cast<size_t>(S * S));
     resize_and_pad(image, S, out.image.data());
+    for (const auto& box : item.boxes) {
+      const io::Box stored = box_in_stored_image(box, image.width, image.height, S);
+      if (const std::string problem = io::box_problem(stored, S); !problem.empty()) {
+        out.skip_reason = skip::kBadBox;
+        out.skip_detail = fmt::format("{} (source pixels {} {} {} {} in a {}x{} image)", problem, box.x0, box.y0,
+                                      box.x1, box.y1, image.width, image.height);
+        return;
+      }
+      out.boxes.push_back(stored);
+    }
   } catch (const Error& error) {
     out.skip_reason = skip::kCorruptImage;
     out.skip_detail = error.message();
@@ -196,10 +208,12 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
     spec.shard_size = options.shard_size;
     spec.overwrite = options.overwrite;
     spec.info_json = info.dump();
+    spec.annotations = source->annotations();
     writers[split] = std::make_unique<ParallelDatasetWriter>(comm, spec);
     summaries[split];
   }
 
+  const bool with_annotations = source->annotations() != io::AnnotationKinds{};
   util::Progress progress(fmt::format("prep {}", options.format), end - begin);
   const int threads = options.threads;
   const int64_t block = 16 * threads;
@@ -234,8 +248,11 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
       if (result.notes.sixteen_bit) summary.note("16-bit image scaled to 8 bits");
       if (result.notes.color) summary.note("colour image converted to gray");
       if (!result.notes.warning.empty()) summary.note("decoder warning: " + result.notes.warning);
+      io::SampleAnnotation annotation;
+      annotation.boxes = result.boxes;
       writers[item.split]->append(item.id, result.report, result.image.data(),
-                                  label_names.empty() ? nullptr : item.labels.data());
+                                  label_names.empty() ? nullptr : item.labels.data(),
+                                  with_annotations ? &annotation : nullptr);
       ++summary.imported;
     }
     progress.update(first + count - begin);

@@ -7,6 +7,7 @@
 #include <pugixml.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -116,6 +117,17 @@ bool parse_label(const std::string& cell, float& value) {
 
 // A row whose quote never closes, or whose field count differs from the
 // header's, becomes a counted skip with an id naming the table and line.
+// A finite decimal number filling the whole cell.
+bool parse_number(const std::string& cell, float& value) {
+  try {
+    size_t used = 0;
+    value = std::stof(cell, &used);
+    return used == cell.size() && std::isfinite(value);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 bool mark_bad_row(const CsvReader& csv, const std::vector<std::string>& row, ImportItem& item) {
   if (csv.malformed().empty() && row.size() == csv.header().size()) return false;
   item.id = fmt::format("{}:{}", csv.path().filename().string(), csv.line());
@@ -484,6 +496,11 @@ class ChexpertSource : public ListedSource {
 
 // ---------------------------------------------------------------- RSNA Pneumonia
 
+// stage_2_train_labels.csv: one row per pneumonia box (x, y, width, height
+// in pixels of the 1024 × 1024 image, Target 1), or one row with empty box
+// columns and Target 0. One sample per patient with all its boxes as
+// (x, y, x + width, y + height), MGCA's create_bbox; a table without the box
+// columns gives labels only.
 class RsnaSource : public ListedSource {
  public:
   explicit RsnaSource(const ImportOptions& options) {
@@ -495,6 +512,9 @@ class RsnaSource : public ListedSource {
     const ImageIndex index = index_images(dir);
     CsvReader csv(table);
     const int patient = csv.require_column("patientId"), target = csv.require_column("Target");
+    const std::array<int, 4> box_columns = {csv.column("x"), csv.column("y"), csv.column("width"),
+                                            csv.column("height")};
+    boxes_ = std::all_of(box_columns.begin(), box_columns.end(), [](int c) { return c >= 0; });
     std::unordered_map<std::string, size_t> seen;  // a patient has one row per box
     std::vector<std::string> row;
     while (csv.next(row)) {
@@ -508,32 +528,56 @@ class RsnaSource : public ListedSource {
       const std::string& id = row[static_cast<size_t>(patient)];
       float value = 0;
       const bool ok = parse_label(row[static_cast<size_t>(target)], value);
-      const auto known = seen.find(id);
-      if (known != seen.end()) {
-        float& label = items_[known->second].labels[0];
-        if (ok && !std::isnan(value)) label = std::isnan(label) ? value : std::max(label, value);
+      auto known = seen.find(id);
+      if (known == seen.end()) {
+        known = seen.emplace(id, items_.size()).first;
+        ImportItem item;
+        item.id = id;
+        item.split = "all";
+        item.has_report = false;
+        item.labels = {NAN};
+        const auto image = index.images.find(id);
+        if (image != index.images.end()) {
+          item.image = image->second;
+        } else {
+          item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
+          item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+        }
+        items_.push_back(std::move(item));
+      }
+      ImportItem& item = items_[known->second];
+      float& label = item.labels[0];
+      if (!ok) {
+        if (item.skip_reason.empty() || item.skip_reason == skip::kMissingImage || item.skip_reason == skip::kDicom) {
+          item.skip_reason = skip::kBadLabel;
+          item.skip_detail = fmt::format("line {}: Target = '{}'", csv.line(), row[static_cast<size_t>(target)]);
+        }
         continue;
       }
-      seen.emplace(id, items_.size());
-      ImportItem item;
-      item.id = id;
-      item.split = "all";
-      item.has_report = false;
-      item.labels = {ok ? value : NAN};
-      if (!ok) {
-        item.skip_reason = skip::kBadLabel;
-        item.skip_detail = fmt::format("line {}: Target = '{}'", csv.line(), row[static_cast<size_t>(target)]);
+      if (!std::isnan(value)) label = std::isnan(label) ? value : std::max(label, value);
+      if (!boxes_ || value != 1.0f) continue;
+      std::array<float, 4> v{};
+      bool numbers = true;
+      for (size_t k = 0; k < 4; ++k) {
+        numbers &= parse_number(row[static_cast<size_t>(box_columns[k])], v[k]);
       }
-      const auto image = index.images.find(id);
-      if (image != index.images.end()) {
-        item.image = image->second;
-      } else if (item.skip_reason.empty()) {
-        item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
-        item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+      if (!numbers && item.skip_reason.empty()) {
+        item.skip_reason = skip::kBadBox;
+        item.skip_detail = fmt::format("line {}: Target 1 with box '{}', '{}', '{}', '{}'", csv.line(),
+                                       row[static_cast<size_t>(box_columns[0])], row[static_cast<size_t>(box_columns[1])],
+                                       row[static_cast<size_t>(box_columns[2])], row[static_cast<size_t>(box_columns[3])]);
       }
-      items_.push_back(std::move(item));
+      if (numbers) item.boxes.push_back({v[0], v[1], v[0] + v[2], v[1] + v[3]});
     }
   }
+  io::AnnotationKinds annotations() const override {
+    io::AnnotationKinds kinds;
+    kinds.boxes = boxes_;
+    return kinds;
+  }
+
+ private:
+  bool boxes_ = false;
 };
 
 // ---------------------------------------------------------------- MedMNIST

@@ -18,6 +18,7 @@
 
 #include "mgca/data/dataset_output.h"
 #include "mgca/data/image.h"
+#include "mgca/io/dataset_file.h"
 
 namespace mgca::data {
 
@@ -52,6 +53,7 @@ struct ImportItem {
   std::vector<float> labels;         // one per label name (NaN = missing); empty without labels
   std::filesystem::path image;       // the image file (empty for sources that hold pixels)
   int64_t index = -1;                // source-specific (the row of an .npz array)
+  std::vector<io::Box> boxes;        // in source-image pixels (sources whose annotations() has boxes)
   std::string skip_reason;           // set when listing already found the item unusable
   std::string skip_detail;
 };
@@ -60,6 +62,8 @@ class ImportSource {
  public:
   virtual ~ImportSource() = default;
   virtual std::vector<std::string> label_names() const = 0;
+  // What every sample of the written datasets carries besides the image.
+  virtual io::AnnotationKinds annotations() const { return {}; }
   // Identical on every rank: same items in the same order.
   virtual std::vector<ImportItem>& items() = 0;
   // Called with the item range this rank imports, before any load: sources
@@ -101,6 +105,7 @@ inline constexpr const char* kNoReport = "no report for the study";
 inline constexpr const char* kDicom = "DICOM image (convert to PNG or JPEG first)";
 inline constexpr const char* kNotFrontal = "not a frontal view";
 inline constexpr const char* kDuplicateId = "duplicate id";
+inline constexpr const char* kBadBox = "bad box";
 }  // namespace skip
 
 }  // namespace mgca::data

@@ -381,33 +381,74 @@ TEST(ChexpertImport, FrontalViewsWithRawLabels) {
   EXPECT_EQ(train->labels(0)[13], 1.f);
 }
 
-TEST(RsnaImport, OnePatientOneSampleDicomCounted) {
+TEST(RsnaImport, OnePatientOneSampleWithItsBoxesBadInputsCounted) {
   test::TempDir dir("mgca-rsna");
   fs::create_directories(dir / "images");
   fs::copy_file(samples() / "nih-00000001_000.png", dir / "images/p1.png");
   fs::copy_file(samples() / "nih-00027426_000.png", dir / "images/p2.png");
+  fs::copy_file(samples() / "nih-00027426_000.png", dir / "images/p5.png");
+  fs::copy_file(samples() / "nih-00027426_000.png", dir / "images/p6.png");
   test::write_text_file(dir / "images/p3.dcm", "DICM");
+  // The public stage_2_train_labels.csv layout: one row per box.
   test::write_text_file(dir / "stage_2_train_labels.csv",
                         "patientId,x,y,width,height,Target\n"
                         "p1,,,,,0\n"
-                        "p2,264,152,213,379,1\n"
-                        "p2,562,152,256,453,1\n"
+                        "p2,64,52,113,179,1\n"
+                        "p2,262,52,156,253,1\n"
                         "p3,,,,,0\n"
-                        "p4,,,,,0\n");
+                        "p4,,,,,0\n"
+                        "p5,264,abc,213,379,1\n"     // a box that is not numbers
+                        "p6,400,152,300,179,1\n");   // a box past the image's right edge (512 px)
   ImportOptions options;
   options.format = "rsna";
   options.in = dir.path();
   options.out = dir / "out";
   options.image_size = 32;
   const ImportResult result = import(options);
+  // 6 patients in = 2 imported + 4 skipped, each with its reason.
   EXPECT_EQ(result.total.imported, 2);
   EXPECT_EQ(result.total.skipped.at(skip::kDicom), 1);
   EXPECT_EQ(result.total.skipped.at(skip::kMissingImage), 1);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadBox), 2);
   auto all = io::Dataset::open(options.out / "all");
   ASSERT_EQ(all->size(), 2);
+  EXPECT_TRUE(all->annotations().boxes);
+  EXPECT_FALSE(all->annotations().masks);
   EXPECT_EQ(all->id(1), "p2");
   EXPECT_EQ(all->labels(0)[0], 0.f);
   EXPECT_EQ(all->labels(1)[0], 1.f);
+  EXPECT_TRUE(all->boxes(0).empty());
+  const auto source = read_image_file(dir / "images/p2.png");
+  const auto boxes = all->boxes(1);
+  ASSERT_EQ(boxes.size(), 2u);
+  const std::vector<io::Box> expected = {
+      box_in_stored_image({64, 52, 177, 231}, source.width, source.height, 32),
+      box_in_stored_image({262, 52, 418, 305}, source.width, source.height, 32)};
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_FLOAT_EQ(boxes[k].x0, expected[k].x0);
+    EXPECT_FLOAT_EQ(boxes[k].y0, expected[k].y0);
+    EXPECT_FLOAT_EQ(boxes[k].x1, expected[k].x1);
+    EXPECT_FLOAT_EQ(boxes[k].y1, expected[k].y1);
+  }
+  // A 512 × 512 image: the box scales by 32/512 with no padding.
+  ASSERT_EQ(source.width, 512);
+  ASSERT_EQ(source.height, 512);
+  EXPECT_FLOAT_EQ(boxes[0].x0, 64.f / 16);
+  EXPECT_FLOAT_EQ(boxes[0].y1, 231.f / 16);
+}
+
+TEST(ImageGeometry, BoxFollowsResizeAndPad) {
+  // 200 × 100 → 32: resized to 32 × 16, 8 rows of padding above.
+  const auto g = resize_and_pad_geometry(200, 100, 32);
+  EXPECT_EQ(g.new_w, 32);
+  EXPECT_EQ(g.new_h, 16);
+  EXPECT_EQ(g.left, 0);
+  EXPECT_EQ(g.top, 8);
+  const auto box = box_in_stored_image({50, 0, 100, 100}, 200, 100, 32);
+  EXPECT_FLOAT_EQ(box.x0, 8.f);
+  EXPECT_FLOAT_EQ(box.y0, 8.f);
+  EXPECT_FLOAT_EQ(box.x1, 16.f);
+  EXPECT_FLOAT_EQ(box.y1, 24.f);
 }
 
 TEST(MimicImport, FrontalJpegsWithSectionedReportsSplitsAndLabels) {
