@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -580,6 +581,103 @@ class RsnaSource : public ListedSource {
   bool boxes_ = false;
 };
 
+// ---------------------------------------------------------------- Object-CXR
+
+// Object-CXR (JF Healthcare, MIDL 2020): train.csv / dev.csv with columns
+// image_name, annotation, images in train/ and dev/. An annotation is empty
+// (no foreign object) or objects separated by ';', each "TYPE x1 y1 x2 y2 ..."
+// with TYPE 0 rectangle, 1 ellipse (both given by corner points), 2 polygon.
+// Every object becomes the box spanning its points (MGCA's rectangle_box for
+// types 0 and 1; for polygons MGCA centres a box on a shapely polylabel
+// point instead, docs/data-format.md). Label "Foreign object" = any object;
+// dev.csv is the test split, as MGCA uses it.
+class ObjectCxrSource : public ListedSource {
+ public:
+  explicit ObjectCxrSource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "object-cxr: --in '{}' is not a folder", dir.string());
+    label_names_ = {"Foreign object"};
+    int tables = 0;
+    for (const auto& [name, split] : std::vector<std::pair<std::string, std::string>>{{"train", "train"},
+                                                                                       {"dev", "test"}}) {
+      const fs::path table = dir / (name + ".csv");
+      if (!fs::exists(table)) continue;
+      ++tables;
+      CsvReader csv(table);
+      const int image = csv.require_column("image_name"), annotation = csv.require_column("annotation");
+      std::vector<std::string> row;
+      while (csv.next(row)) {
+        ImportItem item;
+        item.split = split;
+        item.has_report = false;
+        if (mark_bad_row(csv, row, item)) {
+          items_.push_back(std::move(item));
+          continue;
+        }
+        item.id = row[static_cast<size_t>(image)];
+        item.image = dir / name / item.id;
+        const std::string& text = row[static_cast<size_t>(annotation)];
+        std::string problem;
+        item.boxes = object_cxr_boxes(text, problem);
+        if (!problem.empty()) {
+          item.skip_reason = skip::kBadBox;
+          item.skip_detail = fmt::format("line {}: {} in '{}'", csv.line(), problem, text);
+        }
+        item.labels = {item.boxes.empty() ? 0.f : 1.f};
+        items_.push_back(std::move(item));
+      }
+    }
+    MGCA_CHECK(tables > 0, "object-cxr: no train.csv / dev.csv in '{}'", dir.string());
+  }
+  io::AnnotationKinds annotations() const override {
+    io::AnnotationKinds kinds;
+    kinds.boxes = true;
+    return kinds;
+  }
+
+ private:
+  // The boxes of one annotation cell; `problem` says what is wrong ("" when fine).
+  static std::vector<io::Box> object_cxr_boxes(const std::string& text, std::string& problem) {
+    std::vector<io::Box> boxes;
+    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); })) return boxes;
+    std::stringstream objects(text);
+    std::string object;
+    while (std::getline(objects, object, ';')) {
+      std::stringstream fields(object);
+      std::string type;
+      fields >> type;
+      if (type != "0" && type != "1" && type != "2") {
+        problem = fmt::format("object type '{}' (expected 0 rectangle, 1 ellipse, 2 polygon)", type);
+        return {};
+      }
+      std::vector<float> values;
+      std::string field;
+      while (fields >> field) {
+        float v = 0;
+        if (!parse_number(field, v)) {
+          problem = fmt::format("coordinate '{}' is not a number", field);
+          return {};
+        }
+        values.push_back(v);
+      }
+      const size_t least = type == "2" ? 6 : 4;
+      if (values.size() < least || values.size() % 2 != 0) {
+        problem = fmt::format("{} coordinates for an object of type {}", values.size(), type);
+        return {};
+      }
+      io::Box box{values[0], values[1], values[0], values[1]};
+      for (size_t k = 0; k < values.size(); k += 2) {
+        box.x0 = std::min(box.x0, values[k]);
+        box.x1 = std::max(box.x1, values[k]);
+        box.y0 = std::min(box.y0, values[k + 1]);
+        box.y1 = std::max(box.y1, values[k + 1]);
+      }
+      boxes.push_back(box);
+    }
+    return boxes;
+  }
+};
+
 // ---------------------------------------------------------------- MedMNIST
 
 class MedmnistSource : public ListedSource {
@@ -723,8 +821,9 @@ std::unique_ptr<ImportSource> make_import_source(const ImportOptions& options) {
   if (format == "csv") return std::make_unique<CsvSource>(options);
   if (format == "chexpert") return std::make_unique<ChexpertSource>(options);
   if (format == "rsna") return std::make_unique<RsnaSource>(options);
+  if (format == "object-cxr") return std::make_unique<ObjectCxrSource>(options);
   if (format == "medmnist") return std::make_unique<MedmnistSource>(options);
-  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, medmnist)", format);
+  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, medmnist)", format);
 }
 
 }  // namespace mgca::data

@@ -23,7 +23,7 @@
 namespace mgca::data {
 
 struct ImportOptions {
-  std::string format;  // openi, mimic-cxr, csv, chexpert, rsna, medmnist
+  std::string format;  // openi, mimic-cxr, csv, chexpert, rsna, object-cxr, medmnist
   std::filesystem::path in, out;
   int64_t image_size = 256;
   int64_t shard_size = 4096;

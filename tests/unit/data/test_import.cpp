@@ -451,6 +451,63 @@ TEST(ImageGeometry, BoxFollowsResizeAndPad) {
   EXPECT_FLOAT_EQ(box.y1, 24.f);
 }
 
+TEST(ObjectCxrImport, RectanglesEllipsesPolygonsBecomeBoxesBadInputsCounted) {
+  test::TempDir dir("mgca-object-cxr");
+  fs::create_directories(dir / "train");
+  fs::create_directories(dir / "dev");
+  for (const std::string name : {"a", "b", "c", "d", "e", "f"}) {
+    fs::copy_file(samples() / "16747_3_1.jpg", dir / "train" / (name + ".jpg"));
+  }
+  for (const std::string name : {"h", "i"}) fs::copy_file(samples() / "16747_3_1.jpg", dir / "dev" / (name + ".jpg"));
+  // The public layout: image_name, annotation ("TYPE x1 y1 x2 y2 ..." objects joined by ';').
+  test::write_text_file(dir / "train.csv",
+                        "image_name,annotation\n"
+                        "a.jpg,0 10 20 110 220;1 300 300 350 380\n"  // rectangle + ellipse
+                        "b.jpg,\n"                                    // no foreign object
+                        "c.jpg,2 100 100 200 120 150 220\n"           // polygon
+                        "d.jpg,3 1 2 3 4\n"                           // unknown type
+                        "e.jpg,0 10 20 abc 220\n"                     // not a number
+                        "f.jpg,0 10 20 110\n"                         // too few coordinates
+                        "g.jpg,0 10 20 110 220\n");                   // no image file
+  test::write_text_file(dir / "dev.csv",
+                        "image_name,annotation\n"
+                        "h.jpg,0 10 20 9000 9000\n"                   // past the image
+                        "i.jpg,1 30 40 60 90\n");
+  ImportOptions options;
+  options.format = "object-cxr";
+  options.in = dir.path();
+  options.out = dir / "out";
+  options.image_size = 32;
+  const ImportResult result = import(options);
+  // 9 rows in = 4 imported + 5 skipped.
+  EXPECT_EQ(result.total.imported, 4);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadBox), 4);
+  EXPECT_EQ(result.total.skipped.at(skip::kMissingImage), 1);
+  const auto source = read_image_file(samples() / "16747_3_1.jpg");
+  const auto stored = [&](const io::Box& b) { return box_in_stored_image(b, source.width, source.height, 32); };
+  const auto expect_box = [](const io::Box& got, const io::Box& want) {
+    EXPECT_FLOAT_EQ(got.x0, want.x0);
+    EXPECT_FLOAT_EQ(got.y0, want.y0);
+    EXPECT_FLOAT_EQ(got.x1, want.x1);
+    EXPECT_FLOAT_EQ(got.y1, want.y1);
+  };
+  auto train = io::Dataset::open(options.out / "train");
+  ASSERT_EQ(train->size(), 3);
+  EXPECT_TRUE(train->annotations().boxes);
+  ASSERT_EQ(train->boxes(0).size(), 2u);
+  expect_box(train->boxes(0)[0], stored({10, 20, 110, 220}));
+  expect_box(train->boxes(0)[1], stored({300, 300, 350, 380}));
+  EXPECT_EQ(train->labels(0)[0], 1.f);
+  EXPECT_TRUE(train->boxes(1).empty());
+  EXPECT_EQ(train->labels(1)[0], 0.f);
+  ASSERT_EQ(train->boxes(2).size(), 1u);
+  expect_box(train->boxes(2)[0], stored({100, 100, 200, 220}));
+  auto test_split = io::Dataset::open(options.out / "test");
+  ASSERT_EQ(test_split->size(), 1);
+  EXPECT_EQ(test_split->id(0), "i.jpg");
+  expect_box(test_split->boxes(0)[0], stored({30, 40, 60, 90}));
+}
+
 TEST(MimicImport, FrontalJpegsWithSectionedReportsSplitsAndLabels) {
   test::TempDir dir("mgca-mimic");
   const fs::path root = dir / "mimic-cxr-jpg";
