@@ -22,9 +22,9 @@ int run_prep(int argc, char** argv) {
                "mgca prep"};
   data::ImportOptions options;
   std::string in, out, labels, splits, reports;
-  app.add_option("--format", options.format, "openi, mimic-cxr, csv, chexpert, rsna, object-cxr or medmnist")
+  app.add_option("--format", options.format, "openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim or medmnist")
       ->required()
-      ->check(CLI::IsMember({"openi", "mimic-cxr", "csv", "chexpert", "rsna", "object-cxr", "medmnist"}));
+      ->check(CLI::IsMember({"openi", "mimic-cxr", "csv", "chexpert", "rsna", "object-cxr", "siim", "medmnist"}));
   app.add_option("--in", in, "the source folder (csv, medmnist: or the .csv / .npz file)")->required();
   app.add_option("--out", out, "output folder")->required();
   app.add_option("--image-size", options.image_size, "image side S after resizing and padding")
@@ -87,7 +87,7 @@ int run_prep(int argc, char** argv) {
   return kExitOk;
 }
 
-const Registration registration{"prep", "import a chest X-ray dataset (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, medmnist)",
+const Registration registration{"prep", "import a chest X-ray dataset (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim, medmnist)",
                                 run_prep};
 
 }  // namespace

@@ -360,6 +360,18 @@ io::Box box_in_stored_image(const io::Box& box, int64_t width, int64_t height, i
           static_cast<float>(g.left + box.x1 * sx), static_cast<float>(g.top + box.y1 * sy)};
 }
 
+void mask_in_stored_image(const uint8_t* mask, int64_t width, int64_t height, int64_t S, uint8_t* out) {
+  const auto g = resize_and_pad_geometry(width, height, S);
+  std::memset(out, 0, static_cast<size_t>(S * S));
+  for (int64_t y = 0; y < g.new_h; ++y) {
+    const int64_t sy = std::min(height - 1, y * height / g.new_h);
+    for (int64_t x = 0; x < g.new_w; ++x) {
+      const int64_t sx = std::min(width - 1, x * width / g.new_w);
+      out[(g.top + y) * S + g.left + x] = mask[sy * width + sx] ? 1 : 0;
+    }
+  }
+}
+
 void resize_and_pad(const GrayImage& image, int64_t S, uint8_t* out) {
   const auto g = resize_and_pad_geometry(image.width, image.height, S);
   std::vector<uint8_t> resized(static_cast<size_t>(g.new_w * g.new_h));

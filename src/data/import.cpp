@@ -27,6 +27,10 @@ GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* /*notes*
   MGCA_FAIL("item '{}' has no image file and its source holds no pixels", item.id);
 }
 
+std::string ImportSource::source_mask(const ImportItem& item, int64_t, int64_t, std::vector<uint8_t>&) const {
+  MGCA_FAIL("item '{}': its source has no masks", item.id);
+}
+
 namespace {
 
 uint64_t fnv1a(const std::string& text) {
@@ -67,7 +71,8 @@ struct Processed {
   std::string skip_reason, skip_detail;
   std::string report;
   std::vector<uint8_t> image;
-  std::vector<io::Box> boxes;  // in the stored image
+  std::vector<io::Box> boxes;   // in the stored image
+  std::vector<uint8_t> mask;    // S*S when the source has masks
   DecodeNotes notes;
 };
 
@@ -134,6 +139,16 @@ void process(const ImportSource& source, const ImportItem& item, const ImportOpt
         return;
       }
       out.boxes.push_back(stored);
+    }
+    if (source.annotations().masks) {
+      std::vector<uint8_t> mask;
+      if (std::string problem = source.source_mask(item, image.width, image.height, mask); !problem.empty()) {
+        out.skip_reason = skip::kBadMask;
+        out.skip_detail = std::move(problem);
+        return;
+      }
+      out.mask.resize(static_cast<size_t>(S * S));
+      mask_in_stored_image(mask.data(), image.width, image.height, S, out.mask.data());
     }
   } catch (const Error& error) {
     out.skip_reason = skip::kCorruptImage;
@@ -250,6 +265,7 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
       if (!result.notes.warning.empty()) summary.note("decoder warning: " + result.notes.warning);
       io::SampleAnnotation annotation;
       annotation.boxes = result.boxes;
+      annotation.mask = result.mask.empty() ? nullptr : result.mask.data();
       writers[item.split]->append(item.id, result.report, result.image.data(),
                                   label_names.empty() ? nullptr : item.labels.data(),
                                   with_annotations ? &annotation : nullptr);

@@ -678,6 +678,125 @@ class ObjectCxrSource : public ListedSource {
   }
 };
 
+// ---------------------------------------------------------------- SIIM-ACR pneumothorax
+
+// The SIIM-ACR competition's train-rle.csv (ImageId, EncodedPixels; the
+// published header has a space before EncodedPixels) and the images as
+// <ImageId>.png/.jpg anywhere below --in (DICOM: convert first). A row's
+// EncodedPixels is "-1" (no pneumothorax) or run-length pairs "start length"
+// where each start counts from the end of the previous run, over the pixels
+// in column-major order (the competition's rle2mask, transposed as MGCA
+// does). An image with several rows gets the union of their masks (MGCA's
+// segmentation dataset). Label "Pneumothorax" = any mask pixel.
+class SiimSource : public ListedSource {
+ public:
+  explicit SiimSource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "siim: --in '{}' is not a folder", dir.string());
+    const fs::path table = existing({}, {dir / "train-rle.csv", dir / "stage_2_train.csv"});
+    MGCA_CHECK(!table.empty(), "siim: 'train-rle.csv' not found in '{}'", dir.string());
+    label_names_ = {"Pneumothorax"};
+    const ImageIndex index = index_images(dir);
+    CsvReader csv(table);
+    const int image = csv.require_column("ImageId");
+    int encoded = csv.column(" EncodedPixels");
+    if (encoded < 0) encoded = csv.require_column("EncodedPixels");
+    std::unordered_map<std::string, size_t> seen;
+    std::vector<std::string> row;
+    while (csv.next(row)) {
+      ImportItem bad;
+      if (mark_bad_row(csv, row, bad)) {
+        bad.split = "all";
+        bad.has_report = false;
+        items_.push_back(std::move(bad));
+        continue;
+      }
+      const std::string& id = row[static_cast<size_t>(image)];
+      auto known = seen.find(id);
+      if (known == seen.end()) {
+        known = seen.emplace(id, items_.size()).first;
+        ImportItem item;
+        item.id = id;
+        item.split = "all";
+        item.has_report = false;
+        item.labels = {0.f};
+        item.index = static_cast<int64_t>(runs_.size());
+        runs_.emplace_back();
+        const auto found = index.images.find(id);
+        if (found != index.images.end()) {
+          item.image = found->second;
+        } else {
+          item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
+          item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+        }
+        items_.push_back(std::move(item));
+      }
+      ImportItem& item = items_[known->second];
+      std::vector<int64_t> numbers;
+      std::string problem = parse_runs(row[static_cast<size_t>(encoded)], numbers);
+      if (!problem.empty()) {
+        if (item.skip_reason.empty()) {
+          item.skip_reason = skip::kBadMask;
+          item.skip_detail = fmt::format("line {}: {}", csv.line(), problem);
+        }
+        continue;
+      }
+      if (!numbers.empty()) item.labels[0] = 1.f;
+      runs_[static_cast<size_t>(item.index)].push_back(std::move(numbers));
+    }
+  }
+  io::AnnotationKinds annotations() const override {
+    io::AnnotationKinds kinds;
+    kinds.masks = true;
+    return kinds;
+  }
+  std::string source_mask(const ImportItem& item, int64_t width, int64_t height,
+                          std::vector<uint8_t>& mask) const override {
+    mask.assign(static_cast<size_t>(width * height), 0);
+    for (const auto& runs : runs_[static_cast<size_t>(item.index)]) {
+      int64_t position = 0;
+      for (size_t k = 0; k < runs.size(); k += 2) {
+        position += runs[k];
+        if (position + runs[k + 1] > width * height) {
+          return fmt::format("a run ends at pixel {} of a {}x{} image", position + runs[k + 1], width, height);
+        }
+        for (int64_t p = position; p < position + runs[k + 1]; ++p) {
+          mask[static_cast<size_t>((p % height) * width + p / height)] = 1;  // column-major → row-major
+        }
+        position += runs[k + 1];
+      }
+    }
+    return "";
+  }
+
+ private:
+  // "-1" → no runs; else an even count of non-negative integers (lengths ≥ 1).
+  static std::string parse_runs(const std::string& text, std::vector<int64_t>& numbers) {
+    std::stringstream in(text);
+    std::string field;
+    while (in >> field) {
+      if (field == "-1" && numbers.empty()) return in >> field ? "'-1' followed by more numbers" : "";
+      size_t used = 0;
+      long long value = -1;
+      try {
+        value = std::stoll(field, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != field.size() || value < 0) return fmt::format("run value '{}' is not a non-negative integer", field);
+      numbers.push_back(value);
+    }
+    if (numbers.empty()) return "empty EncodedPixels (the competition writes -1 for no mask)";
+    if (numbers.size() % 2 != 0) return fmt::format("{} run values (start/length pairs expected)", numbers.size());
+    for (size_t k = 1; k < numbers.size(); k += 2) {
+      if (numbers[k] == 0) return "a run of length 0";
+    }
+    return "";
+  }
+
+  std::vector<std::vector<std::vector<int64_t>>> runs_;  // per item (ImportItem::index): its rows' runs
+};
+
 // ---------------------------------------------------------------- MedMNIST
 
 class MedmnistSource : public ListedSource {
@@ -822,8 +941,9 @@ std::unique_ptr<ImportSource> make_import_source(const ImportOptions& options) {
   if (format == "chexpert") return std::make_unique<ChexpertSource>(options);
   if (format == "rsna") return std::make_unique<RsnaSource>(options);
   if (format == "object-cxr") return std::make_unique<ObjectCxrSource>(options);
+  if (format == "siim") return std::make_unique<SiimSource>(options);
   if (format == "medmnist") return std::make_unique<MedmnistSource>(options);
-  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, medmnist)", format);
+  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim, medmnist)", format);
 }
 
 }  // namespace mgca::data

@@ -64,6 +64,10 @@ struct PadGeometry {
   int64_t new_w = 0, new_h = 0, left = 0, top = 0;
 };
 PadGeometry resize_and_pad_geometry(int64_t width, int64_t height, int64_t S);
+// A 0/1 mask of a width × height source image → the stored S × S layout
+// (nearest neighbour, source pixel floor(dst · src / dst_size) as OpenCV's
+// INTER_NEAREST; 0 in the padding). out: S*S bytes.
+void mask_in_stored_image(const uint8_t* mask, int64_t width, int64_t height, int64_t S, uint8_t* out);
 // A box in source-image pixels → the same region in the stored S × S image.
 io::Box box_in_stored_image(const io::Box& box, int64_t width, int64_t height, int64_t S);
 

@@ -23,7 +23,7 @@
 namespace mgca::data {
 
 struct ImportOptions {
-  std::string format;  // openi, mimic-cxr, csv, chexpert, rsna, object-cxr, medmnist
+  std::string format;  // openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim, medmnist
   std::filesystem::path in, out;
   int64_t image_size = 256;
   int64_t shard_size = 4096;
@@ -73,6 +73,11 @@ class ImportSource {
   // sources that hold pixels themselves; image files are read by the driver.
   // Thread-safe. The default fails.
   virtual GrayImage load_image(const ImportItem& item, DecodeNotes* notes) const;
+  // Sources whose annotations() has masks: the item's 0/1 mask of a
+  // width × height source image (row-major) into `mask`; returns "" or what
+  // is wrong with it (the item is then skipped as a bad mask). Thread-safe.
+  virtual std::string source_mask(const ImportItem& item, int64_t width, int64_t height,
+                                  std::vector<uint8_t>& mask) const;
 };
 
 // Lists a source's items (errors for unusable inputs: missing folder, a
@@ -106,6 +111,7 @@ inline constexpr const char* kDicom = "DICOM image (convert to PNG or JPEG first
 inline constexpr const char* kNotFrontal = "not a frontal view";
 inline constexpr const char* kDuplicateId = "duplicate id";
 inline constexpr const char* kBadBox = "bad box";
+inline constexpr const char* kBadMask = "bad mask";
 }  // namespace skip
 
 }  // namespace mgca::data

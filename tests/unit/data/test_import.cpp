@@ -508,6 +508,50 @@ TEST(ObjectCxrImport, RectanglesEllipsesPolygonsBecomeBoxesBadInputsCounted) {
   expect_box(test_split->boxes(0)[0], stored({30, 40, 60, 90}));
 }
 
+TEST(SiimImport, RunLengthMasksColumnMajorUnionBadInputsCounted) {
+  test::TempDir dir("mgca-siim");
+  fs::create_directories(dir / "png");
+  // 8 wide × 4 tall gray images written by PIL; stored at 8 px: 2 rows of padding above.
+  run_ok(mgca::test::python() + fmt::format(" -c \"import numpy as np; from PIL import Image; "
+                                            "[Image.fromarray(np.full((4, 8), 100, np.uint8)).save('{}/' + n + '.png') "
+                                            "for n in 'abcd']\"",
+                                            (dir / "png").string()));
+  test::write_text_file(dir / "png/f.dcm", "DICM");
+  // The competition's train-rle.csv, header with its space.
+  test::write_text_file(dir / "train-rle.csv",
+                        "ImageId, EncodedPixels\n"
+                        "a, 1 2\n"      // column 0, rows 1-2
+                        "a, 5 1\n"      // a second row of the same image: column 1, row 1
+                        "b, -1\n"       // no pneumothorax
+                        "c, 1 x\n"      // not a number
+                        "d, 30 10\n"    // runs past the 32 pixels
+                        "e, -1\n"       // no image file
+                        "f, -1\n");     // DICOM only
+  ImportOptions options;
+  options.format = "siim";
+  options.in = dir.path();
+  options.out = dir / "out";
+  options.image_size = 8;
+  const ImportResult result = import(options);
+  // 6 images in = 2 imported + 4 skipped.
+  EXPECT_EQ(result.total.imported, 2);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadMask), 2);
+  EXPECT_EQ(result.total.skipped.at(skip::kMissingImage), 1);
+  EXPECT_EQ(result.total.skipped.at(skip::kDicom), 1);
+  auto all = io::Dataset::open(options.out / "all");
+  ASSERT_EQ(all->size(), 2);
+  EXPECT_TRUE(all->annotations().masks);
+  std::vector<uint8_t> mask(64);
+  all->read_mask(0, mask.data());
+  std::vector<uint8_t> expected(64, 0);
+  for (const auto& [x, y] : std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {1, 1}}) expected[static_cast<size_t>((y + 2) * 8 + x)] = 1;
+  EXPECT_EQ(mask, expected);
+  EXPECT_EQ(all->labels(0)[0], 1.f);
+  all->read_mask(1, mask.data());
+  EXPECT_EQ(mask, std::vector<uint8_t>(64, 0));
+  EXPECT_EQ(all->labels(1)[0], 0.f);
+}
+
 TEST(MimicImport, FrontalJpegsWithSectionedReportsSplitsAndLabels) {
   test::TempDir dir("mgca-mimic");
   const fs::path root = dir / "mimic-cxr-jpg";
