@@ -33,12 +33,6 @@ std::pair<torch::Tensor, std::vector<std::vector<io::Box>>> batch_of(const Boxed
   return {normalise_downstream_images(images.to(device)), std::move(boxes)};
 }
 
-std::vector<int64_t> all_rows(int64_t n) {
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), 0);
-  return rows;
-}
-
 double split_map(comm::Communicator& comm, DetectionNet& net, const BoxedImages& split, const DetectOptions& o) {
   return mean_average_precision(detect_split(comm, net, split, o.batch_size, o.yolo), split.boxes).map;
 }

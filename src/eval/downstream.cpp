@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "mgca/model/vit.h"
 #include "mgca/util/error.h"
@@ -31,6 +32,12 @@ int64_t downstream_input_size(const model::ImageEncoderImpl& encoder, int64_t re
 
 torch::Tensor normalise_downstream_images(const torch::Tensor& images_uint8) {
   return (images_uint8.to(torch::kFloat32) / 255.0 - 0.5) / 0.5;
+}
+
+std::vector<int64_t> all_rows(int64_t n) {
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  return rows;
 }
 
 std::vector<int64_t> rank_share(const std::vector<int64_t>& rows, int rank, int size) {

@@ -34,12 +34,6 @@ std::pair<torch::Tensor, torch::Tensor> batch_of(const MaskedImages& split, cons
 
 torch::Device device_of(SegmentationNet& net) { return net->parameters().front().device(); }
 
-std::vector<int64_t> all_rows(int64_t n) {
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), 0);
-  return rows;
-}
-
 // Mean validation loss over the split's batches (each rank its share), summed over ranks.
 double validation_loss(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& val, int64_t batch) {
   torch::NoGradGuard no_grad;
@@ -85,7 +79,7 @@ double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedIma
 
 MaskedImages load_masked_images(const io::Dataset& dataset, int64_t input_size) {
   MGCA_CHECK(dataset.annotations().masks, "dataset '{}' has no masks (segmentation needs a dataset written "
-             "with masks: mgca synth, mgca prep --format siim|rsna)", dataset.dir().string());
+             "with masks: mgca synth, mgca prep --format siim)", dataset.dir().string());
   MaskedImages out;
   out.count = dataset.size();
   out.size = input_size;

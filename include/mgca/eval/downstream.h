@@ -27,6 +27,8 @@ torch::Tensor normalise_downstream_images(const torch::Tensor& images_uint8);
 
 // Rank `rank`'s contiguous share of `rows` among `size` ranks (rows n·r/W ..
 // n·(r+1)/W): how the downstream protocols split a global batch or a split.
+// 0, 1, ..., n − 1: every row of a split.
+std::vector<int64_t> all_rows(int64_t n);
 std::vector<int64_t> rank_share(const std::vector<int64_t>& rows, int rank, int size);
 
 // The training rows a label fraction keeps, ascending: max(1, floor(f · n))
