@@ -6,6 +6,8 @@
 //   mgca eval retrieval --checkpoint CKPT --test data/synth/test
 //   mgca eval zeroshot --checkpoint CKPT --test data/synth/test [--prompts prompts.json]
 //   mgca eval extract --checkpoint CKPT --split data/synth/test --out features.safetensors
+//   mgca eval segment --encoder encoder.safetensors --data data/synth --fractions 0.1
+//   mgca eval detect --encoder encoder.safetensors --data data/synth --fractions 0.01,0.1,1
 //   mpirun -np 4 --bind-to none mgca eval probe ...   (feature extraction on 4 ranks)
 //
 // Every run reports a random initialisation of each architecture beside
@@ -25,6 +27,8 @@
 #include "mgca/comm/communicator.h"
 #include "mgca/comm/runtime.h"
 #include "mgca/eval/data_input.h"
+#include "mgca/eval/downstream.h"
+#include "mgca/eval/detect_protocol.h"
 #include "mgca/eval/encoder.h"
 #include "mgca/eval/pipeline.h"
 #include "mgca/eval/protocol.h"
@@ -510,7 +514,7 @@ int run_segment(SegmentArgs& a, int* argc, char*** argv, const std::vector<std::
                                {"patience", o.patience}, {"loss", "10 focal(gamma 2) - log dice"}};
   for (auto& model : models) {
     const auto encoder = model.image_encoder();
-    const int64_t size = eval::segment_input_size(*encoder, o.input_size);
+    const int64_t size = eval::downstream_input_size(*encoder, o.input_size);
     const auto tr = eval::load_masked_images(*train, size), va = eval::load_masked_images(*val, size),
                te = eval::load_masked_images(*test, size);
     eval::run_segment_grid(*s.comm, model.name(), encoder, name, tr, va, te, a.grid, results);
@@ -519,8 +523,47 @@ int run_segment(SegmentArgs& a, int* argc, char*** argv, const std::vector<std::
   return kExitOk;
 }
 
+// ---------------------------------------------------------------- detect
+
+struct DetectArgs {
+  Common c;
+  std::string fractions = "0.01,0.1,1";
+  eval::DetectGridOptions grid;
+};
+
+int run_detect(DetectArgs& a, int* argc, char*** argv, const std::vector<std::string>& command) {
+  const auto s = start(argc, argv, a.c);
+  const auto paths = eval::resolve_splits(a.c.data, a.c.train, a.c.val, a.c.test);
+  MGCA_CHECK(!paths.train.empty() && !paths.val.empty() && !paths.test.empty(),
+             "detection needs train, val and test splits with boxes (--data or --train/--val/--test)");
+  a.grid.fractions = parse_list(a.fractions, "--fractions");
+  auto models = load_models(a.c, s, /*need_text=*/false);
+  const auto train = io::Dataset::open(paths.train), val = io::Dataset::open(paths.val),
+             test = io::Dataset::open(paths.test);
+  const std::string name = a.c.dataset_name.empty() ? test->manifest().source : a.c.dataset_name;
+  eval::Results results("detect");
+  results.info()["train"] = paths.train.string();
+  results.info()["val"] = paths.val.string();
+  results.info()["test"] = paths.test.string();
+  const auto& o = a.grid.train;
+  results.info()["detect"] = {{"optimizer", "AdamW"}, {"lr", o.learning_rate}, {"weight_decay", o.weight_decay},
+                              {"batch_size", o.batch_size}, {"max_epochs", o.max_epochs}, {"patience", o.patience},
+                              {"head", "YOLOv3 (MGCA ModelMain)"}, {"conf_threshold", o.yolo.conf_threshold},
+                              {"nms_threshold", o.yolo.nms_threshold},
+                              {"map_iou_thresholds", eval::mgca_map_iou_thresholds()}};
+  for (auto& model : models) {
+    const auto encoder = model.image_encoder();
+    const int64_t size = eval::downstream_input_size(*encoder, o.input_size);
+    const auto tr = eval::load_boxed_images(*train, size), va = eval::load_boxed_images(*val, size),
+               te = eval::load_boxed_images(*test, size);
+    eval::run_detect_grid(*s.comm, model.name(), encoder, name, tr, va, te, a.grid, results);
+  }
+  finish(a.c, s, results, fmt::format("Detection mAP (IoU 0.4-0.75), frozen encoder ({})", name), command);
+  return kExitOk;
+}
+
 int run_eval(int argc, char** argv) {
-  CLI::App app{"Evaluate pretrained encoders: linear probe, retrieval, zero-shot, segmentation (docs/evaluation.md)",
+  CLI::App app{"Evaluate pretrained encoders: linear probe, retrieval, zero-shot, segmentation, detection (docs/evaluation.md)",
                "mgca eval"};
   app.require_subcommand(1);
   ProbeArgs probe;
@@ -528,6 +571,7 @@ int run_eval(int argc, char** argv) {
   ZeroShotArgs zeroshot;
   ExtractArgs extract;
   SegmentArgs segment;
+  DetectArgs detect;
 
   auto* p = app.add_subcommand("probe", "linear probe on frozen image features, label fractions × seeds");
   add_model_options(*p, probe.c);
@@ -586,6 +630,24 @@ int run_eval(int argc, char** argv) {
   g->add_option("--input-size", segment.grid.train.input_size, "input side (0: the encoder's; ResNet 224)")
       ->capture_default_str();
 
+  auto* d = app.add_subcommand("detect", "YOLOv3 head on the frozen encoder, label fractions × seeds");
+  add_model_options(*d, detect.c);
+  add_data_options(*d, detect.c, true);
+  add_run_options(*d, detect.c, "detect");
+  d->add_option("--fractions", detect.fractions, "label fractions of the training images")->capture_default_str();
+  d->add_option("--seeds", detect.grid.seeds, "seeds per fraction")->check(CLI::PositiveNumber)->capture_default_str();
+  d->add_option("--seed", detect.grid.base_seed, "first seed")->capture_default_str();
+  d->add_option("--lr", detect.grid.train.learning_rate, "AdamW learning rate")->capture_default_str();
+  d->add_option("--weight-decay", detect.grid.train.weight_decay, "AdamW weight decay")->capture_default_str();
+  d->add_option("--train-batch-size", detect.grid.train.batch_size, "global training batch")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  d->add_option("--epochs", detect.grid.train.max_epochs, "maximum epochs")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  d->add_option("--patience", detect.grid.train.patience, "early-stopping patience (epochs of no better val mAP)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  d->add_option("--input-size", detect.grid.train.input_size,
+                "input side, a multiple of 32 (0: the encoder's; ResNet 224)")->capture_default_str();
+
   auto* x = app.add_subcommand("extract", "extract and cache features or embeddings of one split");
   add_model_options(*x, extract.c);
   x->add_option("--split", extract.split, "dataset folder")->required();
@@ -604,10 +666,11 @@ int run_eval(int argc, char** argv) {
   if (r->parsed()) return run_retrieval(retrieval, &argc, &argv, command);
   if (z->parsed()) return run_zeroshot(zeroshot, &argc, &argv, command);
   if (g->parsed()) return run_segment(segment, &argc, &argv, command);
+  if (d->parsed()) return run_detect(detect, &argc, &argv, command);
   return run_extract(extract, &argc, &argv, command);
 }
 
-const Registration eval_registration{"eval", "evaluate encoders: linear probe, retrieval, zero-shot, segmentation",
+const Registration eval_registration{"eval", "evaluate encoders: linear probe, retrieval, zero-shot, segmentation, detection",
                                 run_eval};
 
 }  // namespace

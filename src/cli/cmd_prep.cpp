@@ -23,9 +23,9 @@ int run_prep(int argc, char** argv) {
                "mgca prep"};
   data::ImportOptions options;
   std::string in, out, labels, splits, reports;
-  app.add_option("--format", options.format, "openi, mimic-cxr, csv, chexpert, rsna or medmnist")
+  app.add_option("--format", options.format, "openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim or medmnist")
       ->required()
-      ->check(CLI::IsMember({"openi", "mimic-cxr", "csv", "chexpert", "rsna", "medmnist"}));
+      ->check(CLI::IsMember({"openi", "mimic-cxr", "csv", "chexpert", "rsna", "object-cxr", "siim", "medmnist"}));
   app.add_option("--in", in, "the source folder (csv, medmnist: or the .csv / .npz file)")->required();
   app.add_option("--out", out, "output folder")->required();
   app.add_option("--image-size", options.image_size, "image side S after resizing and padding")
@@ -86,7 +86,7 @@ int run_prep(int argc, char** argv) {
   return kExitOk;
 }
 
-const Registration prep_registration{"prep", "import a chest X-ray dataset (openi, mimic-cxr, csv, chexpert, rsna, medmnist)",
+const Registration prep_registration{"prep", "import a chest X-ray dataset (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim, medmnist)",
                                 run_prep};
 
 }  // namespace

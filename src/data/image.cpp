@@ -336,23 +336,49 @@ void resize_area(const uint8_t* in, int64_t in_w, int64_t in_h, uint8_t* out, in
   }
 }
 
-void resize_and_pad(const GrayImage& image, int64_t S, uint8_t* out) {
-  MGCA_CHECK(S > 0 && image.width > 0 && image.height > 0, "resize_and_pad: bad sizes");
-  int64_t new_w = S, new_h = S;
+PadGeometry resize_and_pad_geometry(int64_t width, int64_t height, int64_t S) {
+  MGCA_CHECK(S > 0 && width > 0 && height > 0, "resize_and_pad: bad sizes");
+  PadGeometry g{S, S, 0, 0};
   // As MGCA: the shorter side is int(short * S / long) (truncation); ties keep both at S.
-  if (image.height >= image.width) {
-    new_w = static_cast<int64_t>(static_cast<double>(image.width) * (static_cast<double>(S) / static_cast<double>(image.height)));
+  if (height >= width) {
+    g.new_w = static_cast<int64_t>(static_cast<double>(width) * (static_cast<double>(S) / static_cast<double>(height)));
   } else {
-    new_h = static_cast<int64_t>(static_cast<double>(image.height) * (static_cast<double>(S) / static_cast<double>(image.width)));
+    g.new_h = static_cast<int64_t>(static_cast<double>(height) * (static_cast<double>(S) / static_cast<double>(width)));
   }
-  new_w = std::max<int64_t>(new_w, 1);
-  new_h = std::max<int64_t>(new_h, 1);
-  std::vector<uint8_t> resized(static_cast<size_t>(new_w * new_h));
-  resize_area(image.pixels.data(), image.width, image.height, resized.data(), new_w, new_h);
+  g.new_w = std::max<int64_t>(g.new_w, 1);
+  g.new_h = std::max<int64_t>(g.new_h, 1);
+  g.left = (S - g.new_w) / 2;
+  g.top = (S - g.new_h) / 2;
+  return g;
+}
+
+io::Box box_in_stored_image(const io::Box& box, int64_t width, int64_t height, int64_t S) {
+  const auto g = resize_and_pad_geometry(width, height, S);
+  const double sx = static_cast<double>(g.new_w) / static_cast<double>(width);
+  const double sy = static_cast<double>(g.new_h) / static_cast<double>(height);
+  return {static_cast<float>(g.left + box.x0 * sx), static_cast<float>(g.top + box.y0 * sy),
+          static_cast<float>(g.left + box.x1 * sx), static_cast<float>(g.top + box.y1 * sy)};
+}
+
+void mask_in_stored_image(const uint8_t* mask, int64_t width, int64_t height, int64_t S, uint8_t* out) {
+  const auto g = resize_and_pad_geometry(width, height, S);
   std::memset(out, 0, static_cast<size_t>(S * S));
-  const int64_t left = (S - new_w) / 2, top = (S - new_h) / 2;
-  for (int64_t y = 0; y < new_h; ++y) {
-    std::memcpy(out + (top + y) * S + left, resized.data() + y * new_w, static_cast<size_t>(new_w));
+  for (int64_t y = 0; y < g.new_h; ++y) {
+    const int64_t sy = std::min(height - 1, y * height / g.new_h);
+    for (int64_t x = 0; x < g.new_w; ++x) {
+      const int64_t sx = std::min(width - 1, x * width / g.new_w);
+      out[(g.top + y) * S + g.left + x] = mask[sy * width + sx] ? 1 : 0;
+    }
+  }
+}
+
+void resize_and_pad(const GrayImage& image, int64_t S, uint8_t* out) {
+  const auto g = resize_and_pad_geometry(image.width, image.height, S);
+  std::vector<uint8_t> resized(static_cast<size_t>(g.new_w * g.new_h));
+  resize_area(image.pixels.data(), image.width, image.height, resized.data(), g.new_w, g.new_h);
+  std::memset(out, 0, static_cast<size_t>(S * S));
+  for (int64_t y = 0; y < g.new_h; ++y) {
+    std::memcpy(out + (g.top + y) * S + g.left, resized.data() + y * g.new_w, static_cast<size_t>(g.new_w));
   }
 }
 

@@ -26,6 +26,10 @@ GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* /*notes*
   MGCA_FAIL("item '{}' has no image file and its source holds no pixels", item.id);
 }
 
+std::string ImportSource::source_mask(const ImportItem& item, int64_t, int64_t, std::vector<uint8_t>&) const {
+  MGCA_FAIL("item '{}': its source has no masks", item.id);
+}
+
 namespace {
 
 // "train=0.8,val=0.1,test=0.1" → cumulative thresholds.
@@ -60,6 +64,8 @@ struct Processed {
   std::string skip_reason, skip_detail;
   std::string report;
   std::vector<uint8_t> image;
+  std::vector<io::Box> boxes;   // in the stored image
+  std::vector<uint8_t> mask;    // S*S when the source has masks
   DecodeNotes notes;
 };
 
@@ -80,6 +86,7 @@ void process(const ImportSource& source, const ImportItem& item, const ImportOpt
   out.skip_reason.clear();
   out.skip_detail.clear();
   out.report.clear();
+  out.boxes.clear();
   out.notes = DecodeNotes{};
   if (!item.skip_reason.empty()) {
     out.skip_reason = item.skip_reason;
@@ -116,6 +123,26 @@ void process(const ImportSource& source, const ImportItem& item, const ImportOpt
     const int64_t S = options.image_size;
     out.image.resize(static_cast<size_t>(S * S));
     resize_and_pad(image, S, out.image.data());
+    for (const auto& box : item.boxes) {
+      const io::Box stored = box_in_stored_image(box, image.width, image.height, S);
+      if (const std::string problem = io::box_problem(stored, S); !problem.empty()) {
+        out.skip_reason = skip::kBadBox;
+        out.skip_detail = fmt::format("{} (source pixels {} {} {} {} in a {}x{} image)", problem, box.x0, box.y0,
+                                      box.x1, box.y1, image.width, image.height);
+        return;
+      }
+      out.boxes.push_back(stored);
+    }
+    if (source.annotations().masks) {
+      std::vector<uint8_t> mask;
+      if (std::string problem = source.source_mask(item, image.width, image.height, mask); !problem.empty()) {
+        out.skip_reason = skip::kBadMask;
+        out.skip_detail = std::move(problem);
+        return;
+      }
+      out.mask.resize(static_cast<size_t>(S * S));
+      mask_in_stored_image(mask.data(), image.width, image.height, S, out.mask.data());
+    }
   } catch (const Error& error) {
     out.skip_reason = skip::kCorruptImage;
     out.skip_detail = error.message();
@@ -188,10 +215,12 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
     spec.shard_size = options.shard_size;
     spec.overwrite = options.overwrite;
     spec.info_json = info.dump();
+    spec.annotations = source->annotations();
     writers[split] = std::make_unique<ParallelDatasetWriter>(comm, spec);
     summaries[split];
   }
 
+  const bool with_annotations = source->annotations() != io::AnnotationKinds{};
   util::Progress progress(fmt::format("prep {}", options.format), end - begin);
   const int threads = options.threads;
   const int64_t block = 16 * threads;
@@ -212,8 +241,12 @@ ImportResult run_import(comm::Communicator& comm, const ImportOptions& options) 
       if (result.notes.sixteen_bit) summary.note("16-bit image scaled to 8 bits");
       if (result.notes.color) summary.note("colour image converted to gray");
       if (!result.notes.warning.empty()) summary.note("decoder warning: " + result.notes.warning);
+      io::SampleAnnotation annotation;
+      annotation.boxes = result.boxes;
+      annotation.mask = result.mask.empty() ? nullptr : result.mask.data();
       writers[item.split]->append(item.id, result.report, result.image.data(),
-                                  label_names.empty() ? nullptr : item.labels.data());
+                                  label_names.empty() ? nullptr : item.labels.data(),
+                                  with_annotations ? &annotation : nullptr);
       ++summary.imported;
     }
     progress.update(first + count - begin);

@@ -7,11 +7,13 @@
 #include <pugixml.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -116,6 +118,17 @@ bool parse_label(const std::string& cell, float& value) {
 
 // A row whose quote never closes, or whose field count differs from the
 // header's, becomes a counted skip with an id naming the table and line.
+// A finite decimal number filling the whole cell.
+bool parse_number(const std::string& cell, float& value) {
+  try {
+    size_t used = 0;
+    value = std::stof(cell, &used);
+    return used == cell.size() && std::isfinite(value);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 bool mark_bad_row(const CsvReader& csv, const std::vector<std::string>& row, ImportItem& item) {
   if (csv.malformed().empty() && row.size() == csv.header().size()) return false;
   item.id = fmt::format("{}:{}", csv.path().filename().string(), csv.line());
@@ -484,6 +497,11 @@ class ChexpertSource : public ListedSource {
 
 // ---------------------------------------------------------------- RSNA Pneumonia
 
+// stage_2_train_labels.csv: one row per pneumonia box (x, y, width, height
+// in pixels of the 1024 × 1024 image, Target 1), or one row with empty box
+// columns and Target 0. One sample per patient with all its boxes as
+// (x, y, x + width, y + height), MGCA's create_bbox; a table without the box
+// columns gives labels only.
 class RsnaSource : public ListedSource {
  public:
   explicit RsnaSource(const ImportOptions& options) {
@@ -495,6 +513,9 @@ class RsnaSource : public ListedSource {
     const ImageIndex index = index_images(dir);
     CsvReader csv(table);
     const int patient = csv.require_column("patientId"), target = csv.require_column("Target");
+    const std::array<int, 4> box_columns = {csv.column("x"), csv.column("y"), csv.column("width"),
+                                            csv.column("height")};
+    boxes_ = std::all_of(box_columns.begin(), box_columns.end(), [](int c) { return c >= 0; });
     std::unordered_map<std::string, size_t> seen;  // a patient has one row per box
     std::vector<std::string> row;
     while (csv.next(row)) {
@@ -508,32 +529,272 @@ class RsnaSource : public ListedSource {
       const std::string& id = row[static_cast<size_t>(patient)];
       float value = 0;
       const bool ok = parse_label(row[static_cast<size_t>(target)], value);
-      const auto known = seen.find(id);
-      if (known != seen.end()) {
-        float& label = items_[known->second].labels[0];
-        if (ok && !std::isnan(value)) label = std::isnan(label) ? value : std::max(label, value);
+      auto known = seen.find(id);
+      if (known == seen.end()) {
+        known = seen.emplace(id, items_.size()).first;
+        ImportItem item;
+        item.id = id;
+        item.split = "all";
+        item.has_report = false;
+        item.labels = {NAN};
+        const auto image = index.images.find(id);
+        if (image != index.images.end()) {
+          item.image = image->second;
+        } else {
+          item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
+          item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+        }
+        items_.push_back(std::move(item));
+      }
+      ImportItem& item = items_[known->second];
+      float& label = item.labels[0];
+      if (!ok) {
+        if (item.skip_reason.empty() || item.skip_reason == skip::kMissingImage || item.skip_reason == skip::kDicom) {
+          item.skip_reason = skip::kBadLabel;
+          item.skip_detail = fmt::format("line {}: Target = '{}'", csv.line(), row[static_cast<size_t>(target)]);
+        }
         continue;
       }
-      seen.emplace(id, items_.size());
-      ImportItem item;
-      item.id = id;
-      item.split = "all";
-      item.has_report = false;
-      item.labels = {ok ? value : NAN};
-      if (!ok) {
-        item.skip_reason = skip::kBadLabel;
-        item.skip_detail = fmt::format("line {}: Target = '{}'", csv.line(), row[static_cast<size_t>(target)]);
+      if (!std::isnan(value)) label = std::isnan(label) ? value : std::max(label, value);
+      if (!boxes_ || value != 1.0f) continue;
+      std::array<float, 4> v{};
+      bool numbers = true;
+      for (size_t k = 0; k < 4; ++k) {
+        numbers &= parse_number(row[static_cast<size_t>(box_columns[k])], v[k]);
       }
-      const auto image = index.images.find(id);
-      if (image != index.images.end()) {
-        item.image = image->second;
-      } else if (item.skip_reason.empty()) {
-        item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
-        item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+      if (!numbers && item.skip_reason.empty()) {
+        item.skip_reason = skip::kBadBox;
+        item.skip_detail = fmt::format("line {}: Target 1 with box '{}', '{}', '{}', '{}'", csv.line(),
+                                       row[static_cast<size_t>(box_columns[0])], row[static_cast<size_t>(box_columns[1])],
+                                       row[static_cast<size_t>(box_columns[2])], row[static_cast<size_t>(box_columns[3])]);
       }
-      items_.push_back(std::move(item));
+      if (numbers) item.boxes.push_back({v[0], v[1], v[0] + v[2], v[1] + v[3]});
     }
   }
+  io::AnnotationKinds annotations() const override {
+    io::AnnotationKinds kinds;
+    kinds.boxes = boxes_;
+    return kinds;
+  }
+
+ private:
+  bool boxes_ = false;
+};
+
+// ---------------------------------------------------------------- Object-CXR
+
+// Object-CXR (JF Healthcare, MIDL 2020): train.csv / dev.csv with columns
+// image_name, annotation, images in train/ and dev/. An annotation is empty
+// (no foreign object) or objects separated by ';', each "TYPE x1 y1 x2 y2 ..."
+// with TYPE 0 rectangle, 1 ellipse (both given by corner points), 2 polygon.
+// Every object becomes the box spanning its points (MGCA's rectangle_box for
+// types 0 and 1; for polygons MGCA centres a box on a shapely polylabel
+// point instead, docs/data-format.md). Label "Foreign object" = any object;
+// dev.csv is the test split, as MGCA uses it.
+class ObjectCxrSource : public ListedSource {
+ public:
+  explicit ObjectCxrSource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "object-cxr: --in '{}' is not a folder", dir.string());
+    label_names_ = {"Foreign object"};
+    int tables = 0;
+    for (const auto& [name, split] : std::vector<std::pair<std::string, std::string>>{{"train", "train"},
+                                                                                       {"dev", "test"}}) {
+      const fs::path table = dir / (name + ".csv");
+      if (!fs::exists(table)) continue;
+      ++tables;
+      CsvReader csv(table);
+      const int image = csv.require_column("image_name"), annotation = csv.require_column("annotation");
+      std::vector<std::string> row;
+      while (csv.next(row)) {
+        ImportItem item;
+        item.split = split;
+        item.has_report = false;
+        if (mark_bad_row(csv, row, item)) {
+          items_.push_back(std::move(item));
+          continue;
+        }
+        item.id = row[static_cast<size_t>(image)];
+        item.image = dir / name / item.id;
+        const std::string& text = row[static_cast<size_t>(annotation)];
+        std::string problem;
+        item.boxes = object_cxr_boxes(text, problem);
+        if (!problem.empty()) {
+          item.skip_reason = skip::kBadBox;
+          item.skip_detail = fmt::format("line {}: {} in '{}'", csv.line(), problem, text);
+        }
+        item.labels = {item.boxes.empty() ? 0.f : 1.f};
+        items_.push_back(std::move(item));
+      }
+    }
+    MGCA_CHECK(tables > 0, "object-cxr: no train.csv / dev.csv in '{}'", dir.string());
+  }
+  io::AnnotationKinds annotations() const override {
+    io::AnnotationKinds kinds;
+    kinds.boxes = true;
+    return kinds;
+  }
+
+ private:
+  // The boxes of one annotation cell; `problem` says what is wrong ("" when fine).
+  static std::vector<io::Box> object_cxr_boxes(const std::string& text, std::string& problem) {
+    std::vector<io::Box> boxes;
+    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); })) return boxes;
+    std::stringstream objects(text);
+    std::string object;
+    while (std::getline(objects, object, ';')) {
+      std::stringstream fields(object);
+      std::string type;
+      fields >> type;
+      if (type != "0" && type != "1" && type != "2") {
+        problem = fmt::format("object type '{}' (expected 0 rectangle, 1 ellipse, 2 polygon)", type);
+        return {};
+      }
+      std::vector<float> values;
+      std::string field;
+      while (fields >> field) {
+        float v = 0;
+        if (!parse_number(field, v)) {
+          problem = fmt::format("coordinate '{}' is not a number", field);
+          return {};
+        }
+        values.push_back(v);
+      }
+      const size_t least = type == "2" ? 6 : 4;
+      if (values.size() < least || values.size() % 2 != 0) {
+        problem = fmt::format("{} coordinates for an object of type {}", values.size(), type);
+        return {};
+      }
+      io::Box box{values[0], values[1], values[0], values[1]};
+      for (size_t k = 0; k < values.size(); k += 2) {
+        box.x0 = std::min(box.x0, values[k]);
+        box.x1 = std::max(box.x1, values[k]);
+        box.y0 = std::min(box.y0, values[k + 1]);
+        box.y1 = std::max(box.y1, values[k + 1]);
+      }
+      boxes.push_back(box);
+    }
+    return boxes;
+  }
+};
+
+// ---------------------------------------------------------------- SIIM-ACR pneumothorax
+
+// The SIIM-ACR competition's train-rle.csv (ImageId, EncodedPixels; the
+// published header has a space before EncodedPixels) and the images as
+// <ImageId>.png/.jpg anywhere below --in (DICOM: convert first). A row's
+// EncodedPixels is "-1" (no pneumothorax) or run-length pairs "start length"
+// where each start counts from the end of the previous run, over the pixels
+// in column-major order (the competition's rle2mask, transposed as MGCA
+// does). An image with several rows gets the union of their masks (MGCA's
+// segmentation dataset). Label "Pneumothorax" = any mask pixel.
+class SiimSource : public ListedSource {
+ public:
+  explicit SiimSource(const ImportOptions& options) {
+    const fs::path& dir = options.in;
+    MGCA_CHECK(fs::is_directory(dir), "siim: --in '{}' is not a folder", dir.string());
+    const fs::path table = existing({}, {dir / "train-rle.csv", dir / "stage_2_train.csv"});
+    MGCA_CHECK(!table.empty(), "siim: 'train-rle.csv' not found in '{}'", dir.string());
+    label_names_ = {"Pneumothorax"};
+    const ImageIndex index = index_images(dir);
+    CsvReader csv(table);
+    const int image = csv.require_column("ImageId");
+    int encoded = csv.column(" EncodedPixels");
+    if (encoded < 0) encoded = csv.require_column("EncodedPixels");
+    std::unordered_map<std::string, size_t> seen;
+    std::vector<std::string> row;
+    while (csv.next(row)) {
+      ImportItem bad;
+      if (mark_bad_row(csv, row, bad)) {
+        bad.split = "all";
+        bad.has_report = false;
+        items_.push_back(std::move(bad));
+        continue;
+      }
+      const std::string& id = row[static_cast<size_t>(image)];
+      auto known = seen.find(id);
+      if (known == seen.end()) {
+        known = seen.emplace(id, items_.size()).first;
+        ImportItem item;
+        item.id = id;
+        item.split = "all";
+        item.has_report = false;
+        item.labels = {0.f};
+        item.index = static_cast<int64_t>(runs_.size());
+        runs_.emplace_back();
+        const auto found = index.images.find(id);
+        if (found != index.images.end()) {
+          item.image = found->second;
+        } else {
+          item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
+          item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+        }
+        items_.push_back(std::move(item));
+      }
+      ImportItem& item = items_[known->second];
+      std::vector<int64_t> numbers;
+      std::string problem = parse_runs(row[static_cast<size_t>(encoded)], numbers);
+      if (!problem.empty()) {
+        if (item.skip_reason.empty()) {
+          item.skip_reason = skip::kBadMask;
+          item.skip_detail = fmt::format("line {}: {}", csv.line(), problem);
+        }
+        continue;
+      }
+      if (!numbers.empty()) item.labels[0] = 1.f;
+      runs_[static_cast<size_t>(item.index)].push_back(std::move(numbers));
+    }
+  }
+  io::AnnotationKinds annotations() const override {
+    io::AnnotationKinds kinds;
+    kinds.masks = true;
+    return kinds;
+  }
+  std::string source_mask(const ImportItem& item, int64_t width, int64_t height,
+                          std::vector<uint8_t>& mask) const override {
+    mask.assign(static_cast<size_t>(width * height), 0);
+    for (const auto& runs : runs_[static_cast<size_t>(item.index)]) {
+      int64_t position = 0;
+      for (size_t k = 0; k < runs.size(); k += 2) {
+        position += runs[k];
+        if (position + runs[k + 1] > width * height) {
+          return fmt::format("a run ends at pixel {} of a {}x{} image", position + runs[k + 1], width, height);
+        }
+        for (int64_t p = position; p < position + runs[k + 1]; ++p) {
+          mask[static_cast<size_t>((p % height) * width + p / height)] = 1;  // column-major → row-major
+        }
+        position += runs[k + 1];
+      }
+    }
+    return "";
+  }
+
+ private:
+  // "-1" → no runs; else an even count of non-negative integers (lengths ≥ 1).
+  static std::string parse_runs(const std::string& text, std::vector<int64_t>& numbers) {
+    std::stringstream in(text);
+    std::string field;
+    while (in >> field) {
+      if (field == "-1" && numbers.empty()) return in >> field ? "'-1' followed by more numbers" : "";
+      size_t used = 0;
+      long long value = -1;
+      try {
+        value = std::stoll(field, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != field.size() || value < 0) return fmt::format("run value '{}' is not a non-negative integer", field);
+      numbers.push_back(value);
+    }
+    if (numbers.empty()) return "empty EncodedPixels (the competition writes -1 for no mask)";
+    if (numbers.size() % 2 != 0) return fmt::format("{} run values (start/length pairs expected)", numbers.size());
+    for (size_t k = 1; k < numbers.size(); k += 2) {
+      if (numbers[k] == 0) return "a run of length 0";
+    }
+    return "";
+  }
+
+  std::vector<std::vector<std::vector<int64_t>>> runs_;  // per item (ImportItem::index): its rows' runs
 };
 
 // ---------------------------------------------------------------- MedMNIST
@@ -679,8 +940,10 @@ std::unique_ptr<ImportSource> make_import_source(const ImportOptions& options) {
   if (format == "csv") return std::make_unique<CsvSource>(options);
   if (format == "chexpert") return std::make_unique<ChexpertSource>(options);
   if (format == "rsna") return std::make_unique<RsnaSource>(options);
+  if (format == "object-cxr") return std::make_unique<ObjectCxrSource>(options);
+  if (format == "siim") return std::make_unique<SiimSource>(options);
   if (format == "medmnist") return std::make_unique<MedmnistSource>(options);
-  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, medmnist)", format);
+  MGCA_FAIL("unknown import format '{}' (openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim, medmnist)", format);
 }
 
 }  // namespace mgca::data

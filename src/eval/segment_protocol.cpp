@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 
+#include "mgca/eval/downstream.h"
 #include "mgca/eval/localization_metrics.h"
 #include "mgca/eval/segmentation.h"
 #include "mgca/model/vit.h"
@@ -28,26 +29,10 @@ std::pair<torch::Tensor, torch::Tensor> batch_of(const MaskedImages& split, cons
     std::memcpy(images.data_ptr<uint8_t>() + i * s * s, split.images.data() + from, static_cast<size_t>(s * s));
     std::memcpy(masks.data_ptr<uint8_t>() + i * s * s, split.masks.data() + from, static_cast<size_t>(s * s));
   }
-  // MGCA: Normalize(mean 0.5, std 0.5) after scaling to [0, 1].
-  images = images.to(device);
-  masks = masks.to(device);
-  return {(images.to(torch::kFloat32) / 255.0 - 0.5) / 0.5, masks.to(torch::kFloat32)};
+  return {normalise_downstream_images(images.to(device)), masks.to(device).to(torch::kFloat32)};
 }
 
 torch::Device device_of(SegmentationNet& net) { return net->parameters().front().device(); }
-
-// This rank's contiguous share of `rows`.
-std::vector<int64_t> share(const std::vector<int64_t>& rows, int rank, int size) {
-  const size_t n = rows.size();
-  return {rows.begin() + static_cast<std::ptrdiff_t>(n * rank / size),
-          rows.begin() + static_cast<std::ptrdiff_t>(n * (rank + 1) / size)};
-}
-
-std::vector<int64_t> all_rows(int64_t n) {
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), 0);
-  return rows;
-}
 
 // Mean validation loss over the split's batches (each rank its share), summed over ranks.
 double validation_loss(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& val, int64_t batch) {
@@ -58,7 +43,7 @@ double validation_loss(comm::Communicator& comm, SegmentationNet& net, const Mas
   for (size_t first = 0; first < rows.size(); first += static_cast<size_t>(batch)) {
     const std::vector<int64_t> global(rows.begin() + static_cast<std::ptrdiff_t>(first),
                                       rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), first + batch)));
-    const auto mine = share(global, comm.rank(), comm.size());
+    const auto mine = rank_share(global, comm.rank(), comm.size());
     if (mine.empty()) continue;
     const auto [x, y] = batch_of(val, mine, device_of(net));
     sum += mixed_segmentation_loss(net->forward(x), y).item<double>();
@@ -72,7 +57,7 @@ double validation_loss(comm::Communicator& comm, SegmentationNet& net, const Mas
 double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& test, int64_t batch) {
   torch::NoGradGuard no_grad;
   net->eval();
-  const auto mine = share(all_rows(test.count), comm.rank(), comm.size());
+  const auto mine = rank_share(all_rows(test.count), comm.rank(), comm.size());
   double sum = 0;
   for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(batch)) {
     const std::vector<int64_t> rows(mine.begin() + static_cast<std::ptrdiff_t>(first),
@@ -92,15 +77,9 @@ double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedIma
 
 }  // namespace
 
-int64_t segment_input_size(const model::ImageEncoderImpl& encoder, int64_t requested) {
-  if (requested > 0) return requested;
-  if (const auto* vit = dynamic_cast<const model::ViTImpl*>(&encoder)) return vit->config().image_size;
-  return 224;
-}
-
 MaskedImages load_masked_images(const io::Dataset& dataset, int64_t input_size) {
   MGCA_CHECK(dataset.annotations().masks, "dataset '{}' has no masks (segmentation needs a dataset written "
-             "with masks: mgca synth, mgca prep --format siim|rsna)", dataset.dir().string());
+             "with masks: mgca synth, mgca prep --format siim)", dataset.dir().string());
   MaskedImages out;
   out.count = dataset.size();
   out.size = input_size;
@@ -150,7 +129,7 @@ SegmentRun train_segmenter(comm::Communicator& comm, const std::shared_ptr<model
       for (size_t k = first; k < std::min(order.size(), first + static_cast<size_t>(options.batch_size)); ++k) {
         global.push_back(train_rows[static_cast<size_t>(order[k])]);
       }
-      const auto mine = share(global, comm.rank(), comm.size());
+      const auto mine = rank_share(global, comm.rank(), comm.size());
       optimizer.zero_grad();
       double contributing = 0;
       if (!mine.empty()) {
@@ -206,11 +185,7 @@ void run_segment_grid(comm::Communicator& comm, const std::string& model_name,
     entry.details["runs"] = nlohmann::json::array();
     for (int64_t k = 0; k < options.seeds; ++k) {
       const uint64_t seed = options.base_seed + static_cast<uint64_t>(k);
-      const auto order = util::permutation(train.count, util::make_key({seed, 0x5e6u, static_cast<uint64_t>(std::llround(fraction * 1e6))}));
-      const int64_t keep = fraction >= 1 ? train.count
-                                         : std::max<int64_t>(1, static_cast<int64_t>(std::floor(fraction * static_cast<double>(train.count))));
-      std::vector<int64_t> rows(order.begin(), order.begin() + keep);
-      std::sort(rows.begin(), rows.end());
+      const auto rows = fraction_rows(train.count, fraction, seed);
       const auto run = train_segmenter(comm, encoder, train, rows, val, test, options.train, seed);
       log::info("segment {} | {} | {} train images, seed {}: Dice {:.4f} (best epoch {} of {})", model_name,
                 entry.setting, run.train_images, seed, run.test_dice, run.best_epoch, run.epochs);

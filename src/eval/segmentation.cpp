@@ -4,26 +4,13 @@
 
 #include <cmath>
 
+#include "mgca/eval/downstream.h"
 #include "mgca/model/resnet.h"
 #include "mgca/model/vit.h"
 #include "mgca/util/error.h"
 
 namespace mgca::eval {
 namespace {
-
-// The stem (/2) and layer1..layer4 of a ResNet, without the encoder's own
-// input resize: the U-Net's skip features.
-std::vector<torch::Tensor> resnet_pyramid(model::ResNetImpl& resnet, const torch::Tensor& images) {
-  const auto weight = model::fold_input_channels(resnet.conv1->weight, images.size(1));
-  auto x = resnet.bn1->forward(at::conv2d(images, weight, {}, 2, 3)).relu_();
-  std::vector<torch::Tensor> features{x};
-  x = at::max_pool2d(x, 3, 2, 1);
-  for (auto& layer : resnet.layers) {
-    for (size_t i = 0; i < layer->size(); ++i) x = layer->ptr<model::BottleneckImpl>(i)->forward(x);
-    features.push_back(x);
-  }
-  return features;
-}
 
 // Appends conv 3×3 – BatchNorm – ReLU.
 void add_conv_bn_relu(torch::nn::Sequential& block, int64_t in, int64_t out, bool bias) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "mgca/io/dataset_file.h"
+
 namespace mgca::data {
 
 struct GrayImage {
@@ -55,6 +57,19 @@ GrayImage read_image_file(const std::filesystem::path& path, DecodeNotes* notes 
 // (half-pixel centres) when enlarging, as OpenCV's INTER_AREA; then zero
 // padding to S×S with floor(pad/2) before and the rest after. out: S*S bytes.
 void resize_and_pad(const GrayImage& image, int64_t S, uint8_t* out);
+
+// Where resize_and_pad puts a width × height image in the S × S square: the
+// resized size and the padding before it.
+struct PadGeometry {
+  int64_t new_w = 0, new_h = 0, left = 0, top = 0;
+};
+PadGeometry resize_and_pad_geometry(int64_t width, int64_t height, int64_t S);
+// A 0/1 mask of a width × height source image → the stored S × S layout
+// (nearest neighbour, source pixel floor(dst · src / dst_size) as OpenCV's
+// INTER_NEAREST; 0 in the padding). out: S*S bytes.
+void mask_in_stored_image(const uint8_t* mask, int64_t width, int64_t height, int64_t S, uint8_t* out);
+// A box in source-image pixels → the same region in the stored S × S image.
+io::Box box_in_stored_image(const io::Box& box, int64_t width, int64_t height, int64_t S);
 
 // Resizes a grayscale image to exactly (out_w, out_h) with the rule above.
 void resize_area(const uint8_t* in, int64_t in_w, int64_t in_h, uint8_t* out, int64_t out_w,

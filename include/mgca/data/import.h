@@ -18,11 +18,12 @@
 
 #include "mgca/data/dataset_output.h"
 #include "mgca/data/image.h"
+#include "mgca/io/dataset_file.h"
 
 namespace mgca::data {
 
 struct ImportOptions {
-  std::string format;  // openi, mimic-cxr, csv, chexpert, rsna, medmnist
+  std::string format;  // openi, mimic-cxr, csv, chexpert, rsna, object-cxr, siim, medmnist
   std::filesystem::path in, out;
   int64_t image_size = 256;
   int64_t shard_size = 4096;
@@ -52,6 +53,7 @@ struct ImportItem {
   std::vector<float> labels;         // one per label name (NaN = missing); empty without labels
   std::filesystem::path image;       // the image file (empty for sources that hold pixels)
   int64_t index = -1;                // source-specific (the row of an .npz array)
+  std::vector<io::Box> boxes;        // in source-image pixels (sources whose annotations() has boxes)
   std::string skip_reason;           // set when listing already found the item unusable
   std::string skip_detail;
 };
@@ -60,6 +62,8 @@ class ImportSource {
  public:
   virtual ~ImportSource() = default;
   virtual std::vector<std::string> label_names() const = 0;
+  // What every sample of the written datasets carries besides the image.
+  virtual io::AnnotationKinds annotations() const { return {}; }
   // Identical on every rank: same items in the same order.
   virtual std::vector<ImportItem>& items() = 0;
   // Called with the item range this rank imports, before any load: sources
@@ -69,6 +73,11 @@ class ImportSource {
   // sources that hold pixels themselves; image files are read by the driver.
   // Thread-safe. The default fails.
   virtual GrayImage load_image(const ImportItem& item, DecodeNotes* notes) const;
+  // Sources whose annotations() has masks: the item's 0/1 mask of a
+  // width × height source image (row-major) into `mask`; returns "" or what
+  // is wrong with it (the item is then skipped as a bad mask). Thread-safe.
+  virtual std::string source_mask(const ImportItem& item, int64_t width, int64_t height,
+                                  std::vector<uint8_t>& mask) const;
 };
 
 // Lists a source's items (errors for unusable inputs: missing folder, a
@@ -101,6 +110,8 @@ inline constexpr const char* kNoReport = "no report for the study";
 inline constexpr const char* kDicom = "DICOM image (convert to PNG or JPEG first)";
 inline constexpr const char* kNotFrontal = "not a frontal view";
 inline constexpr const char* kDuplicateId = "duplicate id";
+inline constexpr const char* kBadBox = "bad box";
+inline constexpr const char* kBadMask = "bad mask";
 }  // namespace skip
 
 }  // namespace mgca::data

@@ -74,7 +74,4 @@ void run_segment_grid(comm::Communicator& comm, const std::string& model_name,
                       const MaskedImages& train, const MaskedImages& val, const MaskedImages& test,
                       const SegmentGridOptions& options, Results& results);
 
-// The input side for an encoder: options' value, else ViT's image size or 224.
-int64_t segment_input_size(const model::ImageEncoderImpl& encoder, int64_t requested);
-
 }  // namespace mgca::eval

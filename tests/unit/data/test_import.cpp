@@ -381,33 +381,175 @@ TEST(ChexpertImport, FrontalViewsWithRawLabels) {
   EXPECT_EQ(train->labels(0)[13], 1.f);
 }
 
-TEST(RsnaImport, OnePatientOneSampleDicomCounted) {
+TEST(RsnaImport, OnePatientOneSampleWithItsBoxesBadInputsCounted) {
   test::TempDir dir("mgca-rsna");
   fs::create_directories(dir / "images");
   fs::copy_file(samples() / "nih-00000001_000.png", dir / "images/p1.png");
   fs::copy_file(samples() / "nih-00027426_000.png", dir / "images/p2.png");
+  fs::copy_file(samples() / "nih-00027426_000.png", dir / "images/p5.png");
+  fs::copy_file(samples() / "nih-00027426_000.png", dir / "images/p6.png");
   test::write_text_file(dir / "images/p3.dcm", "DICM");
+  // The public stage_2_train_labels.csv layout: one row per box.
   test::write_text_file(dir / "stage_2_train_labels.csv",
                         "patientId,x,y,width,height,Target\n"
                         "p1,,,,,0\n"
-                        "p2,264,152,213,379,1\n"
-                        "p2,562,152,256,453,1\n"
+                        "p2,64,52,113,179,1\n"
+                        "p2,262,52,156,253,1\n"
                         "p3,,,,,0\n"
-                        "p4,,,,,0\n");
+                        "p4,,,,,0\n"
+                        "p5,264,abc,213,379,1\n"     // a box that is not numbers
+                        "p6,400,152,300,179,1\n");   // a box past the image's right edge (512 px)
   ImportOptions options;
   options.format = "rsna";
   options.in = dir.path();
   options.out = dir / "out";
   options.image_size = 32;
   const ImportResult result = import(options);
+  // 6 patients in = 2 imported + 4 skipped, each with its reason.
   EXPECT_EQ(result.total.imported, 2);
   EXPECT_EQ(result.total.skipped.at(skip::kDicom), 1);
   EXPECT_EQ(result.total.skipped.at(skip::kMissingImage), 1);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadBox), 2);
   auto all = io::Dataset::open(options.out / "all");
   ASSERT_EQ(all->size(), 2);
+  EXPECT_TRUE(all->annotations().boxes);
+  EXPECT_FALSE(all->annotations().masks);
   EXPECT_EQ(all->id(1), "p2");
   EXPECT_EQ(all->labels(0)[0], 0.f);
   EXPECT_EQ(all->labels(1)[0], 1.f);
+  EXPECT_TRUE(all->boxes(0).empty());
+  const auto source = read_image_file(dir / "images/p2.png");
+  const auto boxes = all->boxes(1);
+  ASSERT_EQ(boxes.size(), 2u);
+  const std::vector<io::Box> expected = {
+      box_in_stored_image({64, 52, 177, 231}, source.width, source.height, 32),
+      box_in_stored_image({262, 52, 418, 305}, source.width, source.height, 32)};
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_FLOAT_EQ(boxes[k].x0, expected[k].x0);
+    EXPECT_FLOAT_EQ(boxes[k].y0, expected[k].y0);
+    EXPECT_FLOAT_EQ(boxes[k].x1, expected[k].x1);
+    EXPECT_FLOAT_EQ(boxes[k].y1, expected[k].y1);
+  }
+  // A 512 × 512 image: the box scales by 32/512 with no padding.
+  ASSERT_EQ(source.width, 512);
+  ASSERT_EQ(source.height, 512);
+  EXPECT_FLOAT_EQ(boxes[0].x0, 64.f / 16);
+  EXPECT_FLOAT_EQ(boxes[0].y1, 231.f / 16);
+}
+
+TEST(ImageGeometry, BoxFollowsResizeAndPad) {
+  // 200 × 100 → 32: resized to 32 × 16, 8 rows of padding above.
+  const auto g = resize_and_pad_geometry(200, 100, 32);
+  EXPECT_EQ(g.new_w, 32);
+  EXPECT_EQ(g.new_h, 16);
+  EXPECT_EQ(g.left, 0);
+  EXPECT_EQ(g.top, 8);
+  const auto box = box_in_stored_image({50, 0, 100, 100}, 200, 100, 32);
+  EXPECT_FLOAT_EQ(box.x0, 8.f);
+  EXPECT_FLOAT_EQ(box.y0, 8.f);
+  EXPECT_FLOAT_EQ(box.x1, 16.f);
+  EXPECT_FLOAT_EQ(box.y1, 24.f);
+}
+
+TEST(ObjectCxrImport, RectanglesEllipsesPolygonsBecomeBoxesBadInputsCounted) {
+  test::TempDir dir("mgca-object-cxr");
+  fs::create_directories(dir / "train");
+  fs::create_directories(dir / "dev");
+  for (const std::string name : {"a", "b", "c", "d", "e", "f"}) {
+    fs::copy_file(samples() / "16747_3_1.jpg", dir / "train" / (name + ".jpg"));
+  }
+  for (const std::string name : {"h", "i"}) fs::copy_file(samples() / "16747_3_1.jpg", dir / "dev" / (name + ".jpg"));
+  // The public layout: image_name, annotation ("TYPE x1 y1 x2 y2 ..." objects joined by ';').
+  test::write_text_file(dir / "train.csv",
+                        "image_name,annotation\n"
+                        "a.jpg,0 10 20 110 220;1 300 300 350 380\n"  // rectangle + ellipse
+                        "b.jpg,\n"                                    // no foreign object
+                        "c.jpg,2 100 100 200 120 150 220\n"           // polygon
+                        "d.jpg,3 1 2 3 4\n"                           // unknown type
+                        "e.jpg,0 10 20 abc 220\n"                     // not a number
+                        "f.jpg,0 10 20 110\n"                         // too few coordinates
+                        "g.jpg,0 10 20 110 220\n");                   // no image file
+  test::write_text_file(dir / "dev.csv",
+                        "image_name,annotation\n"
+                        "h.jpg,0 10 20 9000 9000\n"                   // past the image
+                        "i.jpg,1 30 40 60 90\n");
+  ImportOptions options;
+  options.format = "object-cxr";
+  options.in = dir.path();
+  options.out = dir / "out";
+  options.image_size = 32;
+  const ImportResult result = import(options);
+  // 9 rows in = 4 imported + 5 skipped.
+  EXPECT_EQ(result.total.imported, 4);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadBox), 4);
+  EXPECT_EQ(result.total.skipped.at(skip::kMissingImage), 1);
+  const auto source = read_image_file(samples() / "16747_3_1.jpg");
+  const auto stored = [&](const io::Box& b) { return box_in_stored_image(b, source.width, source.height, 32); };
+  const auto expect_box = [](const io::Box& got, const io::Box& want) {
+    EXPECT_FLOAT_EQ(got.x0, want.x0);
+    EXPECT_FLOAT_EQ(got.y0, want.y0);
+    EXPECT_FLOAT_EQ(got.x1, want.x1);
+    EXPECT_FLOAT_EQ(got.y1, want.y1);
+  };
+  auto train = io::Dataset::open(options.out / "train");
+  ASSERT_EQ(train->size(), 3);
+  EXPECT_TRUE(train->annotations().boxes);
+  ASSERT_EQ(train->boxes(0).size(), 2u);
+  expect_box(train->boxes(0)[0], stored({10, 20, 110, 220}));
+  expect_box(train->boxes(0)[1], stored({300, 300, 350, 380}));
+  EXPECT_EQ(train->labels(0)[0], 1.f);
+  EXPECT_TRUE(train->boxes(1).empty());
+  EXPECT_EQ(train->labels(1)[0], 0.f);
+  ASSERT_EQ(train->boxes(2).size(), 1u);
+  expect_box(train->boxes(2)[0], stored({100, 100, 200, 220}));
+  auto test_split = io::Dataset::open(options.out / "test");
+  ASSERT_EQ(test_split->size(), 1);
+  EXPECT_EQ(test_split->id(0), "i.jpg");
+  expect_box(test_split->boxes(0)[0], stored({30, 40, 60, 90}));
+}
+
+TEST(SiimImport, RunLengthMasksColumnMajorUnionBadInputsCounted) {
+  test::TempDir dir("mgca-siim");
+  fs::create_directories(dir / "png");
+  // 8 wide × 4 tall gray images written by PIL; stored at 8 px: 2 rows of padding above.
+  run_ok(mgca::test::python() + fmt::format(" -c \"import numpy as np; from PIL import Image; "
+                                            "[Image.fromarray(np.full((4, 8), 100, np.uint8)).save('{}/' + n + '.png') "
+                                            "for n in 'abcd']\"",
+                                            (dir / "png").string()));
+  test::write_text_file(dir / "png/f.dcm", "DICM");
+  // The competition's train-rle.csv, header with its space.
+  test::write_text_file(dir / "train-rle.csv",
+                        "ImageId, EncodedPixels\n"
+                        "a, 1 2\n"      // column 0, rows 1-2
+                        "a, 5 1\n"      // a second row of the same image: column 1, row 1
+                        "b, -1\n"       // no pneumothorax
+                        "c, 1 x\n"      // not a number
+                        "d, 30 10\n"    // runs past the 32 pixels
+                        "e, -1\n"       // no image file
+                        "f, -1\n");     // DICOM only
+  ImportOptions options;
+  options.format = "siim";
+  options.in = dir.path();
+  options.out = dir / "out";
+  options.image_size = 8;
+  const ImportResult result = import(options);
+  // 6 images in = 2 imported + 4 skipped.
+  EXPECT_EQ(result.total.imported, 2);
+  EXPECT_EQ(result.total.skipped.at(skip::kBadMask), 2);
+  EXPECT_EQ(result.total.skipped.at(skip::kMissingImage), 1);
+  EXPECT_EQ(result.total.skipped.at(skip::kDicom), 1);
+  auto all = io::Dataset::open(options.out / "all");
+  ASSERT_EQ(all->size(), 2);
+  EXPECT_TRUE(all->annotations().masks);
+  std::vector<uint8_t> mask(64);
+  all->read_mask(0, mask.data());
+  std::vector<uint8_t> expected(64, 0);
+  for (const auto& [x, y] : std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {1, 1}}) expected[static_cast<size_t>((y + 2) * 8 + x)] = 1;
+  EXPECT_EQ(mask, expected);
+  EXPECT_EQ(all->labels(0)[0], 1.f);
+  all->read_mask(1, mask.data());
+  EXPECT_EQ(mask, std::vector<uint8_t>(64, 0));
+  EXPECT_EQ(all->labels(1)[0], 0.f);
 }
 
 TEST(MimicImport, FrontalJpegsWithSectionedReportsSplitsAndLabels) {
