@@ -16,7 +16,9 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
+#include "mgca/io/dataset_file.h"
 #include "mgca/util/error.h"
 
 namespace fs = std::filesystem;
@@ -26,6 +28,9 @@ namespace {
 
 constexpr unsigned kRankStateVersion = 1;
 constexpr const char* kDoneFile = "DONE";
+// First line of a rank state file: this tag and the SHA-256 of the archive
+// after the line. Files from before the checksum start with the archive.
+constexpr std::string_view kRankStateTag = "mgca-rank-state sha256 ";
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -66,10 +71,24 @@ std::string serialize(const RankState& state) {
     RankState copy = state;
     visit(archive, copy);
   }
-  return out.str();
+  const std::string body = out.str();
+  return fmt::format("{}{}\n{}", kRankStateTag, io::sha256_hex(body.data(), body.size()), body);
 }
 
-RankState deserialize_rank_state(const std::string& text, const std::string& source) {
+RankState deserialize_rank_state(const std::string& file_text, const std::string& source) {
+  std::string text = file_text;
+  if (file_text.compare(0, kRankStateTag.size(), kRankStateTag) == 0) {
+    const size_t line_end = file_text.find('\n');
+    MGCA_CHECK(line_end != std::string::npos, "'{}': truncated rank state (no archive after the checksum line)",
+               source);
+    const std::string stored = file_text.substr(kRankStateTag.size(), line_end - kRankStateTag.size());
+    text = file_text.substr(line_end + 1);
+    const std::string actual = io::sha256_hex(text.data(), text.size());
+    MGCA_CHECK(stored == actual,
+               "'{}': checksum mismatch (stored sha256 {}, content {}): the rank state is corrupt; resume from "
+               "an older checkpoint",
+               source, stored, actual);
+  }
   RankState state;
   try {
     std::istringstream in(text);
