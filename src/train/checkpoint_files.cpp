@@ -60,6 +60,21 @@ void visit(Archive& archive, State& s) {
       s.train_seconds;
 }
 
+// Reads what Boost writes for a std::vector<uint8_t> (count, item version,
+// elements), refusing a count the text cannot hold: Boost's own loader
+// reserves whatever a garbled count says (found by fuzz_rank_state).
+void load_bytes(boost::archive::text_iarchive& archive, std::vector<uint8_t>& bytes, size_t text_size,
+                const std::string& source) {
+  boost::serialization::collection_size_type count;
+  boost::serialization::item_version_type item_version(0);
+  archive >> count >> item_version;
+  MGCA_CHECK(static_cast<size_t>(count) <= text_size,
+             "'{}': not a readable rank state (a vector of {} bytes in {} bytes of text); the file is corrupt",
+             source, static_cast<size_t>(count), text_size);
+  bytes.resize(count);
+  for (auto& byte : bytes) archive >> byte;
+}
+
 }  // namespace
 
 std::string serialize(const RankState& state) {
@@ -89,6 +104,10 @@ RankState deserialize_rank_state(const std::string& file_text, const std::string
                "an older checkpoint",
                source, stored, actual);
   }
+  // Boost would first allocate a string of the signature's stated length
+  // (a garbled digit asks for petabytes; found by fuzz_rank_state).
+  MGCA_CHECK(text.compare(0, 26, "22 serialization::archive ") == 0,
+             "'{}': not a readable rank state (no Boost text archive signature); the file is corrupt", source);
   RankState state;
   try {
     std::istringstream in(text);
@@ -97,7 +116,11 @@ RankState deserialize_rank_state(const std::string& file_text, const std::string
     archive >> version;
     MGCA_CHECK(version == kRankStateVersion, "{}: rank state version {} (this build reads {})", source, version,
                kRankStateVersion);
-    visit(archive, state);
+    archive >> state.step >> state.epoch >> state.batch_in_epoch >> state.samples_seen >> state.rank >>
+        state.world_size >> state.seed;  // visit()'s order
+    load_bytes(archive, state.cpu_rng, text.size(), source);
+    load_bytes(archive, state.cuda_rng, text.size(), source);
+    archive >> state.train_seconds;
   } catch (const Error&) {
     throw;
   } catch (const std::exception& error) {  // archive errors, and bad_alloc or length_error from a garbled size
