@@ -11,7 +11,13 @@ CsvReader::CsvReader(const std::filesystem::path& path) : path_(path), buffer_(1
   gzFile file = gzopen(path.c_str(), "rb");
   MGCA_CHECK(file != nullptr, "'{}': cannot open the table", path.string());
   file_ = file;
-  MGCA_CHECK(next(header_), "'{}': empty table (no header row)", path.string());
+  try {
+    MGCA_CHECK(next(header_), "'{}': empty table (no header row)", path.string());
+  } catch (...) {  // a throwing constructor runs no destructor: close here (found by fuzz_csv)
+    gzclose(file);
+    file_ = nullptr;
+    throw;
+  }
   if (!header_.empty() && header_[0].rfind("\xEF\xBB\xBF", 0) == 0) header_[0].erase(0, 3);  // UTF-8 BOM
   for (size_t i = 0; i < header_.size(); ++i) columns_.emplace(header_[i], static_cast<int>(i));
 }

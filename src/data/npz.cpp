@@ -2,17 +2,18 @@
 
 #include <zip.h>
 
+#include <cctype>
 #include <cstring>
 
 #include "mgca/util/error.h"
 
 namespace mgca::data {
 
-int64_t NpyHeader::item_size() const { return std::stoll(dtype.substr(1)); }
+int64_t NpyHeader::item_size() const { return dtype[1] - '0'; }  // parse_npy_header allows 1, 2, 4, 8
 
 int64_t NpyHeader::count() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) n *= d;  // parse_npy_header checked that this does not overflow
   return n;
 }
 
@@ -21,6 +22,7 @@ NpyHeader parse_npy_header(const uint8_t* data, size_t size, const std::string& 
   const int major = data[6];
   MGCA_CHECK(major >= 1 && major <= 3, "{}: .npy version {} is not supported", what, major);
   const size_t length_bytes = major == 1 ? 2 : 4;
+  MGCA_CHECK(size >= 8 + length_bytes, "{}: truncated .npy header", what);
   size_t length = 0;
   for (size_t i = 0; i < length_bytes; ++i) length |= size_t{data[8 + i]} << (8 * i);
   NpyHeader header;
@@ -29,28 +31,42 @@ NpyHeader parse_npy_header(const uint8_t* data, size_t size, const std::string& 
   const std::string text(reinterpret_cast<const char*>(data) + 8 + length_bytes, length);
   const auto value_of = [&](const std::string& key) {
     const size_t at = text.find("'" + key + "'");
-    MGCA_CHECK(at != std::string::npos, "{}: .npy header has no '{}': {}", what, key, text);
-    const size_t colon = text.find(':', at);
+    const size_t colon = at == std::string::npos ? at : text.find(':', at);
+    MGCA_CHECK(colon != std::string::npos, "{}: .npy header has no '{}': {}", what, key, text);
     return text.substr(colon + 1);
   };
   const std::string descr = value_of("descr");
-  const size_t q1 = descr.find('\''), q2 = descr.find('\'', q1 + 1);
+  const size_t q1 = descr.find('\''), q2 = q1 == std::string::npos ? q1 : descr.find('\'', q1 + 1);
+  MGCA_CHECK(q2 != std::string::npos, "{}: .npy header has no quoted 'descr': {}", what, text);
   std::string type = descr.substr(q1 + 1, q2 - q1 - 1);  // "<u1", "|u1", "<f8"
   MGCA_CHECK(!type.empty() && type[0] != '>', "{}: big-endian arrays are not supported ({})", what, type);
   if (type[0] == '<' || type[0] == '|' || type[0] == '=') type.erase(0, 1);
-  MGCA_CHECK(type.size() >= 2 && std::strchr("uifb", type[0]) != nullptr, "{}: unsupported dtype '{}'", what, type);
+  MGCA_CHECK(type.size() == 2 && std::strchr("uifb", type[0]) != nullptr && std::strchr("1248", type[1]) != nullptr,
+             "{}: unsupported dtype '{}'", what, type);
   header.dtype = type;
-  MGCA_CHECK(value_of("fortran_order").find("False") < value_of("fortran_order").find(','),
-             "{}: Fortran-order arrays are not supported", what);
+  const std::string order = value_of("fortran_order");
+  MGCA_CHECK(order.find("False") < order.find(','), "{}: Fortran-order arrays are not supported", what);
   const std::string shape = value_of("shape");
-  const size_t open = shape.find('('), close = shape.find(')');
-  size_t pos = open + 1;
-  while (pos < close) {
-    while (pos < close && (shape[pos] == ' ' || shape[pos] == ',')) ++pos;
-    if (pos >= close) break;
-    size_t used = 0;
-    header.shape.push_back(std::stoll(shape.substr(pos), &used));
-    pos += used;
+  const size_t open = shape.find('('), close = open == std::string::npos ? open : shape.find(')', open);
+  MGCA_CHECK(close != std::string::npos, "{}: .npy header has no shape tuple: {}", what, text);
+  int64_t count = 1;
+  for (size_t pos = open + 1; pos < close;) {
+    if (shape[pos] == ' ' || shape[pos] == ',') {
+      ++pos;
+      continue;
+    }
+    int64_t dim = 0;
+    MGCA_CHECK(std::isdigit(static_cast<unsigned char>(shape[pos])), "{}: bad shape in .npy header: {}", what, text);
+    for (; pos < close && std::isdigit(static_cast<unsigned char>(shape[pos])); ++pos) {
+      MGCA_CHECK(!__builtin_mul_overflow(dim, 10, &dim) && !__builtin_add_overflow(dim, shape[pos] - '0', &dim),
+                 "{}: shape dimension too large in .npy header: {}", what, text);
+    }
+    // The data's byte count (count × item size) must fit in int64 too.
+    int64_t data_bytes = 0;
+    MGCA_CHECK(!__builtin_mul_overflow(count, dim, &count) &&
+                   !__builtin_mul_overflow(count, header.item_size(), &data_bytes),
+               "{}: shape too large in .npy header: {}", what, text);
+    header.shape.push_back(dim);
   }
   return header;
 }

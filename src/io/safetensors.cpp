@@ -18,29 +18,22 @@
 #include "mgca/util/error.h"
 #include "mgca/util/files.h"
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "safetensors data is little-endian; a big-endian host would need byte swaps");
-
 namespace mgca::io {
 namespace {
 
 using ordered_json = nlohmann::ordered_json;
 
-// The reference implementation refuses headers above 100 MB; so do we, which
-// also stops a corrupt length from making us read gigabytes of "JSON".
-constexpr uint64_t kMaxHeaderSize = 100'000'000;
-
 struct DtypeEntry {
   const char* name;
   torch::ScalarType type;
-  int64_t size;
 };
 
+// The torch type of every dtype safetensors_header.cpp supports (a unit test
+// checks that the two tables agree on names and sizes).
 constexpr DtypeEntry kDtypes[] = {
-    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
-    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8}, {"I32", torch::kInt32, 4},
-    {"I16", torch::kInt16, 2},   {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
-    {"BOOL", torch::kBool, 1},
+    {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+    {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
+    {"U8", torch::kUInt8},    {"BOOL", torch::kBool},
 };
 
 const DtypeEntry* find_dtype(const std::string& name) {
@@ -48,15 +41,6 @@ const DtypeEntry* find_dtype(const std::string& name) {
     if (name == entry.name) return &entry;
   }
   return nullptr;
-}
-
-std::string supported_dtypes() {
-  std::string list;
-  for (const auto& entry : kDtypes) {
-    if (!list.empty()) list += ", ";
-    list += entry.name;
-  }
-  return list;
 }
 
 std::string prefix(const std::string& context) { return context.empty() ? "" : context + ": "; }
@@ -83,26 +67,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-// A non-negative JSON integer, or an error naming `what`.
-int64_t json_size(const ordered_json& value, const std::string& what) {
-  if (value.is_number_unsigned()) {
-    const auto v = value.get<uint64_t>();
-    MGCA_CHECK(v <= static_cast<uint64_t>(INT64_MAX), "{} is too large: {}", what, v);
-    return static_cast<int64_t>(v);
-  }
-  if (value.is_number_integer()) {
-    MGCA_FAIL("{} must not be negative: {}", what, value.dump());
-  }
-  MGCA_FAIL("{} must be a non-negative integer, found {}", what, value.dump());
-}
-
 }  // namespace
-
-int64_t TensorInfo::numel() const {
-  int64_t n = 1;
-  for (const int64_t d : shape) n *= d;
-  return n;
-}
 
 torch::ScalarType scalar_type_from_dtype(const std::string& dtype, const std::string& context) {
   const DtypeEntry* entry = find_dtype(dtype);
@@ -117,11 +82,6 @@ std::string dtype_from_scalar_type(torch::ScalarType type, const std::string& co
   }
   MGCA_FAIL("{}torch dtype {} has no safetensors equivalent here (supported: {})",
             prefix(context), c10::toString(type), supported_dtypes());
-}
-
-int64_t dtype_size(const std::string& dtype) {
-  const DtypeEntry* entry = find_dtype(dtype);
-  return entry == nullptr ? 0 : entry->size;
 }
 
 // ---------------------------------------------------------------------------
@@ -164,134 +124,20 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
   MGCA_CHECK(mapping_->address != MAP_FAILED, "cannot mmap {}: {}", file, mmap_error);
   const uint8_t* bytes = mapping_->bytes();
 
-  uint64_t header_length = 0;
-  std::memcpy(&header_length, bytes, 8);  // little-endian host (static_assert above)
-  MGCA_CHECK(header_length <= file_size - 8,
-             "{} is truncated or not a safetensors file: header length {} bytes runs past the "
-             "end of the file ({} bytes)",
-             file, header_length, file_size);
-  MGCA_CHECK(header_length <= kMaxHeaderSize, "{}: header length {} bytes exceeds the limit of {}",
-             file, header_length, kMaxHeaderSize);
-  MGCA_CHECK(header_length >= 2, "{}: header length {} bytes is too short for a JSON object",
-             file, header_length);
-  header_size_ = static_cast<int64_t>(header_length);
-  data_size_ = static_cast<int64_t>(file_size - 8 - header_length);
-  const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
-
-  // Parse, noticing duplicate top-level keys (JSON parsers keep one silently).
-  std::set<std::string> top_keys;
-  std::string duplicate;
-  const auto callback = [&](int depth, nlohmann::json::parse_event_t event, ordered_json& value) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
-      const auto& key = value.get_ref<const std::string&>();
-      if (!top_keys.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  ordered_json header;
-  try {
-    header = ordered_json::parse(header_begin, header_begin + header_length, callback);
-  } catch (const nlohmann::json::exception& error) {
-    MGCA_FAIL("{}: the header ({} bytes) is not valid JSON: {}", file, header_length, error.what());
-  }
-  MGCA_CHECK(header.is_object(), "{}: the header must be a JSON object, found {}", file,
-             header.type_name());
-  MGCA_CHECK(duplicate.empty(), "{}: the header names '{}' twice", file, duplicate);
-
-  std::vector<std::pair<size_t, const TensorInfo*>> by_header_order;
-  size_t position = 0;
-  for (const auto& [key, value] : header.items()) {
-    ++position;
-    if (key == "__metadata__") {
-      MGCA_CHECK(value.is_object(), "{}: __metadata__ must be an object of strings, found {}",
-                 file, value.type_name());
-      for (const auto& [meta_key, meta_value] : value.items()) {
-        MGCA_CHECK(meta_value.is_string(), "{}: __metadata__ entry '{}' must be a string, found {}",
-                   file, meta_key, meta_value.type_name());
-        metadata_[meta_key] = meta_value.get<std::string>();
-      }
-      continue;
-    }
-    const std::string where = fmt::format("tensor '{}' in {}", key, file);
-    MGCA_CHECK(value.is_object(), "{}: entry must be an object with dtype, shape and data_offsets, found {}",
-               where, value.type_name());
-    TensorInfo info;
-    info.name = key;
-    MGCA_CHECK(value.contains("dtype") && value["dtype"].is_string(),
-               "{}: missing or non-string 'dtype'", where);
-    info.dtype = value["dtype"].get<std::string>();
-    const DtypeEntry* dtype = find_dtype(info.dtype);
-    MGCA_CHECK(dtype != nullptr, "{}: unknown or unsupported dtype '{}' (supported: {})", where,
-               info.dtype, supported_dtypes());
-    MGCA_CHECK(value.contains("shape") && value["shape"].is_array(), "{}: missing or non-array 'shape'",
-               where);
-    int64_t numel = 1;
-    bool overflow = false;
-    for (const auto& dim : value["shape"]) {
-      info.shape.push_back(json_size(dim, where + ": shape entry"));
-      overflow |= __builtin_mul_overflow(numel, info.shape.back(), &numel);
-    }
-    MGCA_CHECK(value.contains("data_offsets") && value["data_offsets"].is_array() &&
-                   value["data_offsets"].size() == 2,
-               "{}: 'data_offsets' must be an array [begin, end]", where);
-    info.data_begin = json_size(value["data_offsets"][0], where + ": data_offsets begin");
-    info.data_end = json_size(value["data_offsets"][1], where + ": data_offsets end");
-    MGCA_CHECK(info.data_begin <= info.data_end, "{}: data_offsets [{}, {}] end before they begin",
-               where, info.data_begin, info.data_end);
-    MGCA_CHECK(info.data_end <= data_size_,
-               "{}: data_offsets [{}, {}] run past the data section ({} bytes); the file is "
-               "truncated or corrupt",
-               where, info.data_begin, info.data_end, data_size_);
-    int64_t expected_bytes = 0;
-    overflow |= __builtin_mul_overflow(numel, dtype->size, &expected_bytes);
-    MGCA_CHECK(!overflow, "{}: shape {} is too large", where, shape_string(info.shape));
-    MGCA_CHECK(expected_bytes == info.num_bytes(),
-               "{}: data_offsets [{}, {}] hold {} bytes, but {} {} needs {} bytes", where,
-               info.data_begin, info.data_end, info.num_bytes(), info.dtype,
-               shape_string(info.shape), expected_bytes);
-    const auto inserted = infos_.emplace(key, std::move(info));
-    by_header_order.emplace_back(position, &inserted.first->second);
-  }
-
-  // Data order: by offsets, header order among equal offsets (empty tensors).
-  std::stable_sort(by_header_order.begin(), by_header_order.end(), [](const auto& a, const auto& b) {
-    return std::make_pair(a.second->data_begin, a.second->data_end) <
-           std::make_pair(b.second->data_begin, b.second->data_end);
-  });
-  // Like the reference: the tensors tile the data section exactly, no
-  // overlaps, no gaps, no trailing bytes.
-  int64_t covered = 0;
-  const TensorInfo* previous = nullptr;
-  for (const auto& [unused, info] : by_header_order) {
-    (void)unused;
-    MGCA_CHECK(info->data_begin >= covered,
-               "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap in the data section", file,
-               previous ? previous->name : "", previous ? previous->data_begin : 0, covered,
-               info->name, info->data_begin, info->data_end);
-    MGCA_CHECK(info->data_begin == covered,
-               "{}: bytes [{}, {}) of the data section belong to no tensor (gap before '{}')",
-               file, covered, info->data_begin, info->name);
-    covered = info->data_end;
-    previous = info;
-    order_.push_back(info->name);
-  }
-  MGCA_CHECK(covered == data_size_,
-             "{}: the data section has {} bytes but the tensors cover only {} (trailing bytes or "
-             "missing header entries)",
-             file, data_size_, covered);
+  header_ = parse_safetensors_header(mapping_->bytes(), file_size, file);
 }
 
 SafetensorsFile::~SafetensorsFile() = default;
 
-std::vector<std::string> SafetensorsFile::names() const { return order_; }
+std::vector<std::string> SafetensorsFile::names() const { return header_.order; }
 
-bool SafetensorsFile::contains(const std::string& name) const { return infos_.count(name) != 0; }
+bool SafetensorsFile::contains(const std::string& name) const { return header_.infos.count(name) != 0; }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
-  const auto found = infos_.find(name);
-  if (found != infos_.end()) return found->second;
+  const auto found = header_.infos.find(name);
+  if (found != header_.infos.end()) return found->second;
   std::vector<std::pair<size_t, std::string>> ranked;
-  for (const auto& candidate : order_) ranked.emplace_back(edit_distance(name, candidate), candidate);
+  for (const auto& candidate : header_.order) ranked.emplace_back(edit_distance(name, candidate), candidate);
   std::sort(ranked.begin(), ranked.end());
   std::vector<std::string> closest;
   for (size_t i = 0; i < ranked.size() && i < 5; ++i) closest.push_back("'" + ranked[i].second + "'");
@@ -299,7 +145,7 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
     MGCA_FAIL("tensor '{}' not found in {}: the file holds no tensors", name, path_.string());
   }
   MGCA_FAIL("tensor '{}' not found in {} ({} tensors; closest names: {})", name, path_.string(),
-            order_.size(), fmt::join(closest, ", "));
+            header_.order.size(), fmt::join(closest, ", "));
 }
 
 torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
@@ -307,7 +153,7 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const auto type = scalar_type_from_dtype(entry.dtype);
   torch::Tensor result = torch::empty(entry.shape, torch::TensorOptions().dtype(type));
   if (entry.num_bytes() == 0) return result;
-  const uint8_t* source = mapping_->bytes() + 8 + header_size_ + entry.data_begin;
+  const uint8_t* source = mapping_->bytes() + 8 + header_.header_size + entry.data_begin;
   if (type == torch::kBool) {
     // Bytes other than 0/1 would be undefined behaviour as C++ bool.
     for (int64_t i = 0; i < entry.num_bytes(); ++i) {

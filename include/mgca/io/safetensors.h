@@ -15,25 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "mgca/io/safetensors_header.h"
+
 namespace mgca::io {
-
-struct TensorInfo {
-  std::string name;
-  std::string dtype;  // safetensors spelling: "F32", "BF16", "I64", ...
-  std::vector<int64_t> shape;
-  int64_t data_begin = 0;  // byte offsets into the data section
-  int64_t data_end = 0;
-
-  int64_t numel() const;  // product of shape (1 for a 0-d scalar)
-  int64_t num_bytes() const { return data_end - data_begin; }
-};
 
 // The safetensors dtype names this reader and writer support, and their
 // torch equivalents. Errors name the dtype; `context` (e.g. "tensor 'x' in
 // f.safetensors") is put in front of the message.
 torch::ScalarType scalar_type_from_dtype(const std::string& dtype, const std::string& context = "");
 std::string dtype_from_scalar_type(torch::ScalarType type, const std::string& context = "");
-int64_t dtype_size(const std::string& dtype);  // bytes per element; 0 for an unknown name
 
 // A safetensors file opened read-only and memory-mapped. Every structural
 // problem (truncated file, bad JSON, overlapping or out-of-range offsets,
@@ -51,10 +41,10 @@ class SafetensorsFile {
   std::vector<std::string> names() const;
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // error names the tensor if absent
-  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   // Bytes of the JSON header (as stored, padding included) and of the data section.
-  int64_t header_size() const { return header_size_; }
-  int64_t data_size() const { return data_size_; }
+  int64_t header_size() const { return header_.header_size; }
+  int64_t data_size() const { return header_.data_size; }
 
   // A CPU tensor holding a copy of the data (owned, contiguous).
   torch::Tensor tensor(const std::string& name) const;
@@ -65,11 +55,7 @@ class SafetensorsFile {
 
  private:
   std::filesystem::path path_;
-  std::map<std::string, TensorInfo> infos_;
-  std::map<std::string, std::string> metadata_;
-  std::vector<std::string> order_;  // names in data order
-  int64_t header_size_ = 0;
-  int64_t data_size_ = 0;
+  SafetensorsHeader header_;
   struct Mapping;
   std::unique_ptr<Mapping> mapping_;
 };

@@ -24,8 +24,12 @@ struct RankState {
   double train_seconds = 0;       // wall time spent training before this checkpoint
 };
 
+// The file text: a line "mgca-rank-state sha256 <hex>" (the SHA-256 of what
+// follows) and the Boost.Serialization text archive. Reading checks the
+// checksum (a mismatch is an error naming `source`, the file); a file without
+// the line (written before it existed) is read as the bare archive.
 std::string serialize(const RankState& state);
-RankState deserialize_rank_state(const std::string& archive, const std::string& source);
+RankState deserialize_rank_state(const std::string& file_text, const std::string& source);
 
 struct CheckpointEntry {
   std::filesystem::path path;

@@ -117,6 +117,19 @@ TEST(Safetensors, RoundTripEveryDtypeEmptyAndScalar) {
   EXPECT_TRUE(all.at("matrix_I16").equal(expected("I16", {2, 3})));
 }
 
+// The header parser (torch-free) and the torch mapping list the same dtypes
+// with the same element sizes.
+TEST(Safetensors, DtypeTablesAgree) {
+  for (const char* dtype : kDtypes) {
+    SCOPED_TRACE(dtype);
+    EXPECT_EQ(dtype_size(dtype), static_cast<int64_t>(c10::elementSize(scalar_type_from_dtype(dtype))));
+    EXPECT_EQ(dtype_from_scalar_type(scalar_type_from_dtype(dtype)), dtype);
+  }
+  EXPECT_EQ(supported_dtypes(), "F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL");
+  EXPECT_EQ(dtype_size("U16"), 0);
+  EXPECT_CONTAINS(error_of([] { scalar_type_from_dtype("U16"); }), "unsupported dtype 'U16'");
+}
+
 TEST(Safetensors, WritesNonContiguousInputAsItsValues) {
   TempDir dir;
   auto base = torch::arange(24, torch::kFloat32).reshape({4, 6});

@@ -57,6 +57,32 @@ TEST(RankState, ArchiveRoundTrip) {
   EXPECT_NE(e.find("the file is corrupt"), std::string::npos) << e;
 }
 
+// A rank state carries the SHA-256 of its archive: any flipped byte after the
+// checksum line is a clear error naming the file; a file written before the
+// checksum existed (the bare archive) still loads.
+TEST(RankState, ChecksumCatchesEveryFlippedByteAndOldFilesLoad) {
+  RankState s;
+  s.step = 1000;
+  s.rank = 1;
+  s.world_size = 2;
+  s.cpu_rng = {7, 8, 9};
+  const std::string file = serialize(s);
+  ASSERT_EQ(file.rfind("mgca-rank-state sha256 ", 0), 0u) << file;
+  const size_t body = file.find('\n') + 1;
+  for (size_t i = body; i < file.size(); ++i) {
+    std::string flipped = file;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0x01);
+    const std::string e = error_of([&] { deserialize_rank_state(flipped, "ckpt/rank-00001.state"); });
+    EXPECT_NE(e.find("'ckpt/rank-00001.state': checksum mismatch"), std::string::npos) << "byte " << i << ": " << e;
+  }
+  const std::string truncated = error_of([&] { deserialize_rank_state(file.substr(0, body - 1), "r.state"); });
+  EXPECT_NE(truncated.find("'r.state': truncated rank state"), std::string::npos) << truncated;
+  const RankState old = deserialize_rank_state(file.substr(body), "old/rank-00001.state");
+  EXPECT_EQ(old.step, 1000);
+  EXPECT_EQ(old.rank, 1);
+  EXPECT_EQ(old.cpu_rng, s.cpu_rng);
+}
+
 TEST(CheckpointFiles, ListingIgnoresIncompleteAndPrunes) {
   test::TempDir dir("mgca-ckpt");
   EXPECT_TRUE(complete_checkpoints(dir / "absent").empty());
