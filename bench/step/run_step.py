@@ -51,8 +51,8 @@ ALL_SIDES = ("ours", "reference", "reference-vectorized", "reference-compiled")
 CASES = {
     "tiny": ("jobs/cpu-demo.toml", [], 32, 2, 8, ALL_SIDES),
     "real": ("jobs/mgca-vit-b16.toml", REAL, 8, 1, 2, ("ours", "reference", "reference-compiled")),
-    "tiny-bf16": ("jobs/cpu-demo.toml", ["runtime.autocast=bf16"], 32, 2, 8, ALL_SIDES),
-    "real-bf16": ("jobs/mgca-vit-b16.toml", REAL + ["runtime.autocast=bf16"], 8, 1, 2,
+    "tiny-bf16": ("jobs/cpu-demo.toml", ['runtime.autocast="bf16"'], 32, 2, 8, ALL_SIDES),
+    "real-bf16": ("jobs/mgca-vit-b16.toml", REAL + ['runtime.autocast="bf16"'], 8, 1, 2,
                   ("ours", "reference", "reference-compiled")),
 }
 PARTS = ("data", "forward", "backward", "comm", "optimizer", "total")
@@ -187,10 +187,9 @@ def main(argv=None):
         if name not in CASES:
             ap.error(f"unknown case {name!r}: {sorted(CASES)}")
         res["cases"][name] = run_case(name, args, peak)
-    text = json.dumps(res, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+        if args.json:  # after every case: a later case's failure keeps the earlier ones
+            with open(args.json, "w") as f:
+                f.write(json.dumps(res, indent=1) + "\n")
     table = markdown(res)
     if args.markdown:
         with open(args.markdown, "w") as f:
