@@ -30,24 +30,20 @@ struct DtypeEntry {
 
 // The torch type of every dtype safetensors_header.cpp supports (a unit test
 // checks that the two tables agree on names and sizes).
-constexpr DtypeEntry kDtypes[] = {
+constexpr DtypeEntry kTorchDtypes[] = {
     {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
     {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
     {"U8", torch::kUInt8},    {"BOOL", torch::kBool},
 };
 
 const DtypeEntry* find_dtype(const std::string& name) {
-  for (const auto& entry : kDtypes) {
+  for (const auto& entry : kTorchDtypes) {
     if (name == entry.name) return &entry;
   }
   return nullptr;
 }
 
 std::string prefix(const std::string& context) { return context.empty() ? "" : context + ": "; }
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -77,7 +73,7 @@ torch::ScalarType scalar_type_from_dtype(const std::string& dtype, const std::st
 }
 
 std::string dtype_from_scalar_type(torch::ScalarType type, const std::string& context) {
-  for (const auto& entry : kDtypes) {
+  for (const auto& entry : kTorchDtypes) {
     if (entry.type == type) return entry.name;
   }
   MGCA_FAIL("{}torch dtype {} has no safetensors equivalent here (supported: {})",

@@ -31,10 +31,6 @@ struct DtypeSize {
 constexpr DtypeSize kDtypes[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},
                                  {"I32", 4}, {"I16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1}};
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
 // A non-negative JSON integer, or an error naming `what`.
 int64_t json_size(const ordered_json& value, const std::string& what) {
   if (value.is_number_unsigned()) {
@@ -49,6 +45,10 @@ int64_t json_size(const ordered_json& value, const std::string& what) {
 }
 
 }  // namespace
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 int64_t TensorInfo::numel() const {
   int64_t n = 1;

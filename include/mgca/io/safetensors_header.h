@@ -25,6 +25,8 @@ struct TensorInfo {
 int64_t dtype_size(const std::string& dtype);
 // "F64, F32, ...": the supported dtype names, for error messages.
 std::string supported_dtypes();
+// "[2, 3]": a shape as the error messages print it.
+std::string shape_string(const std::vector<int64_t>& shape);
 
 struct SafetensorsHeader {
   std::map<std::string, TensorInfo> infos;

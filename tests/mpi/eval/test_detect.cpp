@@ -16,7 +16,7 @@ namespace mgca::eval {
 namespace {
 
 // Bright squares of varying place on noise; the box is the square.
-BoxedImages squares(int64_t n, int64_t size, uint64_t seed) {
+BoxedImages boxed_squares(int64_t n, int64_t size, uint64_t seed) {
   BoxedImages out;
   out.count = n;
   out.size = size;
@@ -43,7 +43,7 @@ TEST(DetectSplit, EveryRankReceivesAllDetectionsInImageOrder) {
   everything.conf_threshold = 0.0;  // every anchor is a candidate: many boxes, the 100 cap reached
   auto single = comm::Communicator::single();
   for (const int64_t n : {3, 7}) {  // 3 images: a rank without any at np 4
-    const auto split = squares(n, 64, 9);
+    const auto split = boxed_squares(n, 64, 9);
     const auto mine = detect_split(*comm, net, split, 1, everything);
     const auto alone = detect_split(*single, net, split, 1, everything);
     ASSERT_EQ(mine.size(), static_cast<size_t>(n));
@@ -65,7 +65,7 @@ TEST(Detect, EveryRankEndsWithTheSameFigures) {
   auto comm = comm::Communicator::world();
   torch::manual_seed(5);
   auto encoder = std::make_shared<model::ResNetImpl>(model::ResNetConfig::tiny());
-  const auto train = squares(11, 64, 1), val = squares(5, 64, 2), test = squares(6, 64, 3);
+  const auto train = boxed_squares(11, 64, 1), val = boxed_squares(5, 64, 2), test = boxed_squares(6, 64, 3);
   DetectOptions options;
   options.batch_size = 4;  // 11 rows: a last batch of 3, fewer rows than ranks at np 4
   options.max_epochs = 2;
