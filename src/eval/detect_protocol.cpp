@@ -5,13 +5,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <numeric>
 
 #include "mgca/eval/downstream.h"
 #include "mgca/eval/localization_metrics.h"
 #include "mgca/util/error.h"
-#include "mgca/util/log.h"
-#include "mgca/util/rng.h"
 
 namespace mgca::eval {
 namespace {
@@ -122,58 +119,21 @@ DetectRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::
   DetectionNet net(encoder);
   net->to(encoder->parameters().front().device());
   net->train();
-  auto parameters = net->head_parameters();
-  torch::optim::AdamW optimizer(
-      parameters, torch::optim::AdamWOptions(options.learning_rate).weight_decay(options.weight_decay).betas({0.9, 0.999}));
+  const HeadTraining training{options.learning_rate, options.weight_decay, options.batch_size, options.max_epochs,
+                              options.patience};
+  // Lightning's EarlyStopping on the validation mAP, mode "max".
+  const auto trained = train_head(
+      comm, *net, net->head_parameters(), train_rows, training, seed, 0xde7u,
+      [&](const std::vector<int64_t>& rows) {
+        const auto [x, boxes] = batch_of(train, rows, device_of(net));
+        return yolo_loss(net->forward(x), boxes, train.size, options.yolo);
+      },
+      [&] { return split_map(comm, net, val, options); }, ValidationGoal::Maximise, "detection");
   DetectRun run;
   run.train_images = static_cast<int64_t>(train_rows.size());
-  run.best_val_map = -std::numeric_limits<double>::infinity();
-  std::vector<torch::Tensor> best;
-  int64_t since_best = 0;
-  for (int64_t epoch = 0; epoch < options.max_epochs; ++epoch) {
-    const auto order = util::permutation(static_cast<int64_t>(train_rows.size()),
-                                         util::make_key({seed, static_cast<uint64_t>(epoch), 0xde7u}));
-    for (size_t first = 0; first < order.size(); first += static_cast<size_t>(options.batch_size)) {
-      std::vector<int64_t> global;
-      for (size_t k = first; k < std::min(order.size(), first + static_cast<size_t>(options.batch_size)); ++k) {
-        global.push_back(train_rows[static_cast<size_t>(order[k])]);
-      }
-      const auto mine = rank_share(global, comm.rank(), comm.size());
-      optimizer.zero_grad();
-      double contributing = 0;
-      if (!mine.empty()) {
-        const auto [x, boxes] = batch_of(train, mine, device_of(net));
-        yolo_loss(net->forward(x), boxes, train.size, options.yolo).backward();
-        contributing = 1;
-      }
-      const double ranks = comm.all_reduce_scalar(contributing, comm::ReduceOp::Sum);
-      for (auto& p : parameters) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        comm.all_reduce(p.mutable_grad(), comm::ReduceOp::Sum);
-        p.mutable_grad().div_(ranks);
-      }
-      optimizer.step();
-    }
-    ++run.epochs;
-    // Lightning's EarlyStopping(mode "max", min_delta 0): only a strictly higher mAP counts.
-    const double map = split_map(comm, net, val, options);
-    if (map > run.best_val_map) {
-      run.best_val_map = map;
-      run.best_epoch = epoch + 1;
-      since_best = 0;
-      best.clear();
-      for (const auto& t : net->parameters()) best.push_back(t.detach().clone());
-      for (const auto& t : net->buffers()) best.push_back(t.detach().clone());
-    } else if (++since_best >= options.patience) {
-      break;
-    }
-  }
-  {
-    torch::NoGradGuard no_grad;
-    size_t k = 0;
-    for (auto& t : net->parameters()) t.copy_(best[k++]);
-    for (auto& t : net->buffers()) t.copy_(best[k++]);
-  }
+  run.epochs = trained.epochs;
+  run.best_epoch = trained.best_epoch;
+  run.best_val_map = trained.best_validation;
   run.test_map = split_map(comm, net, test, options);
   return run;
 }
@@ -182,26 +142,12 @@ void run_detect_grid(comm::Communicator& comm, const std::string& model_name,
                      const std::shared_ptr<model::ImageEncoderImpl>& encoder, const std::string& dataset_name,
                      const BoxedImages& train, const BoxedImages& val, const BoxedImages& test,
                      const DetectGridOptions& options, Results& results) {
-  for (const double fraction : options.fractions) {
-    ResultEntry entry;
-    entry.method = model_name;
-    entry.dataset = dataset_name;
-    entry.setting = fmt::format("{:g}%", fraction * 100);
-    entry.metric = "mAP";
-    entry.details["runs"] = nlohmann::json::array();
-    for (int64_t k = 0; k < options.seeds; ++k) {
-      const uint64_t seed = options.base_seed + static_cast<uint64_t>(k);
-      const auto rows = fraction_rows(train.count, fraction, seed);
-      const auto run = train_detector(comm, encoder, train, rows, val, test, options.train, seed);
-      log::info("detect {} | {} | {} train images, seed {}: mAP {:.4f} (best epoch {} of {})", model_name,
-                entry.setting, run.train_images, seed, run.test_map, run.best_epoch, run.epochs);
-      entry.values.push_back(run.test_map);
-      entry.seeds.push_back(seed);
-      entry.details["runs"].push_back({{"seed", seed}, {"train_images", run.train_images}, {"epochs", run.epochs},
-                                       {"best_epoch", run.best_epoch}, {"best_val_map", run.best_val_map}});
-    }
-    results.add(std::move(entry));
-  }
+  run_fraction_grid("detect", model_name, dataset_name, "mAP", options.fractions, options.seeds, options.base_seed,
+                    train.count, [&](uint64_t seed, const std::vector<int64_t>& rows) {
+                      const auto run = train_detector(comm, encoder, train, rows, val, test, options.train, seed);
+                      return GridRun{run.test_map, run.train_images, {run.epochs, run.best_epoch, run.best_val_map},
+                                     {{"best_val_map", run.best_val_map}}};
+                    }, results);
 }
 
 }  // namespace mgca::eval

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "mgca/model/vit.h"
 #include "mgca/util/error.h"
+#include "mgca/util/log.h"
 #include "mgca/util/rng.h"
 
 namespace mgca::eval {
@@ -54,6 +56,95 @@ std::vector<int64_t> fraction_rows(int64_t n, double fraction, uint64_t seed) {
   std::vector<int64_t> rows(order.begin(), order.begin() + keep);
   std::sort(rows.begin(), rows.end());
   return rows;
+}
+
+HeadTrainingRun train_head(comm::Communicator& comm, torch::nn::Module& net, std::vector<torch::Tensor> parameters,
+                           const std::vector<int64_t>& train_rows, const HeadTraining& options, uint64_t seed,
+                           std::optional<uint64_t> order_stream,
+                           const std::function<torch::Tensor(const std::vector<int64_t>& rows)>& batch_loss,
+                           const std::function<double()>& validate, ValidationGoal goal, const std::string& task) {
+  torch::optim::AdamW optimizer(
+      parameters, torch::optim::AdamWOptions(options.learning_rate).weight_decay(options.weight_decay).betas({0.9, 0.999}));
+  const bool maximise = goal == ValidationGoal::Maximise;
+  HeadTrainingRun run;
+  run.best_validation = maximise ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+  const auto batch = static_cast<size_t>(options.batch_size);
+  std::vector<torch::Tensor> best;
+  int64_t since_best = 0;
+  for (int64_t epoch = 0; epoch < options.max_epochs; ++epoch) {
+    const uint64_t key = order_stream ? util::make_key({seed, static_cast<uint64_t>(epoch), *order_stream})
+                                      : util::make_key({seed, static_cast<uint64_t>(epoch)});
+    const auto order = util::permutation(static_cast<int64_t>(train_rows.size()), key);
+    for (size_t first = 0; first < order.size(); first += batch) {
+      std::vector<int64_t> global;
+      for (size_t k = first; k < std::min(order.size(), first + batch); ++k) {
+        global.push_back(train_rows[static_cast<size_t>(order[k])]);
+      }
+      const auto mine = rank_share(global, comm.rank(), comm.size());
+      optimizer.zero_grad();
+      double contributing = 0;
+      if (!mine.empty()) {
+        batch_loss(mine).backward();
+        contributing = 1;
+      }
+      // Average over the ranks that had rows (a short last batch may leave some without).
+      const double ranks = comm.all_reduce_scalar(contributing, comm::ReduceOp::Sum);
+      for (auto& p : parameters) {
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        comm.all_reduce(p.mutable_grad(), comm::ReduceOp::Sum);
+        p.mutable_grad().div_(ranks);
+      }
+      optimizer.step();
+    }
+    ++run.epochs;
+    const double score = validate();
+    if (maximise ? score > run.best_validation : score < run.best_validation) {
+      run.best_validation = score;
+      run.best_epoch = epoch + 1;
+      since_best = 0;
+      best.clear();
+      for (const auto& t : net.parameters()) best.push_back(t.detach().clone());
+      for (const auto& t : net.buffers()) best.push_back(t.detach().clone());
+    } else if (++since_best >= options.patience) {
+      break;
+    }
+  }
+  MGCA_CHECK(!best.empty(), "{}: the validation figure was never finite ({} epochs); lower --lr?", task, run.epochs);
+  torch::NoGradGuard no_grad;
+  size_t k = 0;
+  for (auto& t : net.parameters()) t.copy_(best[k++]);
+  for (auto& t : net.buffers()) t.copy_(best[k++]);
+  return run;
+}
+
+void run_fraction_grid(const std::string& task, const std::string& model_name, const std::string& dataset_name,
+                       const std::string& metric, const std::vector<double>& fractions, int64_t seeds,
+                       uint64_t base_seed, int64_t train_count,
+                       const std::function<GridRun(uint64_t seed, const std::vector<int64_t>& rows)>& run,
+                       Results& results) {
+  for (const double fraction : fractions) {
+    ResultEntry entry;
+    entry.method = model_name;
+    entry.dataset = dataset_name;
+    entry.setting = fmt::format("{:g}%", fraction * 100);
+    entry.metric = metric;
+    entry.details["runs"] = nlohmann::json::array();
+    for (int64_t k = 0; k < seeds; ++k) {
+      const uint64_t seed = base_seed + static_cast<uint64_t>(k);
+      const auto rows = fraction_rows(train_count, fraction, seed);
+      const auto result = run(seed, rows);
+      log::info("{} {} | {} | {} train images, seed {}: {} {:.4f} (best epoch {} of {})", task, model_name,
+                entry.setting, result.train_images, seed, metric, result.value, result.training.best_epoch,
+                result.training.epochs);
+      entry.values.push_back(result.value);
+      entry.seeds.push_back(seed);
+      auto details = result.details;
+      details.update({{"seed", seed}, {"train_images", result.train_images}, {"epochs", result.training.epochs},
+                      {"best_epoch", result.training.best_epoch}});
+      entry.details["runs"].push_back(std::move(details));
+    }
+    results.add(std::move(entry));
+  }
 }
 
 }  // namespace mgca::eval

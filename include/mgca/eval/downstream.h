@@ -1,13 +1,22 @@
 // What the dense downstream protocols (segmentation, detection) share: the
 // ResNet's multi-scale features, the input normalisation, how rows are split
-// over ranks, which training images a label fraction keeps.
+// over ranks, which training images a label fraction keeps, the head's
+// fine-tuning loop with early stopping, and the fraction × seed grid.
 #pragma once
 
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "mgca/comm/communicator.h"
+#include "mgca/eval/results.h"
 #include "mgca/model/resnet.h"
 
 namespace mgca::eval {
@@ -35,5 +44,53 @@ std::vector<int64_t> rank_share(const std::vector<int64_t>& rows, int rank, int 
 // rows of a seeded permutation (all n when f = 1), identical on every rank
 // (MGCA: np.random.choice of int(f · n) image ids).
 std::vector<int64_t> fraction_rows(int64_t n, double fraction, uint64_t seed);
+
+// The optimiser and stopping rule of a head's fine-tuning (MGCA's segmenter
+// and detector differ only in the values).
+struct HeadTraining {
+  double learning_rate = 0, weight_decay = 0;
+  int64_t batch_size = 0;  // global: split over the ranks
+  int64_t max_epochs = 0, patience = 0;
+};
+enum class ValidationGoal { Minimise, Maximise };
+struct HeadTrainingRun {
+  int64_t epochs = 0;      // epochs run (early stopping included)
+  int64_t best_epoch = 0;  // 1-based epoch of the best validation figure
+  double best_validation = 0.0;
+};
+
+// Fine-tunes `parameters` of `net` with AdamW on `train_rows`, each epoch in
+// a seeded order (key: seed, epoch[, order_stream]) of global batches of
+// which every rank takes its rank_share; `batch_loss(rows)` is this rank's
+// loss on its rows. Gradients are averaged over the ranks that had rows.
+// After each epoch `validate()` scores the net; only a strictly better score
+// counts (Lightning's EarlyStopping, min_delta 0), `patience` epochs without
+// one stop the run, and the net ends with the best epoch's weights and
+// buffers. Collective: every rank passes the same rows, options and seed, and
+// `validate` returns the same value on every rank. Errors name `task` when no
+// epoch scored (a NaN figure).
+HeadTrainingRun train_head(comm::Communicator& comm, torch::nn::Module& net, std::vector<torch::Tensor> parameters,
+                           const std::vector<int64_t>& train_rows, const HeadTraining& options, uint64_t seed,
+                           std::optional<uint64_t> order_stream,
+                           const std::function<torch::Tensor(const std::vector<int64_t>& rows)>& batch_loss,
+                           const std::function<double()>& validate, ValidationGoal goal, const std::string& task);
+
+// One run of the fraction × seed grid: its test figure and what the JSON
+// records beside it.
+struct GridRun {
+  double value = 0.0;
+  int64_t train_images = 0;
+  HeadTrainingRun training;
+  nlohmann::json details = nlohmann::json::object();  // the protocol's own fields (best_val_map, ...)
+};
+// For every fraction, `run(seed, fraction_rows(train_count, fraction, seed))`
+// for seeds base_seed .. base_seed + seeds − 1, logged on rank 0 and added as
+// one ResultEntry (`metric`, setting "F%") to `results`. `task` names the
+// protocol in the log ("segment", "detect").
+void run_fraction_grid(const std::string& task, const std::string& model_name, const std::string& dataset_name,
+                       const std::string& metric, const std::vector<double>& fractions, int64_t seeds,
+                       uint64_t base_seed, int64_t train_count,
+                       const std::function<GridRun(uint64_t seed, const std::vector<int64_t>& rows)>& run,
+                       Results& results);
 
 }  // namespace mgca::eval
