@@ -80,15 +80,29 @@ class Adam {
   AdamOptions options_;
   std::vector<double> decay_;
   std::vector<State> state_;
+  torch::Tensor root_scratch_;  // sqrt(v) of the SplitSqrt kernel, the size of the largest parameter
 };
 
-// True when AdamW updates of contiguous float32 CPU parameters take the fused
-// path: one pass over memory (AVX2 + FMA) instead of PyTorch's nine tensor
-// operations, with the same per-element operations and roundings. Decided
-// once per process by comparing both paths bit for bit on random data; where
-// they differ (another CPU or ATen build) or the CPU lacks AVX2/FMA, every
-// update is op by op. Either way the result is PyTorch's, bit for bit.
-bool fused_adamw_available();
+// How AdamW updates contiguous float32 CPU parameters. PyTorch's update is
+// nine tensor operations, nine passes over memory; ours does the same
+// per-element operations with the same roundings in fewer passes (AVX2 + FMA):
+//   Fused      one pass, the IEEE square root;
+//   SplitSqrt  two passes around ATen's own sqrt of v (libtorch 2.11 takes
+//              MKL's vsSqrt, within 1 ulp but not always the IEEE root);
+//   OpByOp     PyTorch's nine operations (no AVX2/FMA, or neither of the
+//              above gives PyTorch's bits on this CPU and ATen build).
+// Decided once per process, the first that matches the op-by-op update bit for
+// bit on random data: every kernel's result is PyTorch's, bit for bit.
+enum class AdamWKernel { Fused, SplitSqrt, OpByOp };
+AdamWKernel adamw_kernel();
+const char* adamw_kernel_name(AdamWKernel kernel);
+// One AdamW update of one parameter (step counts from 1) with `kernel`; a
+// tensor the fused kernels cannot take (not contiguous float32 on the CPU)
+// goes op by op. `root_scratch` is SplitSqrt's buffer, grown as needed.
+// Adam::step calls it with adamw_kernel(); the tests with each kernel.
+void adamw_update(AdamWKernel kernel, torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg,
+                  torch::Tensor& exp_avg_sq, torch::Tensor& root_scratch, double lr, double wd, double beta1,
+                  double beta2, double eps, int64_t step);
 
 // The global L2 norm of the defined gradients, as torch.nn.utils.clip_grad_norm_
 // computes it (norm of the per-tensor norms, in the gradients' dtype, returned
