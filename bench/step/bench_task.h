@@ -45,7 +45,7 @@ class SyntheticSource : public train::BatchSource {
     io::SafetensorsFile file(path);
     const int64_t n = file.info("images").shape.at(0);
     const int64_t length = config.text.max_length, size = config.model.image_size;
-    const auto dtype = config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+    const auto dtype = train::scalar_type(config.runtime.dtype);
     images_ = file.tensor("images", torch::kFloat32, {n, 1, size, size}).to(device, dtype);
     ids_ = file.tensor("input_ids", torch::kInt64, {n, length}).to(device);
     mask_ = file.tensor("attention_mask", torch::kInt64, {n, length}).to(device);

@@ -292,7 +292,7 @@ int run_probe(ProbeArgs& a, int* argc, char*** argv, const std::vector<std::stri
     if (s.comm->rank() != 0) continue;
     results.info()["models"].push_back({{"name", model.name()},
                                         {"method", model.method()},
-                                        {"image_encoder", model.model_config().image_encoder},
+                                        {"image_encoder", util::enum_name(model.model_config().image_encoder)},
                                         {"identity", model.identity()},
                                         {"feature_dim", model.feature_dim()}});
     eval::LabelledFeatures tr{train_x, *train_targets}, va, te{test_x, *test_targets};

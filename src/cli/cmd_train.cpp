@@ -65,7 +65,7 @@ int run_train(int argc, char** argv) {
       return kExitOk;
     }
     comm::CommOptions options;
-    options.backend = comm::parse_backend(config.comm.backend);
+    options.backend = config.comm.backend;
     options.timeout_seconds = config.comm.timeout_s;
     options.validate = config.comm.validate;
     auto world = comm::Communicator::world(options);

@@ -20,35 +20,18 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
-const char* backend_name(Backend backend) {
-  switch (backend) {
-    case Backend::Auto: return "auto";
-    case Backend::Mpi: return "mpi";
-    case Backend::Nccl: return "nccl";
-  }
-  return "?";
-}
+const char* backend_name(Backend backend) { return util::enum_name(backend); }
 
 Backend parse_backend(const std::string& name) {
-  for (Backend b : {Backend::Auto, Backend::Mpi, Backend::Nccl}) {
-    if (name == backend_name(b)) return b;
-  }
-  MGCA_FAIL("unknown communication backend '{}' (valid: auto, mpi, nccl)", name);
+  if (auto backend = util::enum_from_name<Backend>(name)) return *backend;
+  MGCA_FAIL("unknown communication backend '{}' (valid: {})", name, util::enum_choices<Backend>());
 }
 
-const char* grad_dtype_name(GradDtype dtype) {
-  switch (dtype) {
-    case GradDtype::Native: return "native";
-    case GradDtype::BFloat16: return "bf16";
-  }
-  return "?";
-}
+const char* grad_dtype_name(GradDtype dtype) { return util::enum_name(dtype); }
 
 GradDtype parse_grad_dtype(const std::string& name) {
-  for (GradDtype d : {GradDtype::Native, GradDtype::BFloat16}) {
-    if (name == grad_dtype_name(d)) return d;
-  }
-  MGCA_FAIL("unknown gradient dtype '{}' (valid: native, bf16)", name);
+  if (auto dtype = util::enum_from_name<GradDtype>(name)) return *dtype;
+  MGCA_FAIL("unknown gradient dtype '{}' (valid: {})", name, util::enum_choices<GradDtype>());
 }
 
 }  // namespace mgca::comm

@@ -98,20 +98,11 @@ void accumulate_taps(float* dst, int64_t w, const float* weights, const std::vec
 }  // namespace
 
 Pipeline parse_pipeline(const std::string& name) {
-  if (name == "mgca") return Pipeline::Mgca;
-  if (name == "eval") return Pipeline::Eval;
-  if (name == "convirt") return Pipeline::Convirt;
-  MGCA_FAIL("unknown augmentation pipeline '{}' (mgca, eval, convirt)", name);
+  if (auto pipeline = util::enum_from_name<Pipeline>(name)) return *pipeline;
+  MGCA_FAIL("unknown augmentation pipeline '{}' ({})", name, util::enum_choices<Pipeline>());
 }
 
-std::string pipeline_name(Pipeline pipeline) {
-  switch (pipeline) {
-    case Pipeline::Mgca: return "mgca";
-    case Pipeline::Eval: return "eval";
-    case Pipeline::Convirt: return "convirt";
-  }
-  return "?";
-}
+std::string pipeline_name(Pipeline pipeline) { return util::enum_name(pipeline); }
 
 namespace ops {
 

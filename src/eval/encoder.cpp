@@ -29,11 +29,7 @@ torch::Tensor l2_normalize(const torch::Tensor& x) {
 }
 
 std::shared_ptr<model::ImageEncoderImpl> make_image_encoder(const train::ModelConfig& m) {
-  MGCA_CHECK(m.image_encoder == "vit_b16" || m.image_encoder == "vit_tiny" ||
-                 m.image_encoder == "resnet50" || m.image_encoder == "resnet50_tiny",
-             "unknown image encoder '{}'; valid: vit_b16, vit_tiny, resnet50, resnet50_tiny",
-             m.image_encoder);
-  if (train::is_vit(m)) return std::make_shared<model::ViTImpl>(train::vit_config(m));
+  if (model::is_vit(m.image_encoder)) return std::make_shared<model::ViTImpl>(train::vit_config(m));
   return std::make_shared<model::ResNetImpl>(train::resnet_config(m));
 }
 
@@ -68,7 +64,7 @@ std::string EvalModel::identity() const {
   if (random_seed_ && !full_) {
     const auto& m = config_.model;
     return fmt::format("random-init seed {} image encoder {} image_size {} resnet_input_size {}",
-                       *random_seed_, m.image_encoder, m.image_size, m.resnet_input_size);
+                       *random_seed_, util::enum_name(m.image_encoder), m.image_size, m.resnet_input_size);
   }
   if (random_seed_) {
     const std::string toml = train::to_toml(config_);
@@ -88,26 +84,24 @@ void EvalModel::build(bool image_only, const fs::path& vocab) {
     tokenizer_ = std::make_shared<text::Tokenizer>(text::Tokenizer::from_vocab_file(
         vocab, text::TokenizerOptions{config_.text.lower_case}));
     vocab_ = vocab;
-    method_ = config_.method;
+    method_ = util::enum_name(config_.method);
     const int64_t vocab_size = tokenizer_->vocab_size();
     // The trainer's mapping of a run config onto the model's shapes
     // (train/model_builder.h), with per-process BatchNorm: evaluation runs
     // in eval mode on each rank's own batch.
-    if (config_.method == "mgca") {
+    if (config_.method == train::Method::Mgca) {
       auto c = train::mgca_model_config(config_, vocab_size);
       c.sync_batchnorm = false;
       auto mgca = std::make_shared<model::MgcaModelImpl>(
           c, model::WordVocabulary{tokenizer_->continuation_table(), tokenizer_->sep_id()});
       image_ = mgca->image;
       full_ = mgca;
-    } else if (config_.method == "convirt") {
+    } else {
       auto c = train::convirt_model_config(config_, vocab_size);
       c.sync_batchnorm = false;
       auto convirt = std::make_shared<model::ConvirtModelImpl>(c);
       image_ = convirt->image;
       full_ = convirt;
-    } else {
-      MGCA_FAIL("unknown method '{}' in the run config; valid: mgca, convirt", config_.method);
     }
   }
   module()->eval();
@@ -187,7 +181,11 @@ EvalModel EvalModel::from_exported_encoder(const fs::path& path) {
   EvalModel out;
   if (meta.count("config")) out.config_ = parse_run_config(meta.at("config"), path.string() + " (metadata 'config')");
   auto& m = out.config_.model;
-  m.image_encoder = get("image_encoder");
+  const std::string kind = get("image_encoder");
+  const auto encoder = util::enum_from_name<model::ImageEncoderKind>(kind);
+  MGCA_CHECK(encoder.has_value(), "{}: metadata 'image_encoder': unknown image encoder '{}'; valid: {}",
+             path.string(), kind, util::enum_choices<model::ImageEncoderKind>());
+  m.image_encoder = *encoder;
   auto integer = [&](const char* key) {
     const std::string text = get(key);
     try {
@@ -219,7 +217,7 @@ EvalModel EvalModel::random_init(const EvalModel& like, uint64_t seed, bool imag
   out.random_seed_ = seed;
   torch::manual_seed(seed);
   out.build(image_only, like.vocab_);
-  out.name_ = fmt::format("random init ({})", out.config_.model.image_encoder);
+  out.name_ = fmt::format("random init ({})", util::enum_name(out.config_.model.image_encoder));
   out.to(like.device_);
   return out;
 }
@@ -231,7 +229,7 @@ EvalModel EvalModel::random_init(const train::Config& config, uint64_t seed,
   out.random_seed_ = seed;
   torch::manual_seed(seed);
   out.build(/*image_only=*/false, find_vocab(config.text.vocab, options.vocab, fs::current_path()));
-  out.name_ = fmt::format("random init ({})", config.model.image_encoder);
+  out.name_ = fmt::format("random init ({})", util::enum_name(config.model.image_encoder));
   return out;
 }
 

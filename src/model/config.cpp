@@ -1,5 +1,7 @@
 #include "mgca/model/config.h"
 
+#include "mgca/util/error.h"
+
 namespace mgca::model {
 
 ViTConfig ViTConfig::base16() { return ViTConfig{}; }
@@ -46,14 +48,6 @@ BertConfig BertConfig::tiny(int64_t vocab_size) {
   return c;
 }
 
-MgcaModelConfig MgcaModelConfig::vit_base() { return MgcaModelConfig{}; }
-
-MgcaModelConfig MgcaModelConfig::resnet_base() {
-  MgcaModelConfig c;
-  c.backbone = ImageBackbone::ResNet;
-  return c;
-}
-
 MgcaModelConfig MgcaModelConfig::tiny(ImageBackbone backbone) {
   MgcaModelConfig c;
   c.backbone = backbone;
@@ -63,14 +57,6 @@ MgcaModelConfig MgcaModelConfig::tiny(ImageBackbone backbone) {
   c.head_hidden = 256;
   c.embed_dim = 64;
   c.num_prototypes = 32;
-  return c;
-}
-
-ConvirtModelConfig ConvirtModelConfig::convirt() {
-  ConvirtModelConfig c;
-  c.bert = BertConfig::clinical(12);
-  c.bert.freeze_embeddings = true;
-  c.bert.frozen_layers = 6;
   return c;
 }
 
@@ -84,6 +70,32 @@ ConvirtModelConfig ConvirtModelConfig::tiny() {
   c.image_head_hidden = c.resnet.global_dim();
   c.text_head_hidden = c.bert.hidden;
   c.embed_dim = 64;
+  return c;
+}
+
+ImageBackbone backbone_of(ImageEncoderKind kind) {
+  switch (kind) {
+    case ImageEncoderKind::VitB16:
+    case ImageEncoderKind::VitTiny: return ImageBackbone::ViT;
+    case ImageEncoderKind::Resnet50:
+    case ImageEncoderKind::Resnet50Tiny: return ImageBackbone::ResNet;
+  }
+  MGCA_FAIL("unknown image encoder kind {}", static_cast<int>(kind));
+}
+
+ViTConfig vit_preset(ImageEncoderKind kind) {
+  MGCA_CHECK(is_vit(kind), "image encoder \"{}\" is not a ViT", util::enum_name(kind));
+  return kind == ImageEncoderKind::VitB16 ? ViTConfig::base16() : ViTConfig::tiny();
+}
+
+ResNetConfig resnet_preset(ImageEncoderKind kind, int64_t input_size) {
+  MGCA_CHECK(!is_vit(kind), "image encoder \"{}\" is not a ResNet", util::enum_name(kind));
+  return kind == ImageEncoderKind::Resnet50 ? ResNetConfig::resnet50(input_size) : ResNetConfig::tiny(input_size);
+}
+
+BertConfig bert_preset(TextEncoderKind kind, int64_t vocab_size) {
+  BertConfig c = kind == TextEncoderKind::BertTiny ? BertConfig::tiny(vocab_size) : BertConfig::clinical();
+  c.vocab_size = vocab_size;
   return c;
 }
 

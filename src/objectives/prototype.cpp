@@ -73,7 +73,7 @@ CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt
   // Both modalities in one Sinkhorn call: the same collectives serve both.
   // Codes in float32 (float64 for float64 input), as Sinkhorn returns them.
   auto codes = sinkhorn(torch::stack({s_img.detach(), s_txt.detach()}), opts.sinkhorn_epsilon,
-                        opts.sinkhorn_iterations, comm);
+                        static_cast<int>(opts.sinkhorn_iterations), comm);
   auto q_img = codes.select(0, 0);
   auto q_txt = codes.select(0, 1);
   auto logp_img = torch::log_softmax(s_img / opts.proto_temperature, 1);

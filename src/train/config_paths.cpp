@@ -60,8 +60,8 @@ void check_paths(const Config& config, int world_size) {
     const std::string problem = util::file_problem(path);
     MGCA_CHECK(problem.empty(), "{}: weight file '{}' {}", key, path, problem);
   }
-  const std::string& resume = config.checkpoint.resume;
-  if (resume != "auto" && resume != "none") {
+  if (config.checkpoint.resume.mode == ResumeMode::Folder) {
+    const std::string& resume = config.checkpoint.resume.folder;
     const std::string problem = util::folder_problem(resume);
     MGCA_CHECK(problem.empty(), "checkpoint.resume: checkpoint folder '{}' {}", resume, problem);
     MGCA_CHECK(fs::is_regular_file(fs::path(resume) / "DONE"),

@@ -27,7 +27,7 @@ void write_image_encoder(const fs::path& out, const std::vector<std::pair<std::s
                          const Config& config, const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> metadata = {
       {"format", kImageEncoderFormat},
-      {"image_encoder", config.model.image_encoder},
+      {"image_encoder", util::enum_name(config.model.image_encoder)},
       {"image_size", std::to_string(config.model.image_size)},
       {"resnet_input_size", std::to_string(config.model.resnet_input_size)},
       {"config", to_toml(config)},

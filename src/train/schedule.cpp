@@ -12,7 +12,7 @@ LrSchedule LrSchedule::from_config(const ScheduleConfig& schedule, double lr, in
   MGCA_CHECK(total_steps >= 1, "schedule: the run has {} optimizer steps (dataset smaller than one global batch?)",
              total_steps);
   LrSchedule s;
-  s.cosine = schedule.name == "cosine";
+  s.cosine = schedule.name == ScheduleKind::Cosine;
   s.lr = lr;
   s.min_lr = schedule.min_lr;
   s.total_steps = total_steps;

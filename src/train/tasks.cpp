@@ -18,32 +18,11 @@
 namespace mgca::train {
 namespace {
 
+// The job's [objectives] with the two settings that follow the model.
 objectives::ObjectiveOptions objective_options(const Config& config) {
-  const ObjectivesConfig& c = config.objectives;
-  objectives::ObjectiveOptions o;
-  o.set_variant(objectives::parse_variant(c.variant));
-  // The config resolved the five booleans already (variant defaults or explicit values).
-  o.quirk_pad_words_in_softmax = c.quirk_pad_words_in_softmax;
-  o.quirk_cls_attention_off_by_one = c.quirk_cls_attention_off_by_one;
-  o.quirk_vit_patch_output_unnormalized = c.quirk_vit_patch_output_unnormalized;
-  o.ita_sum_directions = c.ita_sum_directions;
-  o.cta_sum_parts = c.cta_sum_parts;
-  o.ita_temperature = c.ita_temperature;
-  o.local_temperature = c.local_temperature;
-  o.proto_temperature = c.proto_temperature;
-  o.sinkhorn_epsilon = c.sinkhorn_epsilon;
-  o.sinkhorn_iterations = static_cast<int>(c.sinkhorn_iterations);
+  objectives::ObjectiveOptions o = config.objectives;
   o.num_prototypes = config.model.num_prototypes;
-  o.freeze_prototypes_epochs = static_cast<int>(c.freeze_prototypes_epochs);
-  o.weight_quantile_low = c.weight_quantile_low;
-  o.weight_quantile_high = c.weight_quantile_high;
-  o.lambda_ita = c.lambda_ita;
-  o.lambda_cta = c.lambda_cta;
-  o.lambda_cpa = c.lambda_cpa;
-  o.patches_from_vit = is_vit(config.model);
-  o.convirt_lambda = c.convirt_lambda;
-  o.convirt_temperature = c.convirt_temperature;
-  o.ita_tile = c.ita_tile;
+  o.patches_from_vit = model::is_vit(config.model.image_encoder);
   o.validate();
   return o;
 }
@@ -64,15 +43,11 @@ void load_pretrained(torch::nn::Module& module, const std::string& file, bool pa
 }
 
 // The dataset, tokenizer and loader of a run.
-torch::ScalarType dtype_of(const Config& config) {
-  return config.runtime.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
-}
-
 class LoaderSource : public BatchSource {
  public:
   LoaderSource(const Config& config, const comm::Communicator& comm, torch::Device device, data::TextMode text,
              std::shared_ptr<const text::Tokenizer> tokenizer)
-      : device_(device), dtype_(dtype_of(config)) {
+      : device_(device), dtype_(scalar_type(config.runtime.dtype)) {
     // check_paths verified the checksums on rank 0 before start-up.
     dataset_ = io::Dataset::open(config.data.train, {.verify_checksums = false});
     data::LoaderOptions options;
@@ -82,7 +57,7 @@ class LoaderSource : public BatchSource {
     options.seed = static_cast<uint64_t>(config.seed);
     options.shuffle = true;
     options.drop_last = true;
-    options.augment.pipeline = data::parse_pipeline(config.data.augment);
+    options.augment.pipeline = config.data.augment;
     options.augment.crop_size = config.model.image_size;
     options.text = text;
     options.max_length = config.text.max_length;
@@ -117,31 +92,23 @@ std::shared_ptr<text::Tokenizer> make_tokenizer(const Config& config) {
       text::Tokenizer::from_vocab_file(config.text.vocab, text::TokenizerOptions{config.text.lower_case}));
 }
 
-// What both tasks do to a freshly built model (MgcaModel or ConvirtModel):
-// the pretrained encoder weights of the job, the communicator for
-// SyncBatchNorm, the device and dtype, train mode.
-template <typename ModelHolder>
-void prepare_model(ModelHolder& model, const Config& config, std::shared_ptr<comm::Communicator> comm,
-                   torch::Device device) {
-  load_pretrained(*model->image, config.model.image_weights, config.model.partial_load, "model.image_weights");
-  load_pretrained(*model->text, config.model.text_weights, config.model.partial_load, "model.text_weights");
-  model->set_communicator(std::move(comm));
-  model::to_device_and_dtype(*model, device, dtype_of(config));
-  model->train();
-}
-
 std::map<std::string, std::string> model_metadata(const Config& config) {
-  return {{"image_encoder", config.model.image_encoder},
+  return {{"image_encoder", util::enum_name(config.model.image_encoder)},
           {"image_size", std::to_string(config.model.image_size)},
           {"resnet_input_size", std::to_string(config.model.resnet_input_size)},
-          {"text_encoder", config.model.text_encoder},
+          {"text_encoder", util::enum_name(config.model.text_encoder)},
           {"embed_dim", std::to_string(config.model.embed_dim)}};
 }
 
-// What both tasks share: the job, the communicator, the objectives' options
-// and the batch source, and the Task calls that only pass on to them.
+// What both tasks share: the job, the communicator, the objectives' options,
+// the model (MgcaModel or ConvirtModel) with the job's pretrained encoder
+// weights, the communicator for SyncBatchNorm, the device and dtype, in
+// train mode, and the batch source (`source` when given (tests), else the
+// job's loader), and the Task calls that only pass on to them.
+template <typename ModelHolder>
 class ContrastiveTask : public Task {
  public:
+  torch::nn::Module& module() override { return *model_; }
   int64_t dataset_size() const override { return data_->size(); }
   int64_t batch_size() const override { return config_.data.batch_size; }
   void seek(int64_t epoch, int64_t batch) override { data_->seek(epoch, batch); }
@@ -149,12 +116,19 @@ class ContrastiveTask : public Task {
   std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
 
  protected:
-  ContrastiveTask(const Config& config, std::shared_ptr<comm::Communicator> comm)
-      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {}
-
-  // `source` when given (tests), else the job's loader.
-  void set_source(std::unique_ptr<BatchSource> source, torch::Device device, data::TextMode text_mode,
-                  std::shared_ptr<text::Tokenizer> tokenizer) {
+  // make_model(tokenizer) builds the model.
+  template <typename MakeModel>
+  ContrastiveTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
+                  std::unique_ptr<BatchSource> source, data::TextMode text_mode, MakeModel make_model)
+      : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
+    auto tokenizer = make_tokenizer(config);
+    model_ = make_model(*tokenizer);
+    const ModelConfig& m = config.model;
+    load_pretrained(*model_->image, m.image_weights, m.partial_load, "model.image_weights");
+    load_pretrained(*model_->text, m.text_weights, m.partial_load, "model.text_weights");
+    model_->set_communicator(comm_);
+    model::to_device_and_dtype(*model_, device, scalar_type(config.runtime.dtype));
+    model_->train();
     data_ = source ? std::move(source)
                    : std::make_unique<LoaderSource>(config_, *comm_, device, text_mode, std::move(tokenizer));
   }
@@ -162,22 +136,20 @@ class ContrastiveTask : public Task {
   Config config_;
   std::shared_ptr<comm::Communicator> comm_;
   objectives::ObjectiveOptions options_;
+  ModelHolder model_{nullptr};
   std::unique_ptr<BatchSource> data_;
 };
 
-class MgcaTask : public ContrastiveTask {
+class MgcaTask : public ContrastiveTask<model::MgcaModel> {
  public:
   MgcaTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
            std::unique_ptr<BatchSource> source)
-      : ContrastiveTask(config, std::move(comm)) {
-    auto tokenizer = make_tokenizer(config);
-    model_ = model::MgcaModel(mgca_model_config(config, tokenizer->vocab_size()),
-                              model::WordVocabulary{tokenizer->continuation_table(), tokenizer->sep_id()});
-    prepare_model(model_, config, comm_, device);
-    set_source(std::move(source), device, data::TextMode::Full, tokenizer);
-  }
-
-  torch::nn::Module& module() override { return *model_; }
+      : ContrastiveTask(config, std::move(comm), device, std::move(source), data::TextMode::Full,
+                        [&](const text::Tokenizer& tokenizer) {
+                          return model::MgcaModel(
+                              mgca_model_config(config, tokenizer.vocab_size()),
+                              model::WordVocabulary{tokenizer.continuation_table(), tokenizer.sep_id()});
+                        }) {}
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
@@ -218,24 +190,16 @@ class MgcaTask : public ContrastiveTask {
       model_->prototypes->weight.mutable_grad() = torch::Tensor();
     }
   }
-
-
- private:
-  model::MgcaModel model_{nullptr};
 };
 
-class ConvirtTask : public ContrastiveTask {
+class ConvirtTask : public ContrastiveTask<model::ConvirtModel> {
  public:
   ConvirtTask(const Config& config, std::shared_ptr<comm::Communicator> comm, torch::Device device,
               std::unique_ptr<BatchSource> source)
-      : ContrastiveTask(config, std::move(comm)) {
-    auto tokenizer = make_tokenizer(config);
-    model_ = model::ConvirtModel(convirt_model_config(config, tokenizer->vocab_size()));
-    prepare_model(model_, config, comm_, device);
-    set_source(std::move(source), device, data::TextMode::SampleSentence, tokenizer);
-  }
-
-  torch::nn::Module& module() override { return *model_; }
+      : ContrastiveTask(config, std::move(comm), device, std::move(source), data::TextMode::SampleSentence,
+                        [&](const text::Tokenizer& tokenizer) {
+                          return model::ConvirtModel(convirt_model_config(config, tokenizer.vocab_size()));
+                        }) {}
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
@@ -246,21 +210,17 @@ class ConvirtTask : public ContrastiveTask {
     for (auto& part : accuracy_parts(r)) parts.parts.push_back(std::move(part));
     return parts;
   }
-
-
- private:
-  model::ConvirtModel model_{nullptr};
 };
 
 }  // namespace
 
 std::unique_ptr<Task> make_task(const Config& config, std::shared_ptr<comm::Communicator> comm,
                                 torch::Device device, std::unique_ptr<BatchSource> source) {
-  if (config.method == "mgca") return std::make_unique<MgcaTask>(config, std::move(comm), device, std::move(source));
-  if (config.method == "convirt") {
-    return std::make_unique<ConvirtTask>(config, std::move(comm), device, std::move(source));
+  switch (config.method) {
+    case Method::Mgca: return std::make_unique<MgcaTask>(config, std::move(comm), device, std::move(source));
+    case Method::Convirt: return std::make_unique<ConvirtTask>(config, std::move(comm), device, std::move(source));
   }
-  MGCA_FAIL("method \"{}\" is not one of: mgca, convirt", config.method);
+  MGCA_FAIL("method {} has no task", static_cast<int>(config.method));
 }
 
 }  // namespace mgca::train

@@ -101,11 +101,11 @@ void sync_device(const torch::Device& device) {
 // ---- device and threads ---------------------------------------------------------
 
 torch::Device select_device(const Config& config, const comm::Communicator& comm) {
-  const std::string& wanted = config.runtime.device;
-  if (wanted == "cpu") return torch::kCPU;
+  const util::DeviceChoice wanted = config.runtime.device;
+  if (wanted == util::DeviceChoice::Cpu) return torch::kCPU;
   const bool has_cuda = torch::cuda::is_available();
-  MGCA_CHECK(has_cuda || wanted != "cuda", "runtime.device = \"cuda\" but no GPU is visible on host {}",
-             comm.host());
+  MGCA_CHECK(has_cuda || wanted != util::DeviceChoice::Cuda,
+             "runtime.device = \"cuda\" but no GPU is visible on host {}", comm.host());
   if (!has_cuda) return torch::kCPU;
   // The NCCL communicator's device when there is one (it checked that no two
   // ranks of a host share a GPU), else the same rule.
@@ -130,9 +130,13 @@ void set_deterministic(const Config& config, torch::Device device) {
 }
 
 bool uses_autocast(const Config& config, torch::Device device) {
-  if (config.runtime.dtype != "float32") return false;
-  const std::string& mode = config.runtime.autocast;
-  return mode == "bf16" || (mode == "auto" && device.is_cuda());
+  if (config.runtime.dtype != ComputeDtype::Float32) return false;
+  const Autocast mode = config.runtime.autocast;
+  return mode == Autocast::BFloat16 || (mode == Autocast::Auto && device.is_cuda());
+}
+
+torch::ScalarType scalar_type(ComputeDtype dtype) {
+  return dtype == ComputeDtype::Float64 ? torch::kFloat64 : torch::kFloat32;
 }
 
 int select_threads(const Config& config, const comm::Communicator& comm) {
@@ -170,7 +174,7 @@ struct Trainer::Impl {
     for (const auto& item : task->module().named_parameters(true)) params.emplace_back(item.key(), item.value());
     const auto& o = config.optimizer;
     optimizer = std::make_unique<Adam>(
-        params, AdamOptions{o.name == "adamw", o.betas.at(0), o.betas.at(1), o.eps, o.weight_decay, o.no_decay});
+        params, AdamOptions{o.name == OptimizerKind::AdamW, o.betas.at(0), o.betas.at(1), o.eps, o.weight_decay, o.no_decay});
     accumulate = o.accumulate;
     const int64_t global_batch = comm->size() * task->batch_size();
     batches_per_epoch = task->dataset_size() / global_batch;
@@ -185,7 +189,7 @@ struct Trainer::Impl {
     if (comm->size() > 1) {
       comm::GradSyncOptions sync_options;
       sync_options.bucket_cap_mb = config.comm.bucket_mb;
-      sync_options.wire_dtype = comm::parse_grad_dtype(config.comm.grad_dtype);
+      sync_options.wire_dtype = config.comm.grad_dtype;
       sync_options.overlap = config.comm.overlap;
       grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
     }
@@ -229,12 +233,12 @@ struct Trainer::Impl {
     // checkpoint (an unreadable one falls back to the one before), else the one folder.
     std::string chosen;
     if (comm->rank() == 0) {
-      const std::string& resume = config.checkpoint.resume;
-      if (resume == "auto") {
+      const ResumeSetting& resume = config.checkpoint.resume;
+      if (resume.mode == ResumeMode::Auto) {
         const auto all = complete_checkpoints(config.checkpoint_dir());
         for (auto it = all.rbegin(); it != all.rend(); ++it) chosen += it->path.string() + "\n";
-      } else if (resume != "none") {
-        chosen = resume + "\n";
+      } else if (resume.mode == ResumeMode::Folder) {
+        chosen = resume.folder + "\n";
       }
     }
     chosen = comm->broadcast_string(chosen, 0);
@@ -338,7 +342,7 @@ struct Trainer::Impl {
       content.optimizer = optimizer->state_tensors();
       content.metadata = task->metadata();
       content.metadata["format"] = "mgca-checkpoint";
-      content.metadata["method"] = config.method;
+      content.metadata["method"] = util::enum_name(config.method);
       content.metadata["step"] = std::to_string(step);
       content.metadata["epoch"] = std::to_string(step / steps_per_epoch);
       content.metadata["total_steps"] = std::to_string(total_steps);

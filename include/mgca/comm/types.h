@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "mgca/util/option_types.h"
+
 namespace mgca::comm {
 
 // Avg is the sum divided by the number of ranks (floating-point dtypes only).
@@ -17,12 +19,18 @@ enum class ReduceOp { Sum, Avg, Max, Min };
 //   Nccl: device tensors through NCCL; creating the communicator fails with
 //         a message when NCCL cannot be used on some rank.
 enum class Backend { Auto, Mpi, Nccl };
+inline constexpr util::NamedValue<Backend> kBackendNames[] = {
+    {Backend::Auto, "auto"}, {Backend::Mpi, "mpi"}, {Backend::Nccl, "nccl"}};
+constexpr const auto& enum_names(Backend) { return kBackendNames; }
 
 // What the gradient all-reduce sends. Native: the gradients' own dtype.
 // BFloat16: float32/float64 gradients travel as bf16 (half the bytes of
 // float32) and are averaged back into the full-precision .grad the optimizer
 // reads; gradients already in a 16-bit type travel as they are.
 enum class GradDtype { Native, BFloat16 };
+inline constexpr util::NamedValue<GradDtype> kGradDtypeNames[] = {{GradDtype::Native, "native"},
+                                                                   {GradDtype::BFloat16, "bf16"}};
+constexpr const auto& enum_names(GradDtype) { return kGradDtypeNames; }
 
 const char* reduce_op_name(ReduceOp op);  // "sum", "avg", "max", "min"
 const char* backend_name(Backend backend);  // "auto", "mpi", "nccl"

@@ -17,13 +17,18 @@
 #include <string>
 #include <vector>
 
+#include "mgca/util/option_types.h"
 #include "mgca/util/rng.h"
 
 namespace mgca::data {
 
 enum class Pipeline { Mgca, Eval, Convirt };
+// The `data.augment` names, in the order the job-file docs list them.
+inline constexpr util::NamedValue<Pipeline> kPipelineNames[] = {
+    {Pipeline::Mgca, "mgca"}, {Pipeline::Convirt, "convirt"}, {Pipeline::Eval, "eval"}};
+constexpr const auto& enum_names(Pipeline) { return kPipelineNames; }
 
-// "mgca", "eval", "convirt" (errors list the choices).
+// "mgca", "convirt", "eval" (errors list the choices).
 Pipeline parse_pipeline(const std::string& name);
 std::string pipeline_name(Pipeline pipeline);
 

@@ -9,7 +9,30 @@
 #include <cstdint>
 #include <string>
 
+#include "mgca/util/option_types.h"
+
 namespace mgca::model {
+
+// The encoders a job names (model.image_encoder, model.text_encoder): the
+// contract's shapes or the *_tiny ones of the same code.
+enum class ImageEncoderKind { VitB16, VitTiny, Resnet50, Resnet50Tiny };
+inline constexpr util::NamedValue<ImageEncoderKind> kImageEncoderKindNames[] = {
+    {ImageEncoderKind::VitB16, "vit_b16"},
+    {ImageEncoderKind::VitTiny, "vit_tiny"},
+    {ImageEncoderKind::Resnet50, "resnet50"},
+    {ImageEncoderKind::Resnet50Tiny, "resnet50_tiny"}};
+constexpr const auto& enum_names(ImageEncoderKind) { return kImageEncoderKindNames; }
+
+enum class TextEncoderKind { Bert, BertTiny };  // Bio_ClinicalBERT shapes | small ones
+inline constexpr util::NamedValue<TextEncoderKind> kTextEncoderKindNames[] = {{TextEncoderKind::Bert, "bert"},
+                                                                               {TextEncoderKind::BertTiny, "bert_tiny"}};
+constexpr const auto& enum_names(TextEncoderKind) { return kTextEncoderKindNames; }
+
+// BatchNorm statistics over the global batch (SyncBatchNorm) or each rank's own.
+enum class BatchNormMode { Sync, PerRank };
+inline constexpr util::NamedValue<BatchNormMode> kBatchNormModeNames[] = {{BatchNormMode::Sync, "sync"},
+                                                                           {BatchNormMode::PerRank, "per_rank"}};
+constexpr const auto& enum_names(BatchNormMode) { return kBatchNormModeNames; }
 
 // Vision Transformer, timm/DeiT layout: patch embedding (conv p×p, stride p),
 // [CLS] token, learned absolute positions, pre-norm blocks with qkv bias,
@@ -82,6 +105,14 @@ struct WordAggregationOptions {
 
 enum class ImageBackbone { ViT, ResNet };
 
+// The presets of each encoder kind: the one place that knows which kind is
+// a ViT and which shapes (and so which native image size) it has.
+ImageBackbone backbone_of(ImageEncoderKind kind);
+inline bool is_vit(ImageEncoderKind kind) { return backbone_of(kind) == ImageBackbone::ViT; }
+ViTConfig vit_preset(ImageEncoderKind kind);  // an error for a ResNet kind
+ResNetConfig resnet_preset(ImageEncoderKind kind, int64_t input_size);  // an error for a ViT kind
+BertConfig bert_preset(TextEncoderKind kind, int64_t vocab_size);
+
 // MGCA (docs/contract.md §2, §3): image encoder + first 6 BERT layers, 128-d heads, K=500 prototypes.
 struct MgcaModelConfig {
   ImageBackbone backbone = ImageBackbone::ViT;
@@ -96,8 +127,6 @@ struct MgcaModelConfig {
   bool sync_batchnorm = true;
   WordAggregationOptions words;
 
-  static MgcaModelConfig vit_base();     // ViT-B/16 224 + BERT-6
-  static MgcaModelConfig resnet_base();  // ResNet-50 (input resized to 299) + BERT-6
   static MgcaModelConfig tiny(ImageBackbone backbone = ImageBackbone::ViT);
 };
 
@@ -106,13 +135,12 @@ struct MgcaModelConfig {
 // heads Linear–ReLU–Linear → 512.
 struct ConvirtModelConfig {
   ResNetConfig resnet = ResNetConfig::resnet50();
-  BertConfig bert;  // clinical(12), embeddings + 6 layers frozen (see convirt())
+  BertConfig bert;  // the paper's: clinical(12), embeddings + 6 layers frozen (the job sets them)
   int64_t image_head_hidden = 2048;  // hidden width of the image head (its input width)
   int64_t text_head_hidden = 768;
   int64_t embed_dim = 512;
   bool sync_batchnorm = true;  // the ResNet's BatchNorm layers
 
-  static ConvirtModelConfig convirt();
   static ConvirtModelConfig tiny();
 };
 

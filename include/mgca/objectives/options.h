@@ -1,11 +1,15 @@
 // Settings of the MGCA and ConVIRT objectives (docs/contract.md §2). No torch here: the
-// trainer's config includes this header. Defaults are the official MGCA run's
-// (variant "official", λ = 1, 1, 1) and ConVIRT's paper values; each field is
-// a config key of the same name under [objective] in a job file.
+// trainer's config holds an ObjectiveOptions as its [objectives] table.
+// Defaults are the official MGCA run's (variant "official", λ = 1, 1, 1) and
+// ConVIRT's paper values; visit_objective_options() binds each job-file key
+// to its field with its meaning and allowed range, the one list that the job
+// parser and validate() both walk.
 #pragma once
 
 #include <cstdint>
 #include <string>
+
+#include "mgca/util/option_types.h"
 
 namespace mgca::objectives {
 
@@ -13,6 +17,9 @@ namespace mgca::objectives {
 // so that its published hyper-parameters carry over. "paper": the method as
 // the paper writes it. A variant is a preset of the five booleans below.
 enum class Variant { Official, Paper };
+inline constexpr util::NamedValue<Variant> kVariantNames[] = {{Variant::Official, "official"},
+                                                               {Variant::Paper, "paper"}};
+constexpr const auto& enum_names(Variant) { return kVariantNames; }
 
 // "official" | "paper"; anything else is an error naming the value.
 Variant parse_variant(const std::string& name);
@@ -42,11 +49,11 @@ struct ObjectiveOptions {
   double local_temperature = 0.1;   // τ2 (CTA)
   double proto_temperature = 0.2;   // τ3 (CPA softmax)
   double sinkhorn_epsilon = 0.05;   // ε
-  int sinkhorn_iterations = 3;
+  int64_t sinkhorn_iterations = 3;
   int64_t num_prototypes = 500;     // K; prototype_alignment checks the tensor against it
   // Epochs during which the prototype gradient is dropped. Applied by the
   // trainer (it clears the gradient after backward), not by the objectives.
-  int freeze_prototypes_epochs = 1;
+  int64_t freeze_prototypes_epochs = 1;
   // CTA weight clipping: each sample's word (non-zero entries) and patch
   // (all entries) weights are clipped to these linear quantiles.
   double weight_quantile_low = 0.1;
@@ -55,7 +62,8 @@ struct ObjectiveOptions {
   double lambda_cta = 1.0;  // λ2
   double lambda_cpa = 1.0;  // λ3
   // The image backbone that made the patches: ViT (true) or ResNet (false).
-  // Decides quirk (c). Set by the trainer from the model config.
+  // Decides quirk (c). Not a job-file key: the trainer sets it (and
+  // num_prototypes) from the model config.
   bool patches_from_vit = true;
 
   // ITA and ConVIRT: columns per tile of the memory-flat loss. A global batch
@@ -73,9 +81,50 @@ struct ObjectiveOptions {
   void set_variant(Variant v);
   static ObjectiveOptions official();
   static ObjectiveOptions paper();
-  // Range checks (temperatures and ε > 0, iterations ≥ 1, 0 ≤ low ≤ high ≤ 1,
-  // K ≥ 1, ita_tile ≥ 1, λ finite, 0 ≤ convirt_lambda ≤ 1); the error names the key.
+  // The ranges of visit_objective_options(), 0 ≤ low ≤ high ≤ 1 and K ≥ 1;
+  // the error names the key.
   void validate() const;
 };
+
+// Every job-file key of the objectives, in the order of the resolved TOML:
+// f(key, field&, meaning, util::Range). `Options` is ObjectiveOptions, const
+// or not. The variant's booleans come right after the constants they follow.
+template <typename Options, typename F>
+void visit_objective_options(Options& o, F&& f) {
+  using util::Range;
+  f("objectives.variant", o.variant, "the official code's choices or the paper's (docs/contract.md §2); sets the five "
+    "booleans below unless they are given", Range{});
+  f("objectives.lambda_ita", o.lambda_ita, "λ1, weight of the instance-wise loss", Range::at_least(0).and_finite());
+  f("objectives.lambda_cta", o.lambda_cta, "λ2, weight of the token-wise loss", Range::at_least(0).and_finite());
+  f("objectives.lambda_cpa", o.lambda_cpa, "λ3, weight of the prototype loss", Range::at_least(0).and_finite());
+  f("objectives.ita_temperature", o.ita_temperature, "τ1 (ITA)", Range::above(0).and_finite());
+  f("objectives.local_temperature", o.local_temperature, "τ2 (CTA)", Range::above(0).and_finite());
+  f("objectives.proto_temperature", o.proto_temperature, "τ3 (CPA softmax)", Range::above(0).and_finite());
+  f("objectives.sinkhorn_epsilon", o.sinkhorn_epsilon, "ε of the Sinkhorn codes", Range::above(0).and_finite());
+  f("objectives.sinkhorn_iterations", o.sinkhorn_iterations, "Sinkhorn-Knopp iterations", Range::at_least(1));
+  f("objectives.freeze_prototypes_epochs", o.freeze_prototypes_epochs,
+    "the prototype gradient is dropped during the first n epochs", Range::at_least(0));
+  f("objectives.weight_quantile_low", o.weight_quantile_low, "CTA weights are clipped to this quantile …",
+    Range::closed(0, 1));
+  f("objectives.weight_quantile_high", o.weight_quantile_high, "… and this one", Range::closed(0, 1));
+  f("objectives.quirk_pad_words_in_softmax", o.quirk_pad_words_in_softmax,
+    "docs/contract.md §2.2 (a): pad words stay in the word-loss softmax", Range{});
+  f("objectives.quirk_cls_attention_off_by_one", o.quirk_cls_attention_off_by_one,
+    "docs/contract.md §2.2 (b): [CLS] attention paired off by one with the tokens", Range{});
+  f("objectives.quirk_vit_patch_output_unnormalized", o.quirk_vit_patch_output_unnormalized,
+    "docs/contract.md §2.2 (c): patch→word output not normalized for ViT", Range{});
+  f("objectives.ita_sum_directions", o.ita_sum_directions, "L_ITA sums both directions (false: their mean)",
+    Range{});
+  f("objectives.cta_sum_parts", o.cta_sum_parts, "L_CTA = L_word + L_patch (false: their mean)", Range{});
+  f("objectives.convirt_lambda", o.convirt_lambda, "ConVIRT: λ, weight of image→text", Range::closed(0, 1));
+  f("objectives.convirt_temperature", o.convirt_temperature, "ConVIRT: τ", Range::above(0).and_finite());
+  f("objectives.ita_tile", o.ita_tile,
+    "ITA/ConVIRT: a global batch N above it runs the memory-flat loss in tiles of this many columns "
+    "(same loss and gradients; the logits no longer take memory in proportion to N)", Range::at_least(1));
+}
+
+// The rule across two keys: weight_quantile_low <= weight_quantile_high.
+// "" when it holds, else what is wrong (the key is objectives.weight_quantile_low).
+std::string quantile_order_problem(const ObjectiveOptions& o);
 
 }  // namespace mgca::objectives

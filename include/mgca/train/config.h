@@ -15,18 +15,75 @@
 // the result (Boost.Serialization) with load_config_collective(), so every
 // rank trains with the identical resolved Config. The complete key list with
 // defaults and meanings is config_keys() (docs/training.md is checked against it).
+//
+// Settings with a fixed set of values are enums of the module that acts on
+// them (model::ImageEncoderKind, comm::Backend, data::Pipeline, ...), each
+// with one name table (util/option_types.h) that the parser, to_toml, the key
+// table and the error messages read: past parse_config nothing compares a
+// setting's name.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "mgca/comm/types.h"
+#include "mgca/data/augment.h"
+#include "mgca/model/config.h"
+#include "mgca/objectives/options.h"
+#include "mgca/util/device_choice.h"
+#include "mgca/util/option_types.h"
 
 namespace mgca::train {
 
+// What is trained.
+enum class Method { Mgca, Convirt };
+inline constexpr util::NamedValue<Method> kMethodNames[] = {{Method::Mgca, "mgca"}, {Method::Convirt, "convirt"}};
+constexpr const auto& enum_names(Method) { return kMethodNames; }
+
+// AdamW: decoupled weight decay; Adam: L2 decay added to the gradient.
+enum class OptimizerKind { AdamW, Adam };
+inline constexpr util::NamedValue<OptimizerKind> kOptimizerKindNames[] = {{OptimizerKind::AdamW, "adamw"},
+                                                                           {OptimizerKind::Adam, "adam"}};
+constexpr const auto& enum_names(OptimizerKind) { return kOptimizerKindNames; }
+
+// Cosine: linear warm-up from min_lr, then cosine to min_lr. Constant: lr throughout.
+enum class ScheduleKind { Cosine, Constant };
+inline constexpr util::NamedValue<ScheduleKind> kScheduleKindNames[] = {{ScheduleKind::Cosine, "cosine"},
+                                                                         {ScheduleKind::Constant, "constant"}};
+constexpr const auto& enum_names(ScheduleKind) { return kScheduleKindNames; }
+
+// Mixed precision of the forward. Auto: bf16 on a GPU, none on the CPU.
+enum class Autocast { Auto, BFloat16, None };
+inline constexpr util::NamedValue<Autocast> kAutocastNames[] = {
+    {Autocast::Auto, "auto"}, {Autocast::BFloat16, "bf16"}, {Autocast::None, "none"}};
+constexpr const auto& enum_names(Autocast) { return kAutocastNames; }
+
+// Weights and activations (float64: numerical verification runs).
+enum class ComputeDtype { Float32, Float64 };
+inline constexpr util::NamedValue<ComputeDtype> kComputeDtypeNames[] = {{ComputeDtype::Float32, "float32"},
+                                                                         {ComputeDtype::Float64, "float64"}};
+constexpr const auto& enum_names(ComputeDtype) { return kComputeDtypeNames; }
+
+// checkpoint.resume: "auto" (the newest complete checkpoint, if any),
+// "none" (start fresh) or a checkpoint folder.
+enum class ResumeMode { Auto, None, Folder };
+struct ResumeSetting {
+  ResumeMode mode = ResumeMode::Auto;
+  std::string folder;  // mode == Folder
+
+  static ResumeSetting from_folder(std::string folder) { return {ResumeMode::Folder, std::move(folder)}; }
+  // "auto", "none" or the folder; from_text is an error for "".
+  std::string text() const;
+  static ResumeSetting from_text(const std::string& text);
+  bool operator==(const ResumeSetting& other) const { return mode == other.mode && folder == other.folder; }
+};
+
 struct ModelConfig {
-  std::string image_encoder = "vit_b16";  // vit_b16 | vit_tiny | resnet50 | resnet50_tiny
-  std::string text_encoder = "bert";      // bert (Bio_ClinicalBERT shapes) | bert_tiny
+  model::ImageEncoderKind image_encoder = model::ImageEncoderKind::VitB16;
+  model::TextEncoderKind text_encoder = model::TextEncoderKind::Bert;
   int64_t text_layers = 6;                // BERT layers built and run (MGCA: first 6 of 12)
   bool freeze_text_embeddings = false;    // ConVIRT: true
   int64_t freeze_text_layers = 0;         // first n BERT layers get no gradient (ConVIRT: 6)
@@ -36,7 +93,7 @@ struct ModelConfig {
   int64_t head_hidden = 2048;             // hidden width of MGCA's heads / ConVIRT's image head
   int64_t text_head_hidden = 768;         // hidden width of ConVIRT's text head
   int64_t num_prototypes = 500;           // K of CPA
-  std::string batchnorm = "sync";         // sync (SyncBatchNorm over the global batch) | per_rank
+  model::BatchNormMode batchnorm = model::BatchNormMode::Sync;
   double dropout = 0.1;                   // BERT hidden and attention dropout
   std::string image_weights;              // safetensors with timm/torchvision names; "" = random init
   std::string text_weights;               // safetensors with Hugging Face BERT names; "" = random init
@@ -54,36 +111,11 @@ struct DataConfig {
   int64_t batch_size = 72;     // samples per rank per micro-step (global batch = W × this × accumulate)
   int64_t workers = 2;         // loader threads per rank
   int64_t prefetch = 4;        // batches decoded ahead of the step
-  std::string augment = "mgca";  // mgca | convirt | eval (centre crop, no randomness)
-};
-
-// Key names follow objectives::ObjectiveOptions (mgca/objectives/options.h).
-struct ObjectivesConfig {
-  std::string variant = "official";  // official | paper (docs/contract.md §2); sets the five booleans below
-  double lambda_ita = 1.0;
-  double lambda_cta = 1.0;
-  double lambda_cpa = 1.0;
-  double ita_temperature = 0.07;    // τ1
-  double local_temperature = 0.1;   // τ2 (CTA)
-  double proto_temperature = 0.2;   // τ3 (CPA)
-  double sinkhorn_epsilon = 0.05;
-  int64_t sinkhorn_iterations = 3;
-  int64_t freeze_prototypes_epochs = 1;  // prototype gradient dropped during these first epochs
-  double weight_quantile_low = 0.1;      // CTA word/patch weight clipping quantiles
-  double weight_quantile_high = 0.9;
-  // Set by `variant` unless given (official: true, paper: false).
-  bool quirk_pad_words_in_softmax = true;           // docs/contract.md §2.2 (a)
-  bool quirk_cls_attention_off_by_one = true;       // docs/contract.md §2.2 (b)
-  bool quirk_vit_patch_output_unnormalized = true;  // docs/contract.md §2.2 (c)
-  bool ita_sum_directions = true;                   // L_ITA = sum of both directions (paper: mean)
-  bool cta_sum_parts = true;                        // L_CTA = L_word + L_patch (paper: mean)
-  double convirt_lambda = 0.75;
-  double convirt_temperature = 0.1;
-  int64_t ita_tile = 8192;  // columns per tile of the memory-flat ITA/ConVIRT loss, used when N > ita_tile
+  data::Pipeline augment = data::Pipeline::Mgca;  // eval: centre crop, no randomness
 };
 
 struct OptimizerConfig {
-  std::string name = "adamw";  // adamw (decoupled decay) | adam (L2 decay added to the gradient)
+  OptimizerKind name = OptimizerKind::AdamW;
   double lr = 2e-5;            // peak learning rate
   double weight_decay = 0.05;
   std::vector<double> betas = {0.9, 0.999};
@@ -101,7 +133,7 @@ struct OptimizerConfig {
 };
 
 struct ScheduleConfig {
-  std::string name = "cosine";   // cosine (linear warm-up, then cosine to min_lr) | constant
+  ScheduleKind name = ScheduleKind::Cosine;
   int64_t epochs = 50;
   int64_t max_steps = 0;         // total optimizer steps; 0 = epochs × steps per epoch
   double warmup_fraction = 0.4;  // of the total steps, linear from min_lr to lr
@@ -110,20 +142,20 @@ struct ScheduleConfig {
 };
 
 struct RuntimeConfig {
-  std::string device = "auto";    // auto (GPU by local rank when present) | cpu | cuda
-  std::string autocast = "auto";  // auto (bf16 on GPU, none on CPU) | bf16 (CPU and GPU) | none
-  std::string dtype = "float32";  // float32 | float64 (numerical verification runs: slow, no autocast)
+  util::DeviceChoice device = util::DeviceChoice::Auto;  // auto: GPU by local rank when present
+  Autocast autocast = Autocast::Auto;
+  ComputeDtype dtype = ComputeDtype::Float32;  // float64: slow, no autocast
   int64_t threads = 0;            // intra-op threads per rank; 0 = cores on the host / ranks on the host
   bool deterministic = true;      // GPU: deterministic algorithms, cuDNN and cuBLAS workspace
   bool check_finite = true;       // stop with the step and loss part at a NaN/Inf loss
 };
 
 struct CommConfig {
-  std::string backend = "auto";  // auto | mpi | nccl (comm::parse_backend; see mgca/comm/types.h)
+  comm::Backend backend = comm::Backend::Auto;
   double timeout_s = 600.0;  // watchdog: a collective taking longer aborts the job
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
   bool overlap = true;       // launch bucket all-reduces from backward hooks
-  std::string grad_dtype = "native";  // native | bf16: what the gradient all-reduce sends (comm::parse_grad_dtype)
+  comm::GradDtype grad_dtype = comm::GradDtype::Native;  // what the gradient all-reduce sends
   bool validate = true;      // cross-rank shape/dtype check before each collective (~0.6 µs a call; GradSync's
                              // bucket all-reduces skip it, their layout is checked once)
 };
@@ -131,7 +163,7 @@ struct CommConfig {
 struct CheckpointConfig {
   int64_t every_steps = 1000;  // 0 = only at the end and on preemption
   int64_t keep = 3;            // newest complete checkpoints kept
-  std::string resume = "auto";  // auto (newest complete one, if any) | none | a checkpoint folder
+  ResumeSetting resume;         // auto (newest complete one, if any) | none | a checkpoint folder
   std::string dir;             // "" = <output_dir>/<name>/checkpoints
   bool async = true;           // write in a background thread (the step loop stalls for a host copy only)
 };
@@ -143,14 +175,16 @@ struct LoggingConfig {
 
 struct Config {
   std::string name = "mgca";       // run name: outputs in <output_dir>/<name>/
-  std::string method = "mgca";     // mgca | convirt
+  Method method = Method::Mgca;
   int64_t seed = 42;
   std::string output_dir = "runs";
 
   ModelConfig model;
   TextConfig text;
   DataConfig data;
-  ObjectivesConfig objectives;
+  // The [objectives] table. Its num_prototypes and patches_from_vit are no
+  // keys: the task sets them from model.num_prototypes and model.image_encoder.
+  objectives::ObjectiveOptions objectives;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   RuntimeConfig runtime;
@@ -167,7 +201,8 @@ struct ConfigKey {
   std::string key;
   std::string type;  // "string", "integer", "float", "boolean", "array of floats", "array of strings"
   std::string default_value;
-  std::vector<std::string> choices;  // empty: any value of the type (range checks still apply)
+  std::vector<std::string> choices;  // an enum's names; empty: any value of the type
+  util::Range range;                 // numbers (each element of an array): the allowed values
   std::string doc;
 };
 std::vector<ConfigKey> config_keys();
@@ -176,8 +211,8 @@ std::string config_keys_markdown();
 
 // Parses a job (TOML text; `source` names it in errors), applies the
 // overrides ("key=value", dotted keys) and resolves defaults that follow
-// other keys (the quirks follow objectives.variant). Checks types and value
-// ranges but touches no files. Throws mgca::Error.
+// other keys (the quirks follow objectives.variant, as ObjectiveOptions::set_variant
+// sets them). Checks types and value ranges but touches no files. Throws mgca::Error.
 Config parse_config(const std::string& toml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
 

@@ -90,6 +90,9 @@ void set_deterministic(const Config& config, torch::Device device);
 // runtime.dtype = float64. Backward and the optimizer run outside it.
 bool uses_autocast(const Config& config, torch::Device device);
 
+// The weights' and activations' dtype of runtime.dtype.
+torch::ScalarType scalar_type(ComputeDtype dtype);
+
 // Intra-op threads for runtime.threads (0: cores on the host / ranks on the host).
 int select_threads(const Config& config, const comm::Communicator& comm);
 

@@ -7,19 +7,10 @@
 
 #include <string_view>
 
+#include "mgca/util/device_choice.h"
 #include "mgca/util/error.h"
 
 namespace mgca::util {
-
-enum class DeviceChoice { Auto, Cpu, Cuda };
-
-// "auto" | "cpu" | "cuda"; anything else is an error naming `setting`.
-inline DeviceChoice parse_device_choice(std::string_view name, std::string_view setting) {
-  if (name == "auto") return DeviceChoice::Auto;
-  if (name == "cpu") return DeviceChoice::Cpu;
-  if (name == "cuda") return DeviceChoice::Cuda;
-  MGCA_FAIL("{}: unknown device '{}'; valid: auto, cpu, cuda", setting, name);
-}
 
 // Cpu: the CPU. Cuda: GPU `local_rank mod visible GPUs`; an error naming
 // `setting` (e.g. "runtime.device") when no GPU is visible. Auto: as Cuda when

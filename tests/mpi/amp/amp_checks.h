@@ -144,10 +144,10 @@ inline StepOutcome run_step(const train::Config& config, const std::shared_ptr<c
 // tolerances above.
 inline void expect_bf16_step_close_to_fp32(train::Config config, const std::shared_ptr<comm::Communicator>& comm,
                                            torch::Device device) {
-  config.runtime.autocast = "bf16";
+  config.runtime.autocast = train::Autocast::BFloat16;
   ASSERT_TRUE(train::uses_autocast(config, device));
   const StepOutcome mixed = run_step(config, comm, device);
-  config.runtime.autocast = "none";
+  config.runtime.autocast = train::Autocast::None;
   ASSERT_FALSE(train::uses_autocast(config, device));
   const StepOutcome full = run_step(config, comm, device);
 
@@ -199,7 +199,7 @@ inline void expect_objectives_fp32_under_autocast(const std::string& image_encod
 
   objectives::ObjectiveOptions options;
   options.num_prototypes = config.model.num_prototypes;
-  options.patches_from_vit = train::is_vit(config.model);
+  options.patches_from_vit = model::is_vit(config.model.image_encoder);
   objectives::normalize_prototypes_(model->prototypes->weight);
 
   compat::AutocastGuard autocast(true, device.type(), at::kBFloat16);

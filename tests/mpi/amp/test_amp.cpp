@@ -33,10 +33,10 @@ TEST(AutocastCpu, SyncBatchNormStatisticsInFp32) { expect_syncbn_statistics_fp32
 TEST(AutocastCpu, TrainerRule) {
   auto config = tiny_config("mgca", "vit_tiny", "cpu", "bf16");
   EXPECT_TRUE(train::uses_autocast(config, torch::kCPU));
-  config.runtime.autocast = "auto";
+  config.runtime.autocast = train::Autocast::Auto;
   EXPECT_FALSE(train::uses_autocast(config, torch::kCPU));
   EXPECT_TRUE(train::uses_autocast(config, torch::Device(torch::kCUDA, 0)));
-  config.runtime.dtype = "float64";
+  config.runtime.dtype = train::ComputeDtype::Float64;
   EXPECT_FALSE(train::uses_autocast(config, torch::Device(torch::kCUDA, 0)));
   const auto job = source_dir() / "jobs" / "ci-tiny.toml";
   try {

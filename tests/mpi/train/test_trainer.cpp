@@ -59,7 +59,7 @@ Config toy_config(const fs::path& out, const std::string& name, int64_t steps) {
   c.schedule.min_lr = 1e-5;
   c.checkpoint.every_steps = 0;
   c.checkpoint.keep = 5;
-  c.checkpoint.resume = "auto";
+  c.checkpoint.resume = train::ResumeSetting{};
   c.logging.progress_interval_s = 1e9;
   return c;
 }

@@ -76,16 +76,19 @@ TEST(Options, ValidateNamesTheKey) {
     mutate(o);
     EXPECT_ERROR(o.validate(), key);
   };
-  bad([](auto& o) { o.ita_temperature = 0; }, "objective.ita_temperature");
-  bad([](auto& o) { o.local_temperature = -1; }, "objective.local_temperature");
-  bad([](auto& o) { o.proto_temperature = std::nan(""); }, "objective.proto_temperature");
-  bad([](auto& o) { o.sinkhorn_epsilon = 0; }, "objective.sinkhorn_epsilon");
-  bad([](auto& o) { o.sinkhorn_iterations = 0; }, "objective.sinkhorn_iterations");
-  bad([](auto& o) { o.num_prototypes = 0; }, "objective.num_prototypes");
-  bad([](auto& o) { o.weight_quantile_low = 0.95; }, "objective.weight_quantile_low");
-  bad([](auto& o) { o.lambda_cpa = INFINITY; }, "objective.lambda_ita/cta/cpa");
-  bad([](auto& o) { o.convirt_lambda = 1.5; }, "objective.convirt_lambda");
-  bad([](auto& o) { o.freeze_prototypes_epochs = -1; }, "objective.freeze_prototypes_epochs");
+  bad([](auto& o) { o.ita_temperature = 0; }, "objectives.ita_temperature: 0 must be > 0");
+  bad([](auto& o) { o.local_temperature = -1; }, "objectives.local_temperature: -1 must be > 0");
+  bad([](auto& o) { o.proto_temperature = std::nan(""); }, "objectives.proto_temperature");
+  bad([](auto& o) { o.sinkhorn_epsilon = 0; }, "objectives.sinkhorn_epsilon");
+  bad([](auto& o) { o.sinkhorn_iterations = 0; }, "objectives.sinkhorn_iterations: 0 must be >= 1");
+  bad([](auto& o) { o.num_prototypes = 0; }, "objectives.num_prototypes");
+  bad([](auto& o) { o.weight_quantile_low = 0.95; }, "objectives.weight_quantile_low: need low (0.95) <= ");
+  bad([](auto& o) { o.weight_quantile_high = 1.5; }, "objectives.weight_quantile_high: 1.5 must be in [0, 1]");
+  bad([](auto& o) { o.lambda_cpa = INFINITY; }, "objectives.lambda_cpa");
+  bad([](auto& o) { o.lambda_ita = -1; }, "objectives.lambda_ita: -1 must be >= 0");
+  bad([](auto& o) { o.convirt_lambda = 1.5; }, "objectives.convirt_lambda");
+  bad([](auto& o) { o.ita_tile = 0; }, "objectives.ita_tile");
+  bad([](auto& o) { o.freeze_prototypes_epochs = -1; }, "objectives.freeze_prototypes_epochs");
 }
 
 // ---------------------------------------------------------------- bad inputs

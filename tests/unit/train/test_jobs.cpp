@@ -34,14 +34,14 @@ TEST(Jobs, EveryJobFileParses) {
 
 TEST(Jobs, MgcaPaperSetting) {
   const Config c = job("mgca-vit-b16.toml");
-  EXPECT_EQ(c.method, "mgca");
-  EXPECT_EQ(c.model.image_encoder, "vit_b16");
-  EXPECT_EQ(c.model.text_encoder, "bert");
+  EXPECT_EQ(c.method, Method::Mgca);
+  EXPECT_EQ(c.model.image_encoder, model::ImageEncoderKind::VitB16);
+  EXPECT_EQ(c.model.text_encoder, model::TextEncoderKind::Bert);
   EXPECT_EQ(c.model.text_layers, 6);
   EXPECT_EQ(c.model.embed_dim, 128);
   EXPECT_EQ(c.model.num_prototypes, 500);
   EXPECT_EQ(c.data.batch_size, 72);
-  EXPECT_EQ(c.optimizer.name, "adamw");
+  EXPECT_EQ(c.optimizer.name, OptimizerKind::AdamW);
   EXPECT_EQ(c.optimizer.lr, 2e-5);
   EXPECT_EQ(c.optimizer.weight_decay, 0.05);
   EXPECT_TRUE(c.optimizer.no_decay.empty());
@@ -56,7 +56,7 @@ TEST(Jobs, MgcaPaperSetting) {
 
 TEST(Jobs, MgcaResNet) {
   const Config c = job("mgca-resnet50.toml");
-  EXPECT_EQ(c.model.image_encoder, "resnet50");
+  EXPECT_EQ(c.model.image_encoder, model::ImageEncoderKind::Resnet50);
   EXPECT_EQ(c.model.resnet_input_size, 299);
   EXPECT_EQ(c.optimizer.lr, 2e-5);
   EXPECT_EQ(c.schedule.epochs, 50);
@@ -64,25 +64,25 @@ TEST(Jobs, MgcaResNet) {
 
 TEST(Jobs, ConvirtSetting) {
   const Config c = job("convirt-resnet50.toml");
-  EXPECT_EQ(c.method, "convirt");
-  EXPECT_EQ(c.model.image_encoder, "resnet50");
+  EXPECT_EQ(c.method, Method::Convirt);
+  EXPECT_EQ(c.model.image_encoder, model::ImageEncoderKind::Resnet50);
   EXPECT_EQ(c.model.text_layers, 12);
   EXPECT_TRUE(c.model.freeze_text_embeddings);
   EXPECT_EQ(c.model.freeze_text_layers, 6);
   EXPECT_EQ(c.model.embed_dim, 512);
   EXPECT_EQ(c.objectives.convirt_lambda, 0.75);
   EXPECT_EQ(c.objectives.convirt_temperature, 0.1);
-  EXPECT_EQ(c.optimizer.name, "adam");
+  EXPECT_EQ(c.optimizer.name, OptimizerKind::Adam);
   EXPECT_EQ(c.optimizer.lr, 1e-4);
-  EXPECT_EQ(c.data.augment, "convirt");
+  EXPECT_EQ(c.data.augment, data::Pipeline::Convirt);
 }
 
 TEST(Jobs, SmallJobsRunOnCpu) {
   for (const char* name : {"cpu-demo.toml", "ci-tiny.toml"}) {
     const Config c = job(name);
-    EXPECT_EQ(c.runtime.device, "cpu") << name;
-    EXPECT_EQ(c.model.image_encoder, "vit_tiny") << name;
-    EXPECT_EQ(c.model.text_encoder, "bert_tiny") << name;
+    EXPECT_EQ(c.runtime.device, util::DeviceChoice::Cpu) << name;
+    EXPECT_EQ(c.model.image_encoder, model::ImageEncoderKind::VitTiny) << name;
+    EXPECT_EQ(c.model.text_encoder, model::TextEncoderKind::BertTiny) << name;
   }
 }
 

@@ -290,10 +290,10 @@ TEST(Schedule, CosineWithLinearWarmupFromMinLr) {
 
 TEST(Schedule, ConstantAndNoWarmup) {
   ScheduleConfig config;
-  config.name = "constant";
+  config.name = ScheduleKind::Constant;
   const LrSchedule constant = LrSchedule::from_config(config, 1e-4, 100);
   for (int64_t k : {0, 10, 99}) EXPECT_EQ(constant.at(k), 1e-4);
-  config.name = "cosine";
+  config.name = ScheduleKind::Cosine;
   config.warmup_fraction = 0;
   const LrSchedule cosine = LrSchedule::from_config(config, 1e-3, 4);
   EXPECT_DOUBLE_EQ(cosine.at(0), 1e-3);

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "mgca/util/error.h"
+#include "mgca/util/device_choice.h"
 #include "mgca/util/files.h"
+#include "mgca/util/option_types.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/rng.h"
 #include "mgca/util/threads.h"
@@ -186,6 +188,37 @@ TEST(Progress, FormatsDurations) {
   EXPECT_EQ(Progress::format_duration(185), "3m05s");
   EXPECT_EQ(Progress::format_duration(3720), "1h02m");
   EXPECT_EQ(Progress::format_duration(-1), "?");
+}
+
+// The name table is the one spelling of a setting: both directions agree, an
+// unknown name is an error naming the setting and every valid name.
+TEST(OptionTypes, EnumNamesGoBothWaysAndErrorsListTheChoices) {
+  for (const auto& entry : kDeviceChoiceNames) {
+    EXPECT_STREQ(enum_name(entry.value), entry.name);
+    EXPECT_EQ(enum_from_name<DeviceChoice>(entry.name), entry.value);
+  }
+  EXPECT_EQ(enum_choices<DeviceChoice>(), "auto, cpu, cuda");
+  EXPECT_FALSE(enum_from_name<DeviceChoice>("CPU").has_value());
+  const std::string e = test::error_of([] { parse_enum<DeviceChoice>("gpu", "--device"); });
+  EXPECT_NE(e.find("--device: unknown value 'gpu'; valid: auto, cpu, cuda"), std::string::npos) << e;
+  static_assert(has_enum_names_v<DeviceChoice>);
+  static_assert(!has_enum_names_v<int64_t> && !has_enum_names_v<std::string>);
+}
+
+TEST(OptionTypes, RangeBoundsAndTheirText) {
+  EXPECT_EQ(Range::at_least(1).problem(int64_t{1}), "");
+  EXPECT_EQ(Range::at_least(1).problem(int64_t{0}), "0 must be >= 1");
+  EXPECT_EQ(Range::above(0).problem(-1.0), "-1 must be > 0");
+  EXPECT_EQ(Range::above(0).problem(INFINITY), "");
+  EXPECT_EQ(Range::above(0).and_finite().problem(INFINITY), "inf must be > 0");
+  EXPECT_EQ(Range::above(0).problem(NAN), "nan must be > 0");
+  EXPECT_EQ(Range::half_open(0, 1).problem(1.0), "1 must be in [0, 1)");
+  EXPECT_EQ(Range::closed(0, 1).problem(1.0), "");
+  EXPECT_EQ(Range::closed(0, 1).problem(1.5), "1.5 must be in [0, 1]");
+  EXPECT_EQ(Range{}.problem(-1e300), "");
+  EXPECT_TRUE(Range{}.any());
+  EXPECT_EQ(Range::at_least(0).and_finite().text(), ">= 0, finite");
+  EXPECT_EQ(Range::half_open(0, 1).text(), "in [0, 1)");
 }
 
 }  // namespace
