@@ -10,7 +10,6 @@
 
 #include <functional>
 #include <map>
-#include <stdexcept>
 #include <string>
 
 namespace mgca::cli {
@@ -53,14 +52,6 @@ int parse_arguments(CLI::App& app, int argc, char** argv);
 // (CLI::PositiveNumber prints its internal range, 0 to 1.8e308).
 CLI::Validator positive_number();
 
-// A bad command line found after parsing (an option missing, or options that
-// do not go together): main() prints it with a pointer to --help and exits
-// kExitUsage. Raised identically on every rank (they share the command line).
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 // Ends the whole job after a failure on this rank alone (call after
 // comm::init): the other ranks may be waiting in a collective, so under
 // several ranks the job is aborted at once (the watchdog would, later);
@@ -74,8 +65,3 @@ void add_comm_timeout_option(CLI::App& app, double& seconds);
 
 }  // namespace mgca::cli
 
-// MGCA_USAGE_CHECK(cond, "format", args...): throw cli::UsageError unless cond holds.
-#define MGCA_USAGE_CHECK(cond, ...)                                          \
-  do {                                                                       \
-    if (!(cond)) throw ::mgca::cli::UsageError(::fmt::format(__VA_ARGS__)); \
-  } while (0)

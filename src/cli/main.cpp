@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   argv[1] = program.data();
   try {
     return found->second.run(argc - 1, argv + 1);
-  } catch (const mgca::cli::UsageError& error) {
+  } catch (const mgca::UsageError& error) {
     std::fprintf(stderr, "mgca %s: %s\nrun 'mgca %s --help' for the options\n", name.c_str(), error.what(),
                  name.c_str());
     return mgca::cli::kExitUsage;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -139,14 +140,75 @@ bool mark_bad_row(const CsvReader& csv, const std::vector<std::string>& row, Imp
   return true;
 }
 
+using CsvRow = std::vector<std::string>;
+
+// The label cells `columns` (named `names`) of a row, appended to
+// item.labels; the first cell that is not a label makes the item a bad-label
+// skip naming the line and the column.
+void read_label_cells(const CsvReader& csv, const CsvRow& row, const std::vector<int>& columns,
+                      const std::vector<std::string>& names, ImportItem& item) {
+  for (size_t l = 0; l < columns.size(); ++l) {
+    float value = 0;
+    const std::string& cell = row[static_cast<size_t>(columns[l])];
+    if (!parse_label(cell, value) && item.skip_reason.empty()) {
+      item.skip_reason = skip::kBadLabel;
+      item.skip_detail = fmt::format("line {}: column '{}' = '{}'", csv.line(), names[l], cell);
+    }
+    item.labels.push_back(value);
+  }
+}
+
 class ListedSource : public ImportSource {
  public:
   std::vector<std::string> label_names() const override { return label_names_; }
   std::vector<ImportItem>& items() override { return items_; }
 
  protected:
+  // Each row of `csv` in turn, as an item that starts as `row_item` (its
+  // split from `split_column`, when given, where the row has that cell and it
+  // is not empty). A malformed row (mark_bad_row) is added as a counted skip;
+  // a good one goes to `read`, which fills the item and returns whether to
+  // add it (false: the row adds to an earlier item, see image_item).
+  void read_rows(CsvReader& csv, const ImportItem& row_item, int split_column,
+                 const std::function<bool(const CsvRow& row, ImportItem& item)>& read) {
+    CsvRow row;
+    while (csv.next(row)) {
+      ImportItem item = row_item;
+      if (split_column >= 0 && static_cast<int>(row.size()) > split_column &&
+          !row[static_cast<size_t>(split_column)].empty()) {
+        item.split = row[static_cast<size_t>(split_column)];
+      }
+      if (mark_bad_row(csv, row, item) || read(row, item)) items_.push_back(std::move(item));
+    }
+  }
+
+  // The item of image `id` in a table with one row per annotation (RSNA,
+  // SIIM): the one an earlier row started, else `fresh` with that id and its
+  // image from `index` below `dir` (or a missing-image or DICOM skip), added
+  // now; `*started` says which.
+  ImportItem& image_item(const std::string& id, ImportItem fresh, const ImageIndex& index, const fs::path& dir,
+                         bool* started = nullptr) {
+    auto known = item_of_image_.find(id);
+    if (started) *started = known == item_of_image_.end();
+    if (known != item_of_image_.end()) return items_[known->second];
+    item_of_image_.emplace(id, items_.size());
+    fresh.id = id;
+    const auto image = index.images.find(id);
+    if (image != index.images.end()) {
+      fresh.image = image->second;
+    } else {
+      fresh.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
+      fresh.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
+    }
+    items_.push_back(std::move(fresh));
+    return items_.back();
+  }
+
   std::vector<std::string> label_names_;
   std::vector<ImportItem> items_;
+
+ private:
+  std::unordered_map<std::string, size_t> item_of_image_;  // image_item: id → index in items_
 };
 
 // ---------------------------------------------------------------- Open-I
@@ -307,14 +369,9 @@ class MimicSource : public ListedSource {
     CsvReader csv(metadata);
     const int dicom = csv.require_column("dicom_id"), subject = csv.require_column("subject_id");
     const int study = csv.require_column("study_id"), view = csv.require_column("ViewPosition");
-    std::vector<std::string> row;
-    while (csv.next(row)) {
-      ImportItem item;
-      if (mark_bad_row(csv, row, item)) {
-        item.split = splits.empty() ? "all" : "unlisted";
-        items_.push_back(std::move(item));
-        continue;
-      }
+    ImportItem row_item;
+    row_item.split = splits.empty() ? "all" : "unlisted";
+    read_rows(csv, row_item, -1, [&](const CsvRow& row, ImportItem& item) {
       item.id = row[static_cast<size_t>(dicom)];
       const auto split = splits.find(item.id);
       item.split = splits.empty() ? "all" : split != splits.end() ? split->second : "unlisted";
@@ -332,8 +389,8 @@ class MimicSource : public ListedSource {
       }
       item.image = dir_ / "files" / ("p" + subject_id.substr(0, 2)) / ("p" + subject_id) / ("s" + study_id) /
                    (item.id + ".jpg");
-      items_.push_back(std::move(item));
-    }
+      return true;
+    });
   }
 
   // Reads the report sections of this rank's studies only (the table is large).
@@ -405,16 +462,9 @@ class CsvSource : public ListedSource {
       label_columns.push_back(column);
       label_names_.push_back(csv.header()[c]);
     }
-    std::vector<std::string> row;
-    while (csv.next(row)) {
-      ImportItem item;
-      item.split = split >= 0 && static_cast<int>(row.size()) > split && !row[static_cast<size_t>(split)].empty()
-                       ? row[static_cast<size_t>(split)]
-                       : "all";
-      if (mark_bad_row(csv, row, item)) {
-        items_.push_back(std::move(item));
-        continue;
-      }
+    ImportItem row_item;
+    row_item.split = "all";
+    read_rows(csv, row_item, split, [&](const CsvRow& row, ImportItem& item) {
       const std::string& path = row[static_cast<size_t>(image)];
       item.id = id >= 0 ? row[static_cast<size_t>(id)] : path;
       item.impression = row[static_cast<size_t>(report)];
@@ -424,17 +474,9 @@ class CsvSource : public ListedSource {
         item.skip_reason = skip::kMissingImage;
         item.skip_detail = "empty image_path";
       }
-      for (size_t l = 0; l < label_columns.size(); ++l) {
-        float value = 0;
-        const std::string& cell = row[static_cast<size_t>(label_columns[l])];
-        if (!parse_label(cell, value) && item.skip_reason.empty()) {
-          item.skip_reason = skip::kBadLabel;
-          item.skip_detail = fmt::format("line {}: column '{}' = '{}'", csv.line(), label_names_[l], cell);
-        }
-        item.labels.push_back(value);
-      }
-      items_.push_back(std::move(item));
-    }
+      read_label_cells(csv, row, label_columns, label_names_, item);
+      return true;
+    });
   }
 };
 
@@ -456,15 +498,10 @@ class ChexpertSource : public ListedSource {
       const int view = csv.column("Frontal/Lateral");
       std::vector<int> columns;
       for (const auto& name : label_names_) columns.push_back(csv.require_column(name));
-      std::vector<std::string> row;
-      while (csv.next(row)) {
-        ImportItem item;
-        item.split = split;
-        item.has_report = false;
-        if (mark_bad_row(csv, row, item)) {
-          items_.push_back(std::move(item));
-          continue;
-        }
+      ImportItem row_item;
+      row_item.split = split;
+      row_item.has_report = false;
+      read_rows(csv, row_item, -1, [&](const CsvRow& row, ImportItem& item) {
         item.id = row[static_cast<size_t>(path)];
         // Path starts with the dataset folder ("CheXpert-v1.0-small/train/..."):
         // relative to the folder above --in, or to --in without that first part.
@@ -475,21 +512,13 @@ class ChexpertSource : public ListedSource {
           for (auto it = std::next(relative.begin()); it != relative.end(); ++it) rest /= *it;
           item.image = dir / rest;
         }
-        for (size_t l = 0; l < columns.size(); ++l) {
-          float value = 0;
-          const std::string& cell = row[static_cast<size_t>(columns[l])];
-          if (!parse_label(cell, value) && item.skip_reason.empty()) {
-            item.skip_reason = skip::kBadLabel;
-            item.skip_detail = fmt::format("line {}: column '{}' = '{}'", csv.line(), label_names_[l], cell);
-          }
-          item.labels.push_back(value);
-        }
+        read_label_cells(csv, row, columns, label_names_, item);
         if (options.frontal_only && view >= 0 && row[static_cast<size_t>(view)] != "Frontal" && item.skip_reason.empty()) {
           item.skip_reason = skip::kNotFrontal;
           item.skip_detail = fmt::format("Frontal/Lateral '{}'", row[static_cast<size_t>(view)]);
         }
-        items_.push_back(std::move(item));
-      }
+        return true;
+      });
     }
     MGCA_CHECK(tables > 0, "chexpert: no train.csv / valid.csv in '{}'", dir.string());
   }
@@ -516,47 +545,25 @@ class RsnaSource : public ListedSource {
     const std::array<int, 4> box_columns = {csv.column("x"), csv.column("y"), csv.column("width"),
                                             csv.column("height")};
     boxes_ = std::all_of(box_columns.begin(), box_columns.end(), [](int c) { return c >= 0; });
-    std::unordered_map<std::string, size_t> seen;  // a patient has one row per box
-    std::vector<std::string> row;
-    while (csv.next(row)) {
-      ImportItem bad;
-      if (mark_bad_row(csv, row, bad)) {
-        bad.split = "all";
-        bad.has_report = false;
-        items_.push_back(std::move(bad));
-        continue;
-      }
-      const std::string& id = row[static_cast<size_t>(patient)];
+    ImportItem row_item;
+    row_item.split = "all";
+    row_item.has_report = false;
+    // A patient has one row per box: every row adds to the patient's item.
+    read_rows(csv, row_item, -1, [&](const CsvRow& row, ImportItem& fresh) {
       float value = 0;
       const bool ok = parse_label(row[static_cast<size_t>(target)], value);
-      auto known = seen.find(id);
-      if (known == seen.end()) {
-        known = seen.emplace(id, items_.size()).first;
-        ImportItem item;
-        item.id = id;
-        item.split = "all";
-        item.has_report = false;
-        item.labels = {NAN};
-        const auto image = index.images.find(id);
-        if (image != index.images.end()) {
-          item.image = image->second;
-        } else {
-          item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
-          item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
-        }
-        items_.push_back(std::move(item));
-      }
-      ImportItem& item = items_[known->second];
+      fresh.labels = {NAN};
+      ImportItem& item = image_item(row[static_cast<size_t>(patient)], std::move(fresh), index, dir);
       float& label = item.labels[0];
       if (!ok) {
         if (item.skip_reason.empty() || item.skip_reason == skip::kMissingImage || item.skip_reason == skip::kDicom) {
           item.skip_reason = skip::kBadLabel;
           item.skip_detail = fmt::format("line {}: Target = '{}'", csv.line(), row[static_cast<size_t>(target)]);
         }
-        continue;
+        return false;
       }
       if (!std::isnan(value)) label = std::isnan(label) ? value : std::max(label, value);
-      if (!boxes_ || value != 1.0f) continue;
+      if (!boxes_ || value != 1.0f) return false;
       std::array<float, 4> v{};
       bool numbers = true;
       for (size_t k = 0; k < 4; ++k) {
@@ -569,7 +576,8 @@ class RsnaSource : public ListedSource {
                                        row[static_cast<size_t>(box_columns[2])], row[static_cast<size_t>(box_columns[3])]);
       }
       if (numbers) item.boxes.push_back({v[0], v[1], v[0] + v[2], v[1] + v[3]});
-    }
+      return false;
+    });
   }
   io::AnnotationKinds annotations() const override {
     io::AnnotationKinds kinds;
@@ -605,15 +613,10 @@ class ObjectCxrSource : public ListedSource {
       ++tables;
       CsvReader csv(table);
       const int image = csv.require_column("image_name"), annotation = csv.require_column("annotation");
-      std::vector<std::string> row;
-      while (csv.next(row)) {
-        ImportItem item;
-        item.split = split;
-        item.has_report = false;
-        if (mark_bad_row(csv, row, item)) {
-          items_.push_back(std::move(item));
-          continue;
-        }
+      ImportItem row_item;
+      row_item.split = split;
+      row_item.has_report = false;
+      read_rows(csv, row_item, -1, [&](const CsvRow& row, ImportItem& item) {
         item.id = row[static_cast<size_t>(image)];
         item.image = dir / name / item.id;
         const std::string& text = row[static_cast<size_t>(annotation)];
@@ -624,8 +627,8 @@ class ObjectCxrSource : public ListedSource {
           item.skip_detail = fmt::format("line {}: {} in '{}'", csv.line(), problem, text);
         }
         item.labels = {item.boxes.empty() ? 0.f : 1.f};
-        items_.push_back(std::move(item));
-      }
+        return true;
+      });
     }
     MGCA_CHECK(tables > 0, "object-cxr: no train.csv / dev.csv in '{}'", dir.string());
   }
@@ -701,37 +704,18 @@ class SiimSource : public ListedSource {
     const int image = csv.require_column("ImageId");
     int encoded = csv.column(" EncodedPixels");
     if (encoded < 0) encoded = csv.require_column("EncodedPixels");
-    std::unordered_map<std::string, size_t> seen;
-    std::vector<std::string> row;
-    while (csv.next(row)) {
-      ImportItem bad;
-      if (mark_bad_row(csv, row, bad)) {
-        bad.split = "all";
-        bad.has_report = false;
-        items_.push_back(std::move(bad));
-        continue;
-      }
-      const std::string& id = row[static_cast<size_t>(image)];
-      auto known = seen.find(id);
-      if (known == seen.end()) {
-        known = seen.emplace(id, items_.size()).first;
-        ImportItem item;
-        item.id = id;
-        item.split = "all";
-        item.has_report = false;
-        item.labels = {0.f};
+    ImportItem row_item;
+    row_item.split = "all";
+    row_item.has_report = false;
+    // An image has one row per mask part: every row adds to the image's item.
+    read_rows(csv, row_item, -1, [&](const CsvRow& row, ImportItem& fresh) {
+      fresh.labels = {0.f};
+      bool started = false;
+      ImportItem& item = image_item(row[static_cast<size_t>(image)], std::move(fresh), index, dir, &started);
+      if (started) {
         item.index = static_cast<int64_t>(runs_.size());
         runs_.emplace_back();
-        const auto found = index.images.find(id);
-        if (found != index.images.end()) {
-          item.image = found->second;
-        } else {
-          item.skip_reason = index.dicoms.count(id) ? skip::kDicom : skip::kMissingImage;
-          item.skip_detail = fmt::format("no {}.png or .jpg below '{}'", id, dir.string());
-        }
-        items_.push_back(std::move(item));
       }
-      ImportItem& item = items_[known->second];
       std::vector<int64_t> numbers;
       std::string problem = parse_runs(row[static_cast<size_t>(encoded)], numbers);
       if (!problem.empty()) {
@@ -739,11 +723,12 @@ class SiimSource : public ListedSource {
           item.skip_reason = skip::kBadMask;
           item.skip_detail = fmt::format("line {}: {}", csv.line(), problem);
         }
-        continue;
+        return false;
       }
       if (!numbers.empty()) item.labels[0] = 1.f;
       runs_[static_cast<size_t>(item.index)].push_back(std::move(numbers));
-    }
+      return false;
+    });
   }
   io::AnnotationKinds annotations() const override {
     io::AnnotationKinds kinds;

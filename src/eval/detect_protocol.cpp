@@ -109,45 +109,20 @@ std::vector<std::vector<ScoredBox>> detect_split(comm::Communicator& comm, Detec
   return out;
 }
 
-DetectRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::ImageEncoderImpl>& encoder,
-                         const BoxedImages& train, const std::vector<int64_t>& train_rows, const BoxedImages& val,
-                         const BoxedImages& test, const DetectOptions& options, uint64_t seed) {
-  MGCA_CHECK(!train_rows.empty() && val.count > 0 && test.count > 0,
-             "detection: empty split (train rows {}, val {}, test {})", train_rows.size(), val.count, test.count);
-  MGCA_CHECK(options.batch_size > 0 && options.max_epochs > 0, "detection: batch size and epochs must be positive");
-  torch::manual_seed(seed);  // the head's initialisation: the same on every rank
-  DetectionNet net(encoder);
-  net->to(encoder->parameters().front().device());
-  net->train();
-  const HeadTraining training{options.learning_rate, options.weight_decay, options.batch_size, options.max_epochs,
-                              options.patience};
+HeadRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::ImageEncoderImpl>& encoder,
+                       const BoxedImages& train, const std::vector<int64_t>& train_rows, const BoxedImages& val,
+                       const BoxedImages& test, const DetectOptions& options, uint64_t seed) {
+  check_head_run("detection", train_rows.size(), val.count, test.count, options);
+  auto net = new_head<DetectionNet>(encoder, seed);
   // Lightning's EarlyStopping on the validation mAP, mode "max".
   const auto trained = train_head(
-      comm, *net, net->head_parameters(), train_rows, training, seed, 0xde7u,
+      comm, *net, net->head_parameters(), train_rows, options, seed, 0xde7u,
       [&](const std::vector<int64_t>& rows) {
         const auto [x, boxes] = batch_of(train, rows, device_of(net));
         return yolo_loss(net->forward(x), boxes, train.size, options.yolo);
       },
       [&] { return split_map(comm, net, val, options); }, ValidationGoal::Maximise, "detection");
-  DetectRun run;
-  run.train_images = static_cast<int64_t>(train_rows.size());
-  run.epochs = trained.epochs;
-  run.best_epoch = trained.best_epoch;
-  run.best_val_map = trained.best_validation;
-  run.test_map = split_map(comm, net, test, options);
-  return run;
-}
-
-void run_detect_grid(comm::Communicator& comm, const std::string& model_name,
-                     const std::shared_ptr<model::ImageEncoderImpl>& encoder, const std::string& dataset_name,
-                     const BoxedImages& train, const BoxedImages& val, const BoxedImages& test,
-                     const DetectGridOptions& options, Results& results) {
-  run_fraction_grid("detect", model_name, dataset_name, "mAP", options.fractions, options.seeds, options.base_seed,
-                    train.count, [&](uint64_t seed, const std::vector<int64_t>& rows) {
-                      const auto run = train_detector(comm, encoder, train, rows, val, test, options.train, seed);
-                      return GridRun{run.test_map, run.train_images, {run.epochs, run.best_epoch, run.best_val_map},
-                                     {{"best_val_map", run.best_val_map}}};
-                    }, results);
+  return {split_map(comm, net, test, options), static_cast<int64_t>(train_rows.size()), trained};
 }
 
 }  // namespace mgca::eval

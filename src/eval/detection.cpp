@@ -180,11 +180,8 @@ std::vector<std::vector<ScoredBox>> yolo_nms(const torch::Tensor& decoded, const
   return out;
 }
 
-DetectionNetImpl::DetectionNetImpl(std::shared_ptr<model::ImageEncoderImpl> encoder) : encoder_(std::move(encoder)) {
-  MGCA_CHECK(encoder_ != nullptr, "detection: no encoder");
-  for (auto& parameter : encoder_->parameters()) parameter.set_requires_grad(false);
-  encoder_->eval();
-  register_module("encoder", encoder_);
+DetectionNetImpl::DetectionNetImpl(std::shared_ptr<model::ImageEncoderImpl> encoder)
+    : FrozenEncoderNet(std::move(encoder), "detection") {
   std::array<int64_t, kYoloScales> channels{};
   if (auto* resnet = dynamic_cast<model::ResNetImpl*>(encoder_.get())) {
     is_resnet_ = true;
@@ -221,19 +218,6 @@ DetectionNetImpl::DetectionNetImpl(std::shared_ptr<model::ImageEncoderImpl> enco
       laterals_.push_back(register_module("lateral" + std::to_string(k + 1), cbl));
     }
   }
-}
-
-void DetectionNetImpl::train(bool on) {
-  torch::nn::Module::train(on);
-  encoder_->eval();
-}
-
-std::vector<torch::Tensor> DetectionNetImpl::head_parameters() {
-  std::vector<torch::Tensor> out;
-  for (const auto& item : named_parameters()) {
-    if (item.key().rfind("encoder.", 0) != 0) out.push_back(item.value());
-  }
-  return out;
 }
 
 std::vector<torch::Tensor> DetectionNetImpl::backbone(const torch::Tensor& images) {

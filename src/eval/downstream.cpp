@@ -7,6 +7,8 @@
 #include <limits>
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
 #include "mgca/model/vit.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
@@ -48,6 +50,27 @@ std::vector<int64_t> rank_share(const std::vector<int64_t>& rows, int rank, int 
           rows.begin() + static_cast<std::ptrdiff_t>(n * static_cast<size_t>(rank + 1) / static_cast<size_t>(size))};
 }
 
+FrozenEncoderNet::FrozenEncoderNet(std::shared_ptr<model::ImageEncoderImpl> encoder, const char* task)
+    : encoder_(std::move(encoder)) {
+  MGCA_CHECK(encoder_ != nullptr, "{}: no encoder", task);
+  for (auto& parameter : encoder_->parameters()) parameter.set_requires_grad(false);
+  encoder_->eval();
+  register_module("encoder", encoder_);
+}
+
+void FrozenEncoderNet::train(bool on) {
+  torch::nn::Module::train(on);
+  encoder_->eval();
+}
+
+std::vector<torch::Tensor> FrozenEncoderNet::head_parameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& item : named_parameters()) {
+    if (item.key().rfind("encoder.", 0) != 0) out.push_back(item.value());
+  }
+  return out;
+}
+
 std::vector<int64_t> fraction_rows(int64_t n, double fraction, uint64_t seed) {
   MGCA_CHECK(fraction > 0 && fraction <= 1, "label fraction {} is not in (0, 1]", fraction);
   const auto order = util::permutation(n, util::make_key({seed, 0x5e6u, static_cast<uint64_t>(std::llround(fraction * 1e6))}));
@@ -56,6 +79,13 @@ std::vector<int64_t> fraction_rows(int64_t n, double fraction, uint64_t seed) {
   std::vector<int64_t> rows(order.begin(), order.begin() + keep);
   std::sort(rows.begin(), rows.end());
   return rows;
+}
+
+void check_head_run(const std::string& task, size_t train_rows, int64_t val_count, int64_t test_count,
+                    const HeadTraining& options) {
+  MGCA_CHECK(train_rows > 0 && val_count > 0 && test_count > 0, "{}: empty split (train rows {}, val {}, test {})",
+             task, train_rows, val_count, test_count);
+  MGCA_CHECK(options.batch_size > 0 && options.max_epochs > 0, "{}: batch size and epochs must be positive", task);
 }
 
 HeadTrainingRun train_head(comm::Communicator& comm, torch::nn::Module& net, std::vector<torch::Tensor> parameters,
@@ -118,30 +148,31 @@ HeadTrainingRun train_head(comm::Communicator& comm, torch::nn::Module& net, std
 }
 
 void run_fraction_grid(const std::string& task, const std::string& model_name, const std::string& dataset_name,
-                       const std::string& metric, const std::vector<double>& fractions, int64_t seeds,
-                       uint64_t base_seed, int64_t train_count,
-                       const std::function<GridRun(uint64_t seed, const std::vector<int64_t>& rows)>& run,
+                       const std::string& metric, const std::string& validation_key, const FractionGrid& grid,
+                       int64_t train_count,
+                       const std::function<HeadRun(uint64_t seed, const std::vector<int64_t>& rows)>& run,
                        Results& results) {
-  for (const double fraction : fractions) {
+  for (const double fraction : grid.fractions) {
     ResultEntry entry;
     entry.method = model_name;
     entry.dataset = dataset_name;
     entry.setting = fmt::format("{:g}%", fraction * 100);
     entry.metric = metric;
     entry.details["runs"] = nlohmann::json::array();
-    for (int64_t k = 0; k < seeds; ++k) {
-      const uint64_t seed = base_seed + static_cast<uint64_t>(k);
+    for (int64_t k = 0; k < grid.seeds; ++k) {
+      const uint64_t seed = grid.base_seed + static_cast<uint64_t>(k);
       const auto rows = fraction_rows(train_count, fraction, seed);
       const auto result = run(seed, rows);
       log::info("{} {} | {} | {} train images, seed {}: {} {:.4f} (best epoch {} of {})", task, model_name,
-                entry.setting, result.train_images, seed, metric, result.value, result.training.best_epoch,
+                entry.setting, result.train_images, seed, metric, result.test_value, result.training.best_epoch,
                 result.training.epochs);
-      entry.values.push_back(result.value);
+      entry.values.push_back(result.test_value);
       entry.seeds.push_back(seed);
-      auto details = result.details;
-      details.update({{"seed", seed}, {"train_images", result.train_images}, {"epochs", result.training.epochs},
-                      {"best_epoch", result.training.best_epoch}});
-      entry.details["runs"].push_back(std::move(details));
+      entry.details["runs"].push_back({{validation_key, result.training.best_validation},
+                                       {"seed", seed},
+                                       {"train_images", result.train_images},
+                                       {"epochs", result.training.epochs},
+                                       {"best_epoch", result.training.best_epoch}});
     }
     results.add(std::move(entry));
   }

@@ -99,45 +99,19 @@ MaskedImages load_masked_images(const io::Dataset& dataset, int64_t input_size) 
   return out;
 }
 
-SegmentRun train_segmenter(comm::Communicator& comm, const std::shared_ptr<model::ImageEncoderImpl>& encoder,
-                           const MaskedImages& train, const std::vector<int64_t>& train_rows,
-                           const MaskedImages& val, const MaskedImages& test, const SegmentOptions& options,
-                           uint64_t seed) {
-  MGCA_CHECK(!train_rows.empty() && val.count > 0 && test.count > 0,
-             "segmentation: empty split (train rows {}, val {}, test {})", train_rows.size(), val.count, test.count);
-  MGCA_CHECK(options.batch_size > 0 && options.max_epochs > 0, "segmentation: batch size and epochs must be positive");
-  torch::manual_seed(seed);  // the decoder's initialisation: the same on every rank
-  SegmentationNet net(encoder);
-  net->to(encoder->parameters().front().device());
-  net->train();
-  const HeadTraining training{options.learning_rate, options.weight_decay, options.batch_size, options.max_epochs,
-                              options.patience};
+HeadRun train_segmenter(comm::Communicator& comm, const std::shared_ptr<model::ImageEncoderImpl>& encoder,
+                        const MaskedImages& train, const std::vector<int64_t>& train_rows, const MaskedImages& val,
+                        const MaskedImages& test, const SegmentOptions& options, uint64_t seed) {
+  check_head_run("segmentation", train_rows.size(), val.count, test.count, options);
+  auto net = new_head<SegmentationNet>(encoder, seed);
   const auto trained = train_head(
-      comm, *net, net->decoder_parameters(), train_rows, training, seed, std::nullopt,
+      comm, *net, net->head_parameters(), train_rows, options, seed, std::nullopt,
       [&](const std::vector<int64_t>& rows) {
         const auto [x, y] = batch_of(train, rows, device_of(net));
         return mixed_segmentation_loss(net->forward(x), y);
       },
       [&] { return validation_loss(comm, net, val, options.batch_size); }, ValidationGoal::Minimise, "segmentation");
-  SegmentRun run;
-  run.train_images = static_cast<int64_t>(train_rows.size());
-  run.epochs = trained.epochs;
-  run.best_epoch = trained.best_epoch;
-  run.best_val_loss = trained.best_validation;
-  run.test_dice = test_dice(comm, net, test, options.batch_size);
-  return run;
-}
-
-void run_segment_grid(comm::Communicator& comm, const std::string& model_name,
-                      const std::shared_ptr<model::ImageEncoderImpl>& encoder, const std::string& dataset_name,
-                      const MaskedImages& train, const MaskedImages& val, const MaskedImages& test,
-                      const SegmentGridOptions& options, Results& results) {
-  run_fraction_grid("segment", model_name, dataset_name, "Dice", options.fractions, options.seeds, options.base_seed,
-                    train.count, [&](uint64_t seed, const std::vector<int64_t>& rows) {
-                      const auto run = train_segmenter(comm, encoder, train, rows, val, test, options.train, seed);
-                      return GridRun{run.test_dice, run.train_images, {run.epochs, run.best_epoch, run.best_val_loss},
-                                     {{"best_val_loss", run.best_val_loss}}};
-                    }, results);
+  return {test_dice(comm, net, test, options.batch_size), static_cast<int64_t>(train_rows.size()), trained};
 }
 
 }  // namespace mgca::eval

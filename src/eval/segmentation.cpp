@@ -36,11 +36,7 @@ torch::Tensor mixed_segmentation_loss(const torch::Tensor& logits, const torch::
 }
 
 SegmentationNetImpl::SegmentationNetImpl(std::shared_ptr<model::ImageEncoderImpl> encoder)
-    : encoder_(std::move(encoder)) {
-  MGCA_CHECK(encoder_ != nullptr, "segmentation: no encoder");
-  for (auto& parameter : encoder_->parameters()) parameter.set_requires_grad(false);
-  encoder_->eval();
-  register_module("encoder", encoder_);
+    : FrozenEncoderNet(std::move(encoder), "segmentation") {
   if (auto* resnet = dynamic_cast<model::ResNetImpl*>(encoder_.get())) {
     is_resnet_ = true;
     std::vector<int64_t> channels;
@@ -81,19 +77,6 @@ SegmentationNetImpl::SegmentationNetImpl(std::shared_ptr<model::ImageEncoderImpl
     in = widths[static_cast<size_t>(k)];
   }
   head_ = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, 1, 3).padding(1)));
-}
-
-void SegmentationNetImpl::train(bool on) {
-  torch::nn::Module::train(on);
-  encoder_->eval();
-}
-
-std::vector<torch::Tensor> SegmentationNetImpl::decoder_parameters() {
-  std::vector<torch::Tensor> out;
-  for (const auto& item : named_parameters()) {
-    if (item.key().rfind("encoder.", 0) != 0) out.push_back(item.value());
-  }
-  return out;
 }
 
 torch::Tensor SegmentationNetImpl::forward(const torch::Tensor& images) {

@@ -221,6 +221,20 @@ class TiledContrastiveCE : public torch::autograd::Function<TiledContrastiveCE> 
   }
 };
 
+// An ItaResult from each direction's (loss, acc@1, acc@5); `loss` is left
+// for the caller to combine.
+ItaResult ita_directions(torch::Tensor loss_i2t, torch::Tensor acc1, torch::Tensor acc5, torch::Tensor loss_t2i,
+                         torch::Tensor acc1_t2i, torch::Tensor acc5_t2i) {
+  ItaResult r;
+  r.loss_i2t = std::move(loss_i2t);
+  r.acc1 = std::move(acc1);
+  r.acc5 = std::move(acc5);
+  r.loss_t2i = std::move(loss_t2i);
+  r.acc1_t2i = std::move(acc1_t2i);
+  r.acc5_t2i = std::move(acc5_t2i);
+  return r;
+}
+
 // Both directions of the contrastive loss at temperature `tau` over local rows
 // × gathered columns; `loss` is left for the caller to combine.
 ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double tau, int64_t ita_tile,
@@ -242,16 +256,9 @@ ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double
   // input dtype (bf16 moves half the bytes); the softmaxes run in >= float32.
   auto gathered = comm::all_gather_with_grad(torch::cat({img, txt}, 1), comm);  // [N, 2d]
   const int64_t offset = static_cast<int64_t>(comm->rank()) * b;
-  ItaResult r;
   if (gathered.size(0) > ita_tile) {
     auto out = TiledContrastiveCE::apply(img, txt, gathered, offset, 1.0 / tau, ita_tile);
-    r.loss_i2t = out[0];
-    r.acc1 = out[2];
-    r.acc5 = out[3];
-    r.loss_t2i = out[1];
-    r.acc1_t2i = out[4];
-    r.acc5_t2i = out[5];
-    return r;
+    return ita_directions(out[0], out[2], out[3], out[1], out[4], out[5]);
   }
   // split (not two narrows): its backward assembles one [N, 2d] gradient
   // instead of zero-filling one per view and adding them.
@@ -260,13 +267,7 @@ ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double
   auto txt_all = detail::upcast(halves[1]);
   auto i2t = LocalContrastiveCE::apply(detail::upcast(img), txt_all, offset, 1.0 / tau);
   auto t2i = LocalContrastiveCE::apply(detail::upcast(txt), img_all, offset, 1.0 / tau);
-  r.loss_i2t = i2t[0];
-  r.acc1 = i2t[1];
-  r.acc5 = i2t[2];
-  r.loss_t2i = t2i[0];
-  r.acc1_t2i = t2i[1];
-  r.acc5_t2i = t2i[2];
-  return r;
+  return ita_directions(i2t[0], i2t[1], i2t[2], t2i[0], t2i[1], t2i[2]);
 }
 
 }  // namespace

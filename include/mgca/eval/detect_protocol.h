@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mgca/comm/communicator.h"
+#include "mgca/eval/downstream.h"
 #include "mgca/eval/detection.h"
 #include "mgca/eval/results.h"
 #include "mgca/io/dataset_file.h"
@@ -26,24 +27,17 @@
 
 namespace mgca::eval {
 
-struct DetectOptions {
+struct DetectOptions : HeadTraining {
   // mgca_detector.py: AdamW lr 5e-4, weight decay 1e-6, batch 16, at most 50
   // epochs, early stopping on the validation mAP (patience 10).
-  double learning_rate = 5e-4;
-  double weight_decay = 1e-6;
-  int64_t batch_size = 16;  // global: split over the ranks
-  int64_t max_epochs = 50;
-  int64_t patience = 10;
+  DetectOptions() : HeadTraining{5e-4, 1e-6, 16, 50, 10} {}
   // Square input side, a multiple of 32; 0: the encoder's (ViT: its image
   // size; ResNet: 224, MGCA's imsize).
   int64_t input_size = 0;
   YoloConstants yolo;
 };
 
-struct DetectGridOptions {
-  std::vector<double> fractions = {0.01, 0.1, 1.0};
-  int64_t seeds = 1;
-  uint64_t base_seed = 42;  // MGCA's default seed
+struct DetectGridOptions : FractionGrid {
   DetectOptions train;
 };
 
@@ -63,24 +57,11 @@ std::vector<std::vector<ScoredBox>> detect_split(comm::Communicator& comm, Detec
                                                  int64_t batch_size, const YoloConstants& constants,
                                                  int64_t max_detections = 100);
 
-struct DetectRun {
-  double test_map = 0.0;  // −1 when no test image has both a target and a detection (torchmetrics' convention)
-  int64_t train_images = 0;
-  int64_t epochs = 0;
-  int64_t best_epoch = 0;  // 1-based epoch of the best validation mAP
-  double best_val_map = 0.0;
-};
-// One training run; equal on every rank. Collective.
-DetectRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::ImageEncoderImpl>& encoder,
-                         const BoxedImages& train, const std::vector<int64_t>& train_rows, const BoxedImages& val,
-                         const BoxedImages& test, const DetectOptions& options, uint64_t seed);
-
-// The fraction × seed grid for one encoder; adds one ResultEntry (metric
-// "mAP") per fraction to `results` on every rank. Fractions keep the rows of
-// fraction_rows (downstream.h).
-void run_detect_grid(comm::Communicator& comm, const std::string& model_name,
-                     const std::shared_ptr<model::ImageEncoderImpl>& encoder, const std::string& dataset_name,
-                     const BoxedImages& train, const BoxedImages& val, const BoxedImages& test,
-                     const DetectGridOptions& options, Results& results);
+// One training run: test_value is the test mAP (−1 when no test image has
+// both a target and a detection, torchmetrics' convention), the validation
+// figure the mAP; equal on every rank. Collective.
+HeadRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::ImageEncoderImpl>& encoder,
+                       const BoxedImages& train, const std::vector<int64_t>& train_rows, const BoxedImages& val,
+                       const BoxedImages& test, const DetectOptions& options, uint64_t seed);
 
 }  // namespace mgca::eval

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "mgca/eval/downstream.h"
 #include "mgca/eval/localization_metrics.h"
 #include "mgca/io/dataset_file.h"
 #include "mgca/model/image_encoder.h"
@@ -85,20 +86,17 @@ std::vector<std::vector<ScoredBox>> yolo_nms(const torch::Tensor& decoded, const
 //    grid, max-pooled or nearest-upsampled to each stride (ViTDet's simple
 //    feature pyramid, with pooling and upsampling instead of learned convs),
 //    so the same head applies.
-// The encoder is frozen and kept in eval mode (as segmentation.h).
-class DetectionNetImpl : public torch::nn::Module {
+// The encoder is frozen and kept in eval mode (FrozenEncoderNet).
+class DetectionNetImpl : public FrozenEncoderNet {
  public:
   explicit DetectionNetImpl(std::shared_ptr<model::ImageEncoderImpl> encoder);
   // images [b, 1|3, S, S], S a multiple of 32 → raw outputs per scale,
   // coarsest first: [b, 18, S/32, S/32], [b, 18, S/16, S/16], [b, 18, S/8, S/8].
   std::vector<torch::Tensor> forward(const torch::Tensor& images);
-  std::vector<torch::Tensor> head_parameters();
-  void train(bool on = true) override;
 
  private:
   std::vector<torch::Tensor> backbone(const torch::Tensor& images);  // strides 32, 16, 8
 
-  std::shared_ptr<model::ImageEncoderImpl> encoder_;
   bool is_resnet_ = false;
   int64_t patch_ = 0;
   std::vector<torch::nn::Sequential> embeddings_;  // the first five conv–BN–LeakyReLU layers

@@ -1,22 +1,24 @@
 // What the dense downstream protocols (segmentation, detection) share: the
-// ResNet's multi-scale features, the input normalisation, how rows are split
-// over ranks, which training images a label fraction keeps, the head's
-// fine-tuning loop with early stopping, and the fraction × seed grid.
+// frozen encoder under a head, the ResNet's multi-scale features, the input
+// normalisation, how rows are split over ranks, which training images a
+// label fraction keeps, the head's options and fine-tuning loop with early
+// stopping, and the fraction × seed grid.
 #pragma once
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
+#include <torch/utils.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "mgca/comm/communicator.h"
 #include "mgca/eval/results.h"
+#include "mgca/model/image_encoder.h"
 #include "mgca/model/resnet.h"
 
 namespace mgca::eval {
@@ -25,6 +27,35 @@ namespace mgca::eval {
 // encoder's own input resize. Run under NoGradGuard by the caller (MGCA's U-Net and YOLO backbones take the
 // torchvision stages as they are).
 std::vector<torch::Tensor> resnet_pyramid(model::ResNetImpl& resnet, const torch::Tensor& images);
+
+// A head trained on a frozen image encoder (segmentation.h, detection.h):
+// the encoder is registered as "encoder" with requires_grad off and stays in
+// eval mode whatever train() is called with.
+class FrozenEncoderNet : public torch::nn::Module {
+ public:
+  // Every parameter outside the encoder: what the optimiser trains.
+  std::vector<torch::Tensor> head_parameters();
+  // train(): the head only; the encoder stays in eval mode.
+  void train(bool on = true) override;
+
+ protected:
+  // `task` names the net in the error when `encoder` is null.
+  FrozenEncoderNet(std::shared_ptr<model::ImageEncoderImpl> encoder, const char* task);
+
+  std::shared_ptr<model::ImageEncoderImpl> encoder_;
+};
+
+// A fresh head `Net` (the module holder of a FrozenEncoderNet) on
+// `encoder`, initialised after torch::manual_seed(seed), so the same on every
+// rank, on the encoder's device and in train mode.
+template <typename Net>
+Net new_head(const std::shared_ptr<model::ImageEncoderImpl>& encoder, uint64_t seed) {
+  torch::manual_seed(seed);
+  Net net(encoder);
+  net->to(encoder->parameters().front().device());
+  net->train();
+  return net;
+}
 
 // The square input side of a downstream head: `requested` when positive,
 // else a ViT's image size or 224 for a ResNet (MGCA's imsize).
@@ -46,12 +77,25 @@ std::vector<int64_t> rank_share(const std::vector<int64_t>& rows, int rank, int 
 std::vector<int64_t> fraction_rows(int64_t n, double fraction, uint64_t seed);
 
 // The optimiser and stopping rule of a head's fine-tuning (MGCA's segmenter
-// and detector differ only in the values).
+// and detector differ only in the values: SegmentOptions, DetectOptions).
 struct HeadTraining {
   double learning_rate = 0, weight_decay = 0;
   int64_t batch_size = 0;  // global: split over the ranks
   int64_t max_epochs = 0, patience = 0;
 };
+
+// The label fractions × seeds a dense protocol runs (MGCA's defaults).
+struct FractionGrid {
+  std::vector<double> fractions = {0.01, 0.1, 1.0};
+  int64_t seeds = 1;        // seeds base_seed, base_seed + 1, ...
+  uint64_t base_seed = 42;  // MGCA's default seed
+};
+
+// Local: what a head's training run needs before it starts, with errors
+// naming `task`: non-empty training rows and val and test splits, a
+// positive batch size and epoch count.
+void check_head_run(const std::string& task, size_t train_rows, int64_t val_count, int64_t test_count,
+                    const HeadTraining& options);
 enum class ValidationGoal { Minimise, Maximise };
 struct HeadTrainingRun {
   int64_t epochs = 0;      // epochs run (early stopping included)
@@ -75,22 +119,23 @@ HeadTrainingRun train_head(comm::Communicator& comm, torch::nn::Module& net, std
                            const std::function<torch::Tensor(const std::vector<int64_t>& rows)>& batch_loss,
                            const std::function<double()>& validate, ValidationGoal goal, const std::string& task);
 
-// One run of the fraction × seed grid: its test figure and what the JSON
-// records beside it.
-struct GridRun {
-  double value = 0.0;
+// One fine-tuning run of a head on a label fraction, scored on the test
+// split (train_segmenter, train_detector).
+struct HeadRun {
+  double test_value = 0.0;   // the protocol's test figure (Dice, mAP)
   int64_t train_images = 0;
-  HeadTrainingRun training;
-  nlohmann::json details = nlohmann::json::object();  // the protocol's own fields (best_val_map, ...)
+  HeadTrainingRun training;  // epochs, best epoch, its validation figure
 };
-// For every fraction, `run(seed, fraction_rows(train_count, fraction, seed))`
-// for seeds base_seed .. base_seed + seeds − 1, logged on rank 0 and added as
-// one ResultEntry (`metric`, setting "F%") to `results`. `task` names the
+
+// For every fraction of `grid`, `run(seed, fraction_rows(train_count,
+// fraction, seed))` for its seeds, logged on rank 0 and added as one
+// ResultEntry (`metric`, setting "F%") to `results`, each run's details
+// with its best validation figure under `validation_key`. `task` names the
 // protocol in the log ("segment", "detect").
 void run_fraction_grid(const std::string& task, const std::string& model_name, const std::string& dataset_name,
-                       const std::string& metric, const std::vector<double>& fractions, int64_t seeds,
-                       uint64_t base_seed, int64_t train_count,
-                       const std::function<GridRun(uint64_t seed, const std::vector<int64_t>& rows)>& run,
+                       const std::string& metric, const std::string& validation_key, const FractionGrid& grid,
+                       int64_t train_count,
+                       const std::function<HeadRun(uint64_t seed, const std::vector<int64_t>& rows)>& run,
                        Results& results);
 
 }  // namespace mgca::eval

@@ -30,6 +30,7 @@
 #include <memory>
 #include <vector>
 
+#include "mgca/eval/downstream.h"
 #include "mgca/model/image_encoder.h"
 
 namespace mgca::eval {
@@ -40,23 +41,19 @@ namespace mgca::eval {
 torch::Tensor mixed_segmentation_loss(const torch::Tensor& logits, const torch::Tensor& targets,
                                       double alpha = 10.0, double gamma = 2.0);
 
-class SegmentationNetImpl : public torch::nn::Module {
+// head_parameters() are the decoder's.
+class SegmentationNetImpl : public FrozenEncoderNet {
  public:
-  // `encoder` (ViT or ResNet) is frozen: requires_grad off, eval mode.
+  // `encoder` (ViT or ResNet) is frozen (FrozenEncoderNet).
   explicit SegmentationNetImpl(std::shared_ptr<model::ImageEncoderImpl> encoder);
   // images [b, 1|3, S, S] normalised as the encoder expects → logits [b, S, S].
   // S must be a multiple of 32 (ResNet) or the patch size (ViT).
   torch::Tensor forward(const torch::Tensor& images);
-  // Decoder parameters only (what the optimizer trains).
-  std::vector<torch::Tensor> decoder_parameters();
-  // train(): the decoder only; the encoder stays in eval mode.
-  void train(bool on = true) override;
 
  private:
   torch::Tensor resnet_forward(const torch::Tensor& images);
   torch::Tensor vit_forward(const torch::Tensor& images);
 
-  std::shared_ptr<model::ImageEncoderImpl> encoder_;
   bool is_resnet_ = false;
   int64_t patch_ = 0;
   std::vector<torch::nn::Sequential> blocks_;  // U-Net blocks or SETR stages

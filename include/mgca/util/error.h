@@ -3,6 +3,7 @@
 // Every error the project raises is an mgca::Error whose what() reads
 //   "[rank R] src/io/safetensors.cpp:120: tensor 'x': expected shape [4, 8], got [4, 9]"
 // so a message from a 512-rank job says where and on which rank it happened.
+// A request that is wrong in itself is a UsageError instead (below).
 #pragma once
 
 #include <fmt/format.h>
@@ -26,6 +27,16 @@ class Error : public std::runtime_error {
   std::string location_;
   std::string message_;
   int rank_;
+};
+
+// A request that is wrong in itself, found after the command line was
+// parsed: an option missing, or options that do not go together. Raised
+// identically on every rank (they share the request); the `mgca` program
+// prints it with a pointer to --help and exits 2. No file:line: the fault is
+// the request's, not the code's.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 namespace util {
@@ -54,4 +65,10 @@ namespace detail {
     if (__builtin_expect(!(cond), 0)) {             \
       MGCA_FAIL(__VA_ARGS__);                       \
     }                                               \
+  } while (0)
+
+// MGCA_USAGE_CHECK(cond, "format", args...): throw mgca::UsageError unless cond holds.
+#define MGCA_USAGE_CHECK(cond, ...)                                    \
+  do {                                                                 \
+    if (!(cond)) throw ::mgca::UsageError(::fmt::format(__VA_ARGS__)); \
   } while (0)

@@ -73,13 +73,13 @@ TEST(Detect, EveryRankEndsWithTheSameFigures) {
   std::vector<int64_t> rows(11);
   std::iota(rows.begin(), rows.end(), 0);
   const auto run = train_detector(*comm, encoder, train, rows, val, test, options, 42);
-  EXPECT_EQ(comm->all_reduce_scalar(run.test_map, comm::ReduceOp::Max),
-            comm->all_reduce_scalar(run.test_map, comm::ReduceOp::Min));
-  EXPECT_EQ(comm->all_reduce_scalar(static_cast<double>(run.best_epoch), comm::ReduceOp::Max),
-            static_cast<double>(run.best_epoch));
+  EXPECT_EQ(comm->all_reduce_scalar(run.test_value, comm::ReduceOp::Max),
+            comm->all_reduce_scalar(run.test_value, comm::ReduceOp::Min));
+  EXPECT_EQ(comm->all_reduce_scalar(static_cast<double>(run.training.best_epoch), comm::ReduceOp::Max),
+            static_cast<double>(run.training.best_epoch));
   EXPECT_EQ(run.train_images, 11);
-  EXPECT_GE(run.test_map, -1.0);
-  EXPECT_LE(run.test_map, 1.0);
+  EXPECT_GE(run.test_value, -1.0);  // mAP, −1: nothing to score
+  EXPECT_LE(run.test_value, 1.0);
 }
 
 }  // namespace

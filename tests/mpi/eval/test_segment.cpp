@@ -48,14 +48,14 @@ TEST(Segment, EveryRankEndsWithTheSameFigures) {
   std::vector<int64_t> rows(11);
   std::iota(rows.begin(), rows.end(), 0);
   const auto run = train_segmenter(*comm, encoder, train, rows, val, test, options, 42);
-  EXPECT_EQ(comm->all_reduce_scalar(run.test_dice, comm::ReduceOp::Max),
-            comm->all_reduce_scalar(run.test_dice, comm::ReduceOp::Min));
-  EXPECT_EQ(comm->all_reduce_scalar(static_cast<double>(run.best_epoch), comm::ReduceOp::Max),
-            static_cast<double>(run.best_epoch));
+  EXPECT_EQ(comm->all_reduce_scalar(run.test_value, comm::ReduceOp::Max),
+            comm->all_reduce_scalar(run.test_value, comm::ReduceOp::Min));
+  EXPECT_EQ(comm->all_reduce_scalar(static_cast<double>(run.training.best_epoch), comm::ReduceOp::Max),
+            static_cast<double>(run.training.best_epoch));
   EXPECT_EQ(run.train_images, 11);
-  EXPECT_GE(run.test_dice, 0.0);
-  EXPECT_LE(run.test_dice, 1.0);
-  EXPECT_TRUE(std::isfinite(run.best_val_loss));
+  EXPECT_GE(run.test_value, 0.0);  // Dice
+  EXPECT_LE(run.test_value, 1.0);
+  EXPECT_TRUE(std::isfinite(run.training.best_validation));
 }
 
 }  // namespace

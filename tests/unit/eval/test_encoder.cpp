@@ -2,7 +2,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
+#include <optional>
+
 #include "mgca/eval/encoder.h"
+#include "mgca/eval/flows.h"
 #include "mgca/io/safetensors.h"
 #include "mgca/model/mgca_model.h"
 #include "mgca/train/checkpoint.h"
@@ -92,6 +96,64 @@ TEST(EvalModel, ExportedEncoderGivesTheCheckpointsFeatures) {
   auto whole = EvalModel::random_init(trained, 0, /*image_only=*/false);
   EXPECT_TRUE(whole.has_text());
   EXPECT_NE(whole.identity(), r1.identity());
+}
+
+// mgca eval's rows: a checkpoint and its exported encoder share one random
+// image encoder (the probe's), listed first; retrieval gets a whole random
+// model; a request without models, or with encoders for retrieval, is a UsageError.
+TEST(EvaluationModels, OneRandomRowPerArchitectureListedFirst) {
+  mgca::test::TempDir dir;
+  write_checkpoint(dir / "ckpt", tiny_config(), 6);
+  save_image_encoder(EvalModel::from_checkpoint(dir / "ckpt"), dir / "encoder.safetensors");
+  ModelSources sources;
+  sources.checkpoints = {dir / "ckpt"};
+  sources.encoders = {dir / "encoder.safetensors"};
+  sources.random_seed = 4;
+  const auto probe_rows = load_evaluation_models(sources, torch::kCPU, /*need_text=*/false);
+  ASSERT_EQ(probe_rows.size(), 3u);
+  EXPECT_TRUE(probe_rows[0].is_random());
+  EXPECT_EQ(probe_rows[0].name(), "random init (vit_tiny)");
+  EXPECT_EQ(probe_rows[0].random_seed(), std::optional<uint64_t>(4));
+  EXPECT_FALSE(probe_rows[0].has_text());
+  EXPECT_EQ(probe_rows[1].method(), "mgca");
+  EXPECT_EQ(probe_rows[2].method(), "image-encoder");
+
+  const auto usage = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const UsageError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no UsageError");
+  };
+  auto text = usage([&] { load_evaluation_models(sources, torch::kCPU, /*need_text=*/true); });
+  EXPECT_NE(text.find("retrieval and zero-shot need a --checkpoint"), std::string::npos) << text;
+  text = usage([&] { load_evaluation_models(ModelSources{}, torch::kCPU, /*need_text=*/false); });
+  EXPECT_NE(text.find("give at least one --checkpoint or --encoder"), std::string::npos) << text;
+
+  sources.encoders.clear();
+  const auto retrieval_rows = load_evaluation_models(sources, torch::kCPU, /*need_text=*/true);
+  ASSERT_EQ(retrieval_rows.size(), 2u);
+  EXPECT_TRUE(retrieval_rows[0].is_random());
+  EXPECT_TRUE(retrieval_rows[0].has_text());
+}
+
+// Zero-shot prompts: the templates on the lower-cased class name, or the
+// file's lists; a class the file lacks is an error naming file and class.
+TEST(ZeroShotPrompts, TemplatesOrTheFilesLists) {
+  const auto templated = class_prompts("", {"Pleural Effusion"});
+  ASSERT_EQ(templated.size(), 1u);
+  ASSERT_EQ(templated[0].size(), default_prompt_templates().size());
+  EXPECT_EQ(templated[0][0], "pleural effusion");
+  EXPECT_EQ(templated[0][1], "there is pleural effusion");
+  mgca::test::TempDir dir;
+  const auto file = dir / "prompts.json";
+  mgca::test::write_text_file(file, R"({"Edema": ["edema", "fluid overload"]})");
+  const auto listed = class_prompts(file, {"Edema"});
+  EXPECT_EQ(listed, (std::vector<std::vector<std::string>>{{"edema", "fluid overload"}}));
+  const auto text = error_of([&] { class_prompts(file, {"Edema", "Pneumonia"}); });
+  EXPECT_NE(text.find("no prompt list for class 'Pneumonia'"), std::string::npos) << text;
+  EXPECT_NE(text.find("prompts.json"), std::string::npos) << text;
 }
 
 TEST(EvalModel, BadFilesAreClearErrors) {

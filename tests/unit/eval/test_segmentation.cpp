@@ -54,8 +54,8 @@ TEST(SegmentationNet, ShapesAndFrozenEncoderForBothBackbones) {
       EXPECT_FALSE(p.grad().defined());
     }
     int64_t with_grad = 0;
-    for (const auto& p : net->decoder_parameters()) with_grad += p.grad().defined();
-    EXPECT_EQ(with_grad, static_cast<int64_t>(net->decoder_parameters().size()));
+    for (const auto& p : net->head_parameters()) with_grad += p.grad().defined();
+    EXPECT_EQ(with_grad, static_cast<int64_t>(net->head_parameters().size()));
   }
   EXPECT_THROW(SegmentationNet(resnet)->forward(torch::randn({1, 1, 48, 48})), Error);
 }
@@ -69,7 +69,7 @@ TEST(SegmentationNet, DecoderLearnsAMask) {
   auto masks = torch::zeros({4, 32, 32});
   masks.slice(1, 8, 20).slice(2, 10, 24).fill_(1);
   images = images + masks.unsqueeze(1);
-  torch::optim::AdamW optimizer(net->decoder_parameters(), torch::optim::AdamWOptions(1e-2));
+  torch::optim::AdamW optimizer(net->head_parameters(), torch::optim::AdamWOptions(1e-2));
   const auto dice_of = [&] {
     torch::NoGradGuard no_grad;
     net->eval();
