@@ -39,6 +39,9 @@ int run_synth(int argc, char** argv) {
   app.add_option("--split", options.split, "split name (part of every sample's key)")->capture_default_str();
   app.add_option("--prevalence", options.prevalence, "chance of each finding per image")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--lesion-scale", options.lesion_scale,
+                 "radius multiplier of the focal lesions (consolidation, nodule); 1 = the default images")
+      ->check(CLI::Range(0.0, 4.0))->capture_default_str();
   app.add_option("--shard-size", shard_size, "samples per shard file")
       ->check(positive_number())->capture_default_str();
   app.add_option("--threads", threads,
@@ -56,6 +59,8 @@ int run_synth(int argc, char** argv) {
   nlohmann::json info = {{"command", "mgca synth"},
                          {"generator", {{"seed", options.seed}, {"split", options.split},
                                         {"prevalence", options.prevalence}, {"num", num}}}};
+  // Recorded only when set, so the default datasets (and their digests) stay as they were.
+  if (options.lesion_scale != 1.0) info["generator"]["lesion_scale"] = options.lesion_scale;
   data::OutputSpec spec;
   spec.dir = out;
   spec.source = "synth";
