@@ -30,8 +30,8 @@ std::pair<torch::Tensor, std::vector<std::vector<io::Box>>> batch_of(const Boxed
   return {normalise_downstream_images(images.to(device)), std::move(boxes)};
 }
 
-double split_map(comm::Communicator& comm, DetectionNet& net, const BoxedImages& split, const DetectOptions& o) {
-  return mean_average_precision(detect_split(comm, net, split, o.batch_size, o.yolo), split.boxes).map;
+MapReport split_map(comm::Communicator& comm, DetectionNet& net, const BoxedImages& split, const DetectOptions& o) {
+  return mean_average_precision(detect_split(comm, net, split, o.batch_size, o.yolo), split.boxes);
 }
 
 }  // namespace
@@ -128,13 +128,15 @@ DetectRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::
         const auto [x, boxes] = batch_of(train, rows, device_of(net));
         return yolo_loss(net->forward(x), boxes, train.size, options.yolo);
       },
-      [&] { return split_map(comm, net, val, options); }, ValidationGoal::Maximise, "detection");
+      [&] { return split_map(comm, net, val, options).map; }, ValidationGoal::Maximise, "detection");
   DetectRun run;
   run.train_images = static_cast<int64_t>(train_rows.size());
   run.epochs = trained.epochs;
   run.best_epoch = trained.best_epoch;
   run.best_val_map = trained.best_validation;
-  run.test_map = split_map(comm, net, test, options);
+  const auto scored = split_map(comm, net, test, options);
+  run.test_map = scored.map;
+  run.test_images_scored = scored.images;
   return run;
 }
 
@@ -146,7 +148,8 @@ void run_detect_grid(comm::Communicator& comm, const std::string& model_name,
                     train.count, [&](uint64_t seed, const std::vector<int64_t>& rows) {
                       const auto run = train_detector(comm, encoder, train, rows, val, test, options.train, seed);
                       return GridRun{run.test_map, run.train_images, {run.epochs, run.best_epoch, run.best_val_map},
-                                     {{"best_val_map", run.best_val_map}}};
+                                     {{"best_val_map", run.best_val_map},
+                                      {"test_images_scored", run.test_images_scored}}};
                     }, results);
 }
 

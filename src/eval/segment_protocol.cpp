@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -50,11 +51,18 @@ double validation_loss(comm::Communicator& comm, SegmentationNet& net, const Mas
          std::max(1.0, comm.all_reduce_scalar(batches, comm::ReduceOp::Sum));
 }
 
-double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& test, int64_t batch) {
+// Test Dice, and the two parts it averages: images with a lesion and images
+// without one (those score 1 for an empty prediction, else 0).
+struct TestDice {
+  double mean = 0.0, lesion_mean = 0.0, empty_correct = 0.0;
+  int64_t lesion_images = 0;
+};
+
+TestDice test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& test, int64_t batch) {
   torch::NoGradGuard no_grad;
   net->eval();
   const auto mine = rank_share(all_rows(test.count), comm.rank(), comm.size());
-  double sum = 0;
+  double lesion_sum = 0, empty_sum = 0, lesion_images = 0;
   for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(batch)) {
     const std::vector<int64_t> rows(mine.begin() + static_cast<std::ptrdiff_t>(first),
                                     mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), first + batch)));
@@ -64,11 +72,27 @@ double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedIma
     const auto truth = y.to(torch::kCPU, torch::kUInt8).contiguous();
     const int64_t pixels = test.size * test.size;
     for (int64_t i = 0; i < predicted.size(0); ++i) {
-      sum += image_dice(predicted.data_ptr<uint8_t>() + i * pixels, truth.data_ptr<uint8_t>() + i * pixels, pixels);
+      const uint8_t* t = truth.data_ptr<uint8_t>() + i * pixels;
+      const double dice = image_dice(predicted.data_ptr<uint8_t>() + i * pixels, t, pixels);
+      if (std::any_of(t, t + pixels, [](uint8_t v) { return v != 0; })) {
+        lesion_sum += dice;
+        lesion_images += 1;
+      } else {
+        empty_sum += dice;
+      }
     }
   }
   net->train();
-  return comm.all_reduce_scalar(sum, comm::ReduceOp::Sum) / static_cast<double>(test.count);
+  lesion_sum = comm.all_reduce_scalar(lesion_sum, comm::ReduceOp::Sum);
+  empty_sum = comm.all_reduce_scalar(empty_sum, comm::ReduceOp::Sum);
+  lesion_images = comm.all_reduce_scalar(lesion_images, comm::ReduceOp::Sum);
+  const double empty_images = static_cast<double>(test.count) - lesion_images;
+  TestDice out;
+  out.mean = (lesion_sum + empty_sum) / static_cast<double>(test.count);
+  out.lesion_mean = lesion_images > 0 ? lesion_sum / lesion_images : 0.0;
+  out.empty_correct = empty_images > 0 ? empty_sum / empty_images : 0.0;
+  out.lesion_images = static_cast<int64_t>(lesion_images);
+  return out;
 }
 
 }  // namespace
@@ -124,7 +148,11 @@ SegmentRun train_segmenter(comm::Communicator& comm, const std::shared_ptr<model
   run.epochs = trained.epochs;
   run.best_epoch = trained.best_epoch;
   run.best_val_loss = trained.best_validation;
-  run.test_dice = test_dice(comm, net, test, options.batch_size);
+  const auto dice = test_dice(comm, net, test, options.batch_size);
+  run.test_dice = dice.mean;
+  run.test_lesion_dice = dice.lesion_mean;
+  run.test_empty_correct = dice.empty_correct;
+  run.test_lesion_images = dice.lesion_images;
   return run;
 }
 
@@ -136,7 +164,10 @@ void run_segment_grid(comm::Communicator& comm, const std::string& model_name,
                     train.count, [&](uint64_t seed, const std::vector<int64_t>& rows) {
                       const auto run = train_segmenter(comm, encoder, train, rows, val, test, options.train, seed);
                       return GridRun{run.test_dice, run.train_images, {run.epochs, run.best_epoch, run.best_val_loss},
-                                     {{"best_val_loss", run.best_val_loss}}};
+                                     {{"best_val_loss", run.best_val_loss},
+                                      {"test_lesion_dice", run.test_lesion_dice},
+                                      {"test_lesion_images", run.test_lesion_images},
+                                      {"test_empty_correct", run.test_empty_correct}}};
                     }, results);
 }
 

@@ -65,6 +65,7 @@ std::vector<std::vector<ScoredBox>> detect_split(comm::Communicator& comm, Detec
 
 struct DetectRun {
   double test_map = 0.0;  // −1 when no test image has both a target and a detection (torchmetrics' convention)
+  int64_t test_images_scored = 0;  // test images the mAP scored (MGCA's subset: a target and a detection)
   int64_t train_images = 0;
   int64_t epochs = 0;
   int64_t best_epoch = 0;  // 1-based epoch of the best validation mAP

@@ -55,6 +55,11 @@ MaskedImages load_masked_images(const io::Dataset& dataset, int64_t input_size);
 // One training run: returns the test Dice (equal on every rank). Collective.
 struct SegmentRun {
   double test_dice = 0.0;
+  // What test_dice averages: the mean Dice of the test images with a lesion
+  // (test_lesion_images of them), and the share of lesion-free images
+  // predicted empty (each scores 1 then, else 0).
+  double test_lesion_dice = 0.0, test_empty_correct = 0.0;
+  int64_t test_lesion_images = 0;
   int64_t train_images = 0;
   int64_t epochs = 0;      // epochs run (early stopping included)
   int64_t best_epoch = 0;  // 1-based epoch of the best validation loss
