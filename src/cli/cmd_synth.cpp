@@ -31,6 +31,9 @@ int run_synth(int argc, char** argv) {
   app.add_option("--split", options.sample.split, "split name (part of every sample's key)")->capture_default_str();
   app.add_option("--prevalence", options.sample.prevalence, "chance of each finding per image")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--lesion-scale", options.sample.lesion_scale,
+                 "radius multiplier of the focal lesions (consolidation, nodule); 1 = the default images")
+      ->check(CLI::Range(0.0, 4.0))->capture_default_str();
   app.add_option("--shard-size", options.shard_size, "samples per shard file")
       ->check(positive_number())->capture_default_str();
   app.add_option("--threads", options.threads,

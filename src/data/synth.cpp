@@ -365,7 +365,7 @@ float segment_distance(float u, float v, float u0, float v0, float u1, float v1)
 }
 
 void render_finding(const Anatomy& a, const PlacedFinding& f, util::Rng& rng, int64_t S, float edge,
-                    SynthScratch& s) {
+                    float lesion_scale, SynthScratch& s) {
   const Ellipse& l = a.lung[static_cast<size_t>(f.side)];
   float* value = s.value.data();
   const float* lung = s.lung.data();
@@ -377,7 +377,7 @@ void render_finding(const Anatomy& a, const PlacedFinding& f, util::Rng& rng, in
     case SynthFinding::Consolidation: {
       const auto [uc, vc] = zone_point(l, f.zone, static_cast<float>(rng.uniform(-0.6, 0.6)),
                                        static_cast<float>(rng.uniform(0.35, 0.65)));
-      const float r = 0.045f + 0.05f * f.severity, amp = 0.22f + 0.16f * f.severity;
+      const float r = (0.045f + 0.05f * f.severity) * lesion_scale, amp = 0.22f + 0.16f * f.severity;
       const float ir2 = 1.f / (r * r);
       const float phase_u = static_cast<float>(rng.uniform(0, 6.3)), phase_v = static_cast<float>(rng.uniform(0, 6.3));
       const float freq = 1.f / (0.35f * r);
@@ -393,7 +393,7 @@ void render_finding(const Anatomy& a, const PlacedFinding& f, util::Rng& rng, in
     case SynthFinding::LungNodule: {
       const auto [uc, vc] = zone_point(l, f.zone, static_cast<float>(rng.uniform(-0.6, 0.6)),
                                        static_cast<float>(rng.uniform(0.3, 0.7)));
-      const float r = 0.018f + 0.018f * f.severity, amp = 0.35f + 0.1f * f.severity;
+      const float r = (0.018f + 0.018f * f.severity) * lesion_scale, amp = 0.35f + 0.1f * f.severity;
       const float sharp = r / edge;
       for_box(box_of(uc - r - edge, vc - r - edge, uc + r + edge, vc + r + edge, S), S,
               [&](int64_t x, int64_t y, float u, float v) {
@@ -514,6 +514,8 @@ void generate_synth_sample(const SynthOptions& options, int64_t index, SynthSamp
   MGCA_CHECK(S >= 32 && S <= 1024, "synth: image size must be in [32, 1024], got {}", S);
   MGCA_CHECK(options.prevalence >= 0.0 && options.prevalence <= 1.0,
              "synth: prevalence must be in [0, 1], got {}", options.prevalence);
+  MGCA_CHECK(options.lesion_scale > 0.0 && options.lesion_scale <= 4.0,
+             "synth: lesion scale must be in (0, 4], got {}", options.lesion_scale);
   MGCA_CHECK(index >= 0, "synth: negative index {}", index);
   const uint64_t key = sample_key(options, index);
   out.id = fmt::format("synth-{}-{:08d}", options.split, index);
@@ -533,7 +535,7 @@ void generate_synth_sample(const SynthOptions& options, int64_t index, SynthSamp
   for (const auto& finding : out.findings) {
     const bool lesion = is_synth_lesion(finding.kind);
     if (lesion) scratch.before = scratch.value;
-    render_finding(anatomy, finding, pixel_rng, S, edge, scratch);
+    render_finding(anatomy, finding, pixel_rng, S, edge, static_cast<float>(options.lesion_scale), scratch);
     if (!lesion) continue;
     int64_t x0 = S, y0 = S, x1 = -1, y1 = -1;
     for (int64_t y = 0; y < S; ++y) {

@@ -20,6 +20,8 @@ SynthDatasetResult write_synth_dataset(comm::Communicator& comm, const SynthData
   nlohmann::json info = {{"command", "mgca synth"},
                          {"generator", {{"seed", sample_options.seed}, {"split", sample_options.split},
                                         {"prevalence", sample_options.prevalence}, {"num", options.count}}}};
+  // Recorded only when set, so the default datasets (and their digests) stay as they were.
+  if (sample_options.lesion_scale != 1.0) info["generator"]["lesion_scale"] = sample_options.lesion_scale;
   OutputSpec spec;
   spec.dir = options.out;
   spec.source = "synth";

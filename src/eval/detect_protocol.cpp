@@ -30,8 +30,8 @@ std::pair<torch::Tensor, std::vector<std::vector<io::Box>>> batch_of(const Boxed
   return {normalise_downstream_images(images.to(device)), std::move(boxes)};
 }
 
-double split_map(comm::Communicator& comm, DetectionNet& net, const BoxedImages& split, const DetectOptions& o) {
-  return mean_average_precision(detect_split(comm, net, split, o.batch_size, o.yolo), split.boxes).map;
+MapReport split_map(comm::Communicator& comm, DetectionNet& net, const BoxedImages& split, const DetectOptions& o) {
+  return mean_average_precision(detect_split(comm, net, split, o.batch_size, o.yolo), split.boxes);
 }
 
 }  // namespace
@@ -121,8 +121,10 @@ HeadRun train_detector(comm::Communicator& comm, const std::shared_ptr<model::Im
         const auto [x, boxes] = batch_of(train, rows, device_of(net));
         return yolo_loss(net->forward(x), boxes, train.size, options.yolo);
       },
-      [&] { return split_map(comm, net, val, options); }, ValidationGoal::Maximise, "detection");
-  return {split_map(comm, net, test, options), static_cast<int64_t>(train_rows.size()), trained};
+      [&] { return split_map(comm, net, val, options).map; }, ValidationGoal::Maximise, "detection");
+  const auto scored = split_map(comm, net, test, options);
+  return {scored.map, static_cast<int64_t>(train_rows.size()), trained,
+          {{"test_images_scored", static_cast<double>(scored.images)}}};
 }
 
 }  // namespace mgca::eval

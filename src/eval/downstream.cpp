@@ -168,11 +168,19 @@ void run_fraction_grid(const std::string& task, const std::string& model_name, c
                 result.training.epochs);
       entry.values.push_back(result.test_value);
       entry.seeds.push_back(seed);
-      entry.details["runs"].push_back({{validation_key, result.training.best_validation},
-                                       {"seed", seed},
-                                       {"train_images", result.train_images},
-                                       {"epochs", result.training.epochs},
-                                       {"best_epoch", result.training.best_epoch}});
+      nlohmann::json details = {{validation_key, result.training.best_validation},
+                                {"seed", seed},
+                                {"train_images", result.train_images},
+                                {"epochs", result.training.epochs},
+                                {"best_epoch", result.training.best_epoch}};
+      for (const auto& [key, value] : result.details) {
+        if (value == std::floor(value) && std::abs(value) < 9e15) {
+          details[key] = static_cast<int64_t>(value);
+        } else {
+          details[key] = value;
+        }
+      }
+      entry.details["runs"].push_back(std::move(details));
     }
     results.add(std::move(entry));
   }

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -50,11 +51,18 @@ double validation_loss(comm::Communicator& comm, SegmentationNet& net, const Mas
          std::max(1.0, comm.all_reduce_scalar(batches, comm::ReduceOp::Sum));
 }
 
-double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& test, int64_t batch) {
+// Test Dice, and the two parts it averages: images with a lesion and images
+// without one (those score 1 for an empty prediction, else 0).
+struct TestDice {
+  double mean = 0.0, lesion_mean = 0.0, empty_correct = 0.0;
+  int64_t lesion_images = 0;
+};
+
+TestDice test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedImages& test, int64_t batch) {
   torch::NoGradGuard no_grad;
   net->eval();
   const auto mine = rank_share(all_rows(test.count), comm.rank(), comm.size());
-  double sum = 0;
+  double lesion_sum = 0, empty_sum = 0, lesion_images = 0;
   for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(batch)) {
     const std::vector<int64_t> rows(mine.begin() + static_cast<std::ptrdiff_t>(first),
                                     mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), first + batch)));
@@ -64,11 +72,27 @@ double test_dice(comm::Communicator& comm, SegmentationNet& net, const MaskedIma
     const auto truth = y.to(torch::kCPU, torch::kUInt8).contiguous();
     const int64_t pixels = test.size * test.size;
     for (int64_t i = 0; i < predicted.size(0); ++i) {
-      sum += image_dice(predicted.data_ptr<uint8_t>() + i * pixels, truth.data_ptr<uint8_t>() + i * pixels, pixels);
+      const uint8_t* t = truth.data_ptr<uint8_t>() + i * pixels;
+      const double dice = image_dice(predicted.data_ptr<uint8_t>() + i * pixels, t, pixels);
+      if (std::any_of(t, t + pixels, [](uint8_t v) { return v != 0; })) {
+        lesion_sum += dice;
+        lesion_images += 1;
+      } else {
+        empty_sum += dice;
+      }
     }
   }
   net->train();
-  return comm.all_reduce_scalar(sum, comm::ReduceOp::Sum) / static_cast<double>(test.count);
+  lesion_sum = comm.all_reduce_scalar(lesion_sum, comm::ReduceOp::Sum);
+  empty_sum = comm.all_reduce_scalar(empty_sum, comm::ReduceOp::Sum);
+  lesion_images = comm.all_reduce_scalar(lesion_images, comm::ReduceOp::Sum);
+  const double empty_images = static_cast<double>(test.count) - lesion_images;
+  TestDice out;
+  out.mean = (lesion_sum + empty_sum) / static_cast<double>(test.count);
+  out.lesion_mean = lesion_images > 0 ? lesion_sum / lesion_images : 0.0;
+  out.empty_correct = empty_images > 0 ? empty_sum / empty_images : 0.0;
+  out.lesion_images = static_cast<int64_t>(lesion_images);
+  return out;
 }
 
 }  // namespace
@@ -111,7 +135,11 @@ HeadRun train_segmenter(comm::Communicator& comm, const std::shared_ptr<model::I
         return mixed_segmentation_loss(net->forward(x), y);
       },
       [&] { return validation_loss(comm, net, val, options.batch_size); }, ValidationGoal::Minimise, "segmentation");
-  return {test_dice(comm, net, test, options.batch_size), static_cast<int64_t>(train_rows.size()), trained};
+  const auto dice = test_dice(comm, net, test, options.batch_size);
+  return {dice.mean, static_cast<int64_t>(train_rows.size()), trained,
+          {{"test_lesion_dice", dice.lesion_mean},
+           {"test_lesion_images", static_cast<double>(dice.lesion_images)},
+           {"test_empty_correct", dice.empty_correct}}};
 }
 
 }  // namespace mgca::eval

@@ -44,6 +44,9 @@ struct SynthOptions {
   uint64_t seed = 0;
   std::string split = "train";  // part of the key: splits never share samples
   double prevalence = 0.25;     // chance of each finding per image
+  // Multiplies the radius of the focal lesions (consolidation, nodule);
+  // (0, 4]. 1 keeps every sample's bytes as before the option existed.
+  double lesion_scale = 1.0;
 };
 
 struct SynthSample {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -125,6 +126,10 @@ struct HeadRun {
   double test_value = 0.0;   // the protocol's test figure (Dice, mAP)
   int64_t train_images = 0;
   HeadTrainingRun training;  // epochs, best epoch, its validation figure
+  // Further figures of the run for the results JSON (what the test figure
+  // averages, e.g. segmentation's lesion and lesion-free parts); a whole
+  // number is written as an integer.
+  std::map<std::string, double> details;
 };
 
 // For every fraction of `grid`, `run(seed, fraction_rows(train_count,

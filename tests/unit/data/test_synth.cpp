@@ -97,6 +97,47 @@ TEST(Synth, BadOptionsAreErrors) {
   options.image_size = 64;
   options.prevalence = 1.5;
   EXPECT_THROW(generate_synth_sample(options, 0, sample), Error);
+  options.prevalence = 0.25;
+  options.lesion_scale = 0.0;
+  EXPECT_THROW(generate_synth_sample(options, 0, sample), Error);
+  options.lesion_scale = 4.5;
+  EXPECT_THROW(generate_synth_sample(options, 0, sample), Error);
+}
+
+// --lesion-scale grows the focal lesions' masks and boxes and leaves the
+// rest of the sample (findings, labels, report, lesion-free images) alone.
+TEST(Synth, LesionScaleGrowsFocalLesionsOnly) {
+  SynthOptions base, scaled;
+  base.image_size = scaled.image_size = 72;
+  base.prevalence = scaled.prevalence = 0.4;
+  scaled.lesion_scale = 2.0;
+  SynthSample a, b;
+  int64_t focal = 0, base_pixels = 0, scaled_pixels = 0;
+  for (int64_t i = 0; i < 100; ++i) {
+    generate_synth_sample(base, i, a);
+    generate_synth_sample(scaled, i, b);
+    EXPECT_EQ(a.report, b.report) << i;
+    EXPECT_EQ(a.labels, b.labels) << i;
+    const auto is_focal = [](const PlacedFinding& f) {
+      return f.kind == SynthFinding::Consolidation || f.kind == SynthFinding::LungNodule;
+    };
+    if (std::none_of(a.findings.begin(), a.findings.end(), is_focal)) {
+      EXPECT_EQ(a.image, b.image) << i;
+      EXPECT_EQ(a.mask, b.mask) << i;
+      continue;
+    }
+    // Sizes compared where the focal lesions are the only lesions.
+    const bool only_focal = std::all_of(a.findings.begin(), a.findings.end(), [&](const PlacedFinding& f) {
+      return is_focal(f) || !is_synth_lesion(f.kind);
+    });
+    if (!only_focal) continue;
+    ++focal;
+    base_pixels += std::count(a.mask.begin(), a.mask.end(), uint8_t{1});
+    scaled_pixels += std::count(b.mask.begin(), b.mask.end(), uint8_t{1});
+  }
+  ASSERT_GT(focal, 10);
+  // Twice the radius: over twice the masked pixels (the lung field clips the largest).
+  EXPECT_GT(scaled_pixels, 2 * base_pixels);
 }
 
 TEST(Synth, ReportsAreCleanAndNameFindingsWithSideAndZone) {
