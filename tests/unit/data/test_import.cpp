@@ -607,7 +607,7 @@ TEST(MimicImport, BadMetadataRowLeavesLaterStudiesAligned) {
   test::TempDir dir("mgca-mimic-bad-row");
   test::write_text_file(dir / "mimic-cxr-2.0.0-metadata.csv",
                         "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns\n"
-                        "d0,10000032,50414267,CHEST),LATERAL,3056,2544\n"  // 6 fields: a bad row
+                        "d0,10000032,50414267,LATERAL,3056,2544\n"  // 6 fields: a bad row
                         "d1,10000032,50414267,CHEST (PA AND LAT),PA,3056,2544\n"
                         "d3,10000764,57375967,CHEST (PORTABLE AP),AP,3056,2544\n");
   test::write_text_file(dir / "mimic_cxr_sectioned.csv",
