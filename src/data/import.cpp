@@ -22,14 +22,6 @@
 namespace mgca::data {
 namespace fs = std::filesystem;
 
-GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* /*notes*/) const {
-  MGCA_FAIL("item '{}' has no image file and its source holds no pixels", item.id);
-}
-
-std::string ImportSource::source_mask(const ImportItem& item, int64_t, int64_t, std::vector<uint8_t>&) const {
-  MGCA_FAIL("item '{}': its source has no masks", item.id);
-}
-
 namespace {
 
 // "train=0.8,val=0.1,test=0.1" → cumulative thresholds.

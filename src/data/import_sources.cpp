@@ -27,6 +27,16 @@
 namespace mgca::data {
 namespace fs = std::filesystem;
 
+// The base class's defaults live beside the sources (not in the torch-using
+// import driver), so the parsers build without torch (fuzz/).
+GrayImage ImportSource::load_image(const ImportItem& item, DecodeNotes* /*notes*/) const {
+  MGCA_FAIL("item '{}' has no image file and its source holds no pixels", item.id);
+}
+
+std::string ImportSource::source_mask(const ImportItem& item, int64_t, int64_t, std::vector<uint8_t>&) const {
+  MGCA_FAIL("item '{}': its source has no masks", item.id);
+}
+
 namespace {
 
 const std::vector<std::string>& chexpert_label_names() {
@@ -377,7 +387,10 @@ class MimicSource : public ListedSource {
       item.split = splits.empty() ? "all" : split != splits.end() ? split->second : "unlisted";
       const std::string& subject_id = row[static_cast<size_t>(subject)];
       const std::string& study_id = row[static_cast<size_t>(study)];
-      studies_.push_back(study_id);
+      // Indexed by item: read_rows appends this row's item next, and a bad row's
+      // item (appended without a study) must not shift the later ones.
+      studies_.resize(items_.size() + 1);
+      studies_[items_.size()] = study_id;
       if (!label_names_.empty()) {
         const auto found = labels.find(study_id);
         item.labels = found != labels.end() ? found->second : std::vector<float>(label_names_.size(), NAN);
@@ -391,6 +404,7 @@ class MimicSource : public ListedSource {
                    (item.id + ".jpg");
       return true;
     });
+    studies_.resize(items_.size());  // bad rows at the end have no study either
   }
 
   // Reads the report sections of this rank's studies only (the table is large).
@@ -808,7 +822,7 @@ class MedmnistSource : public ListedSource {
                  images.dtype, fmt::join(images.shape, "x"));
       MGCA_CHECK(npz.contains(split + "_labels"), "'{}': {}_labels is missing", file_.string(), split);
       NpyArray array = npz.read_numeric(split + "_labels");
-      MGCA_CHECK(array.shape.size() == 2 && array.shape[0] == images.shape[0],
+      MGCA_CHECK(array.shape.size() == 2 && array.shape[0] == images.shape[0] && array.shape[1] >= 1,
                  "'{}': {}_labels has shape {}, expected [{}, L]", file_.string(), split,
                  fmt::join(array.shape, "x"), images.shape[0]);
       Split entry;
@@ -836,6 +850,19 @@ class MedmnistSource : public ListedSource {
       for (double v : array.values) max_value = std::max(max_value, v);
     }
     const bool one_hot = width == 1 && max_value > 1;
+    if (one_hot) {
+      // Class indices become column numbers: whole, >= 0, and a sane count
+      // (MedMNIST's sets have at most 11 classes).
+      constexpr double kMaxClasses = 1000;
+      for (const auto& [split, array] : labels) {
+        for (size_t i = 0; i < array.values.size(); ++i) {
+          const double v = array.values[i];
+          MGCA_CHECK(v >= 0 && v < kMaxClasses && v == std::floor(v),
+                     "'{}': {}_labels row {} holds {}: a class-index column holds whole numbers 0 to {}",
+                     file_.string(), split, i, v, kMaxClasses - 1);
+        }
+      }
+    }
     const int64_t classes = one_hot ? static_cast<int64_t>(max_value) + 1 : width;
     if (name.find("chestmnist") != std::string::npos && width == 14) {
       label_names_ = {"atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",

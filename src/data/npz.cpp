@@ -1,5 +1,6 @@
 #include "npz.h"
 
+#include <fmt/ranges.h>
 #include <zip.h>
 
 #include <cctype>
@@ -114,14 +115,35 @@ NpyHeader NpzFile::header(const std::string& array) const {
   member.what = fmt::format("'{}' array '{}'", path_.string(), array);
   member.file = zip_fopen(static_cast<zip_t*>(zip_), (array + ".npy").c_str(), 0);
   MGCA_CHECK(member.file != nullptr, "{}: not in the archive", member.what);
-  std::vector<uint8_t> head(10);
+  // Magic and version, then the header length: 2 bytes in version 1, 4 in
+  // versions 2 and 3.
+  std::vector<uint8_t> head(8);
   member.read(head.data(), head.size());
   const size_t length_bytes = head[6] == 1 ? 2 : 4;
+  head.resize(8 + length_bytes);
+  member.read(head.data() + 8, length_bytes);
   size_t length = 0;
   for (size_t i = 0; i < length_bytes; ++i) length |= size_t{head[8 + i]} << (8 * i);
+  // As numpy's np.load (max_header_size): a longer header is refused.
+  MGCA_CHECK(length <= 10000, "{}: .npy header of {} bytes; at most 10000 are read (as numpy's np.load)",
+             member.what, length);
   head.resize(8 + length_bytes + length);
-  member.read(head.data() + 10, head.size() - 10);
-  return parse_npy_header(head.data(), head.size(), member.what);
+  member.read(head.data() + 8 + length_bytes, length);
+  const NpyHeader parsed = parse_npy_header(head.data(), head.size(), member.what);
+  // The shape must match the data the member holds: a garbled shape would
+  // otherwise size allocations (parse_npy_header checked the product fits).
+  zip_stat_t stat;
+  zip_stat_init(&stat);
+  MGCA_CHECK(zip_stat(static_cast<zip_t*>(zip_), (array + ".npy").c_str(), 0, &stat) == 0 &&
+                 (stat.valid & ZIP_STAT_SIZE) != 0,
+             "{}: the archive does not say its size", member.what);
+  const int64_t data_bytes = parsed.count() * parsed.item_size();
+  MGCA_CHECK(stat.size >= static_cast<uint64_t>(parsed.header_bytes) &&
+                 stat.size - static_cast<uint64_t>(parsed.header_bytes) == static_cast<uint64_t>(data_bytes),
+             "{}: the .npy header's shape ({}) needs {} data bytes, the member holds {}", member.what,
+             fmt::join(parsed.shape, ", "), data_bytes,
+             static_cast<int64_t>(stat.size) - parsed.header_bytes);
+  return parsed;
 }
 
 std::vector<uint8_t> NpzFile::read_rows(const std::string& array, int64_t begin, int64_t end) const {
@@ -140,8 +162,15 @@ std::vector<uint8_t> NpzFile::read_rows(const std::string& array, int64_t begin,
     member.read(skip.data(), static_cast<size_t>(step));
     to_skip -= step;
   }
-  std::vector<uint8_t> rows(static_cast<size_t>((end - begin) * row_bytes));
-  member.read(rows.data(), rows.size());
+  // Grown as the data arrives: a member whose declared size lies fails on
+  // its first missing chunk, not after allocating what it claimed.
+  const int64_t total = (end - begin) * row_bytes;
+  std::vector<uint8_t> rows;
+  while (static_cast<int64_t>(rows.size()) < total) {
+    const size_t done = rows.size();
+    rows.resize(done + static_cast<size_t>(std::min<int64_t>(total - static_cast<int64_t>(done), 16 << 20)));
+    member.read(rows.data() + done, rows.size() - done);
+  }
   return rows;
 }
 

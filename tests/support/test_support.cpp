@@ -67,7 +67,20 @@ CommandResult run_command(const std::string& command) {
   } else if (WIFSIGNALED(status)) {
     result.exit_code = 128 + WTERMSIG(status);
   }
+  // The output is captured, so neither ctest nor the exit status the test
+  // expects (often a failure) would show a child's sanitizer report.
+  if (const std::string marker = sanitizer_report_marker(result.output); !marker.empty()) {
+    ADD_FAILURE() << "sanitizer report (" << marker << ") in the output of: " << command << "\n" << result.output;
+  }
   return result;
+}
+
+std::string sanitizer_report_marker(const std::string& output) {
+  for (const char* marker : {"ERROR: AddressSanitizer", "SUMMARY: AddressSanitizer", "ERROR: LeakSanitizer",
+                             "SUMMARY: UndefinedBehaviorSanitizer", ": runtime error: "}) {
+    if (output.find(marker) != std::string::npos) return marker;
+  }
+  return "";
 }
 
 std::string read_text_file(const fs::path& path) {

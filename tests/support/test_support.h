@@ -40,8 +40,13 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs `command` through /bin/sh, capturing stdout+stderr.
+// Runs `command` through /bin/sh, capturing stdout+stderr. A sanitizer
+// report in that output (a child built with debug-asan) fails the test.
 CommandResult run_command(const std::string& command);
+
+// The first sanitizer report marker (ASan, LSan, UBSan) found in `output`,
+// or "". The ctest entries match the same markers (tests/CMakeLists.txt).
+std::string sanitizer_report_marker(const std::string& output);
 
 // `text` in single quotes, for a /bin/sh command line (paths without quotes).
 inline std::string quote(const std::string& text) { return "'" + text + "'"; }

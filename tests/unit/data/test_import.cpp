@@ -600,6 +600,34 @@ TEST(MimicImport, FrontalJpegsWithSectionedReportsSplitsAndLabels) {
   EXPECT_EQ(image_of(*train, 0), preprocessed(samples() / "16747_3_1.jpg", 32));
 }
 
+// A malformed metadata row is a counted skip and must not shift the studies
+// of the rows after it (found by fuzz/mimic_reports.cpp: they read other
+// rows' reports, the last ones past the end of the study list).
+TEST(MimicImport, BadMetadataRowLeavesLaterStudiesAligned) {
+  test::TempDir dir("mgca-mimic-bad-row");
+  test::write_text_file(dir / "mimic-cxr-2.0.0-metadata.csv",
+                        "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns\n"
+                        "d0,10000032,50414267,LATERAL,3056,2544\n"  // 6 fields: a bad row
+                        "d1,10000032,50414267,CHEST (PA AND LAT),PA,3056,2544\n"
+                        "d3,10000764,57375967,CHEST (PORTABLE AP),AP,3056,2544\n");
+  test::write_text_file(dir / "mimic_cxr_sectioned.csv",
+                        "study,impression,findings,last_paragraph,comparison\n"
+                        "s50414267,First study.,Lungs are clear.,,\ns57375967,Second study.,No effusion.,,\n");
+  ImportOptions options;
+  options.format = "mimic-cxr";
+  options.in = dir.path();
+  auto source = make_import_source(options);
+  auto& items = source->items();
+  source->prepare(0, static_cast<int64_t>(items.size()));
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0].skip_reason, skip::kBadRow);
+  EXPECT_EQ(items[1].id, "d1");
+  EXPECT_EQ(items[1].impression, "First study.");
+  EXPECT_EQ(items[2].id, "d3");
+  EXPECT_EQ(items[2].impression, "Second study.");
+  EXPECT_EQ(items[2].findings, "No effusion.");
+}
+
 TEST(MedmnistImport, NpzSplitsAndLabels) {
   test::TempDir dir("mgca-medmnist");
   run_ok(mgca::test::python() + fmt::format(" -c \"import numpy as np; r = np.random.default_rng(1); "
@@ -639,6 +667,40 @@ TEST(MedmnistImport, NpzSplitsAndLabels) {
   EXPECT_EQ(blood->manifest().label_names.size(), 8u);
   EXPECT_EQ(blood->labels(1)[7], 1.f);
   EXPECT_EQ(blood->labels(1)[0], 0.f);
+}
+
+// Archives whose .npy members lie (found by fuzz/npz.cpp, kept in
+// fuzz/corpus/npz/regression-*): each is a clear error naming the file and
+// the array, never an allocation of what the header claims, a read past a
+// buffer or an out-of-range class index.
+TEST(MedmnistImport, GarbledArraysAreClearErrors) {
+  test::TempDir dir("mgca-medmnist-garbled");
+  run_ok(fmt::format("{} {} {}", mgca::test::python(),
+                     (test::source_dir() / "tests/unit/data/garbled_npz.py").string(), dir.path().string()));
+  const auto error_for = [&](const std::string& file) {
+    ImportOptions options;
+    options.format = "medmnist";
+    options.in = dir / file;
+    return test::error_of([&] {
+      auto source = make_import_source(options);
+      source->prepare(0, static_cast<int64_t>(source->items().size()));
+    });
+  };
+  const auto expect_error = [&](const std::string& file, const std::string& expected) {
+    const std::string error = error_for(file);
+    EXPECT_NE(error.find((dir / file).string()), std::string::npos) << error;
+    EXPECT_NE(error.find(expected), std::string::npos) << "expected: " << expected << "\nfound: " << error;
+  };
+  expect_error("huge-shape.npz",
+               "array 'train_labels': the .npy header's shape (200000000, 14) needs 2800000000 data bytes, the "
+               "member holds 14");
+  expect_error("zero-width.npz", "array 'train_images': the .npy header's shape (100000000000, 1, 1) needs");
+  for (const auto& [file, value] : {std::pair{"negative-class.npz", "-3"}, {"nan-class.npz", "nan"},
+                                    {"fraction-class.npz", "2.5"}}) {
+    expect_error(file, fmt::format("train_labels row 1 holds {}: a class-index column holds whole numbers 0 to 999",
+                                   value));
+  }
+  expect_error("long-header.npz", "array 'train_images': .npy header of 70000 bytes; at most 10000 are read");
 }
 
 }  // namespace
