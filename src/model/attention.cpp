@@ -40,9 +40,10 @@ torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t le
   }
   // libtorch's fused kernel would draw the dropout mask from its own generator: not keyed by the
   // sample, so not the same on W ranks as on one (docs/design.md, Models). With dropout the plain
-  // path runs, its mask from fast_dropout.
-  const auto context = dropout_p == 0.0 ? compat::library_attention(q, k, v, attn_mask)
-                                        : plain_attention(q, k, v, attn_mask, dropout_p);
+  // path runs, its mask from fast_dropout; so does bf16 on the CPU, where it is faster.
+  const auto context = dropout_p == 0.0 && compat::library_attention_is_faster(q)
+                           ? compat::library_attention(q, k, v, attn_mask)
+                           : plain_attention(q, k, v, attn_mask, dropout_p);
   return context.transpose(1, 2).reshape({batch * length, dim});
 }
 

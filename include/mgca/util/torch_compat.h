@@ -23,6 +23,13 @@ inline void set_cpu_threads(int threads) { at::set_num_threads(threads); }
 // efficient kernels on GPU, a flash kernel on CPU), without dropout: q, k, v
 // [B, H, L, Dh] (any strides); attn_mask undefined or an additive float mask
 // broadcastable to [B, H, L, L]. Returns [B, H, L, Dh].
+// Whether library_attention() is the faster way for these q, k, v: not in
+// reduced precision on the CPU, where libtorch 2.11's flash kernel in bf16
+// (fwd + bwd) costs 2–4× the plain path's bf16 GEMMs + fp32 softmax
+// (docs/performance.md, "bf16 on the CPU"); everywhere else it is.
+inline bool library_attention_is_faster(const at::Tensor& q) {
+  return !(q.is_cpu() && at::isReducedFloatingType(q.scalar_type()));
+}
 inline at::Tensor library_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& attn_mask) {
   std::optional<at::Tensor> mask;
