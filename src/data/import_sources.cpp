@@ -630,9 +630,10 @@ class ObjectCxrSource : public ListedSource {
       ImportItem row_item;
       row_item.split = split;
       row_item.has_report = false;
+      const fs::path images = dir / name;  // C++17 lambdas cannot capture a structured binding
       read_rows(csv, row_item, -1, [&](const CsvRow& row, ImportItem& item) {
         item.id = row[static_cast<size_t>(image)];
-        item.image = dir / name / item.id;
+        item.image = images / item.id;
         const std::string& text = row[static_cast<size_t>(annotation)];
         std::string problem;
         item.boxes = object_cxr_boxes(text, problem);
