@@ -4,9 +4,8 @@
 // mimic-cxr-2.0.0-metadata.csv (a fixed table of three studies when
 // absent), part 2 (optional) the chexpert table, part 3 (optional) the split
 // table. Every item is listed, then its report sections read (prepare).
+#include "fuzz_import.h"
 #include "fuzz_support.h"
-#include "mgca/data/import.h"
-#include "mgca/util/error.h"
 
 namespace {
 constexpr const char* kDefaultMetadata =
@@ -23,13 +22,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mgca::fuzz::write_text(dir / "mimic-cxr-2.0.0-metadata.csv", parts.size() > 1 ? parts[1] : kDefaultMetadata);
   if (parts.size() > 2) mgca::fuzz::write_text(dir / "mimic-cxr-2.0.0-chexpert.csv", parts[2]);
   if (parts.size() > 3) mgca::fuzz::write_text(dir / "mimic-cxr-2.0.0-split.csv", parts[3]);
-  mgca::data::ImportOptions options;
-  options.format = "mimic-cxr";
-  options.in = dir;
-  try {
-    auto source = mgca::data::make_import_source(options);
-    source->prepare(0, static_cast<int64_t>(source->items().size()));
-  } catch (const mgca::Error&) {
-  }
+  mgca::fuzz::import_and_prepare("mimic-cxr", dir);
   return 0;
 }

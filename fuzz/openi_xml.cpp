@@ -3,9 +3,8 @@
 // ecgen-radiology/1.xml, part 1 (optional) file2label.json, part 2
 // (optional) r2gen_annotation.json. A bad XML must become a counted skip, a
 // bad side file an mgca::Error.
+#include "fuzz_import.h"
 #include "fuzz_support.h"
-#include "mgca/data/import.h"
-#include "mgca/util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto parts = mgca::fuzz::split_parts(data, size);
@@ -13,13 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mgca::fuzz::write_text(dir / "ecgen-radiology" / "1.xml", parts[0]);
   if (parts.size() > 1) mgca::fuzz::write_text(dir / "file2label.json", parts[1]);
   if (parts.size() > 2) mgca::fuzz::write_text(dir / "r2gen_annotation.json", parts[2]);
-  mgca::data::ImportOptions options;
-  options.format = "openi";
-  options.in = dir;
-  try {
-    auto source = mgca::data::make_import_source(options);
-    source->prepare(0, static_cast<int64_t>(source->items().size()));
-  } catch (const mgca::Error&) {
-  }
+  mgca::fuzz::import_and_prepare("openi", dir);
   return 0;
 }
