@@ -24,12 +24,7 @@
 
 namespace mgca::bench {
 
-inline comm::CommOptions comm_options(const train::Config& c) {
-  comm::CommOptions o;
-  o.timeout_seconds = c.comm.timeout_s;
-  o.validate = c.comm.validate;
-  return o;
-}
+inline comm::CommOptions comm_options(const train::Config& c) { return c.comm.communicator; }
 
 // Batches from a safetensors file (images [n,1,H,W] f32, input_ids and
 // attention_mask [n,L] i64), held on the device: global batch k of W·b

@@ -45,9 +45,17 @@ struct CommonArgs {
   bool no_cache = false;
   std::string out;
   int threads = 0;
-  std::string device = "auto";
+  std::string device = util::enum_name(util::DeviceChoice::Auto);
   double comm_timeout = 0;  // set by add_comm_timeout_option
 };
+
+// --device: the names of util::DeviceChoice, whose table is the one list of them.
+void add_device_option(CLI::App& app, std::string& device) {
+  app.add_option("--device", device,
+                 fmt::format("{} (auto: GPU by local rank when present)", util::enum_choices<util::DeviceChoice>()))
+      ->check(CLI::IsMember(util::enum_name_list<util::DeviceChoice>()))
+      ->capture_default_str();
+}
 
 void add_model_options(CLI::App& app, CommonArgs& c) {
   app.add_option("--checkpoint", c.checkpoints,
@@ -83,9 +91,7 @@ void add_run_options(CLI::App& app, CommonArgs& c, const std::string& kind) {
   app.add_option("--out", c.out, "results JSON")->capture_default_str();
   app.add_option("--threads", c.threads, "intra-op threads per rank (0: cores / ranks on the host)");
   add_comm_timeout_option(app, c.comm_timeout);
-  app.add_option("--device", c.device, "auto (GPU by local rank when present), cpu, cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
-      ->capture_default_str();
+  add_device_option(app, c.device);
 }
 
 // The help texts that differ between segmentation and detection.
@@ -323,7 +329,7 @@ int run_eval(int argc, char** argv) {
   x->add_option("--batch-size", extract.c.batch_size, "images per rank per batch")
       ->check(positive_number())->capture_default_str();
   x->add_option("--threads", extract.c.threads, "intra-op threads per rank");
-  x->add_option("--device", extract.c.device, "auto, cpu, cuda")->capture_default_str();
+  add_device_option(*x, extract.c.device);
   add_comm_timeout_option(*x, extract.c.comm_timeout);
 
   if (const int code = parse_arguments(app, argc, argv); code >= 0) return code;

@@ -10,6 +10,7 @@
 
 #include "command.h"
 #include "mgca/io/safetensors.h"
+#include "mgca/train/checkpoint_files.h"
 #include "mgca/util/error.h"
 
 namespace mgca::cli {
@@ -34,7 +35,7 @@ fs::path resolve(const fs::path& given) {
   std::error_code error;
   MGCA_CHECK(fs::exists(given, error), "{} does not exist", given.string());
   if (fs::is_directory(given, error)) {
-    const fs::path model = given / "model.safetensors";
+    const fs::path model = train::checkpoint_model_file(given);
     MGCA_CHECK(fs::is_regular_file(model, error),
                "{} is a folder without model.safetensors (not a checkpoint folder)", given.string());
     return model;

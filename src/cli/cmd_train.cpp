@@ -64,11 +64,7 @@ int run_train(int argc, char** argv) {
       comm::finalize();
       return kExitOk;
     }
-    comm::CommOptions options;
-    options.backend = config.comm.backend;
-    options.timeout_seconds = config.comm.timeout_s;
-    options.validate = config.comm.validate;
-    auto world = comm::Communicator::world(options);
+    auto world = comm::Communicator::world(config.comm.communicator);
     const train::RunResult result = train::run_training(config, world);
     switch (result.status) {
       case train::RunStatus::Completed:

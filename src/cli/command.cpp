@@ -7,7 +7,7 @@
 #include <cstdlib>
 
 #include "mgca/comm/runtime.h"
-#include "mgca/train/config.h"
+#include "mgca/comm/options.h"
 
 namespace mgca::cli {
 
@@ -59,7 +59,7 @@ void abort_job(int code) {
 }
 
 void add_comm_timeout_option(CLI::App& app, double& seconds) {
-  seconds = train::CommConfig{}.timeout_s;
+  seconds = comm::CommOptions{}.timeout_seconds;
   app.add_option("--comm-timeout", seconds,
                  "seconds a collective may take before the watchdog ends the job, naming the ranks and the "
                  "collective that differ (mgca train: comm.timeout_s)")

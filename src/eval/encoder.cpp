@@ -28,7 +28,7 @@ torch::Tensor l2_normalize(const torch::Tensor& x) {
   return F::normalize(x.to(torch::kFloat32), F::NormalizeFuncOptions().dim(-1));
 }
 
-std::shared_ptr<model::ImageEncoderImpl> make_image_encoder(const train::ModelConfig& m) {
+std::shared_ptr<model::ImageEncoderImpl> make_image_encoder(const model::ModelOptions& m) {
   if (model::is_vit(m.image_encoder)) return std::make_shared<model::ViTImpl>(train::vit_config(m));
   return std::make_shared<model::ResNetImpl>(train::resnet_config(m));
 }
@@ -116,7 +116,7 @@ EvalModel EvalModel::from_checkpoint(const fs::path& given, const ModelLoadOptio
   // A checkpoint folder, its model.safetensors, or a folder of checkpoints /
   // a run folder (the newest complete checkpoint is taken).
   fs::path path = given;
-  if (fs::is_directory(path) && !fs::exists(path / "model.safetensors")) {
+  if (fs::is_directory(path) && !fs::exists(train::checkpoint_model_file(path))) {
     for (const fs::path& dir : {path, path / "checkpoints"}) {
       if (auto newest = train::newest_checkpoint(dir)) {
         path = newest->path;
@@ -124,7 +124,7 @@ EvalModel EvalModel::from_checkpoint(const fs::path& given, const ModelLoadOptio
       }
     }
   }
-  const fs::path file = fs::is_directory(path) ? path / "model.safetensors" : path;
+  const fs::path file = train::checkpoint_model_file(path);
   MGCA_CHECK(fs::is_regular_file(file), "checkpoint {}: no model file {}", path.string(),
              file.string());
   std::string toml;

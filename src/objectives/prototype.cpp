@@ -62,7 +62,7 @@ CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt
   MGCA_CHECK(prototypes.size(1) == img.size(1), "{}: prototypes {} must be [K, {}] to match img {}", fn,
              detail::shape(prototypes), img.size(1), detail::shape(img));
   MGCA_CHECK(prototypes.size(0) == opts.num_prototypes,
-             "{}: prototypes {} hold {} rows but objective.num_prototypes is {}", fn,
+             "{}: prototypes {} hold {} rows but model.num_prototypes is {}", fn,
              detail::shape(prototypes), prototypes.size(0), opts.num_prototypes);
   MGCA_CHECK(opts.proto_temperature > 0, "{}: proto_temperature must be > 0, got {}", fn,
              opts.proto_temperature);

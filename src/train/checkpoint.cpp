@@ -14,9 +14,6 @@ namespace fs = std::filesystem;
 namespace mgca::train {
 namespace {
 
-constexpr const char* kModelFile = "model.safetensors";
-constexpr const char* kOptimizerFile = "optimizer.safetensors";
-
 std::string rank_file(int rank) { return fmt::format("rank-{:05d}.state", rank); }
 
 }  // namespace
@@ -34,8 +31,8 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const CheckpointCont
   comm::run_on_every_rank(comm, "checkpoint: writing", [&] {
     util::write_file_atomic(tmp / rank_file(comm.rank()), serialize(state));
     if (comm.rank() != 0) return;
-    io::save_safetensors(tmp / kModelFile, content.model, content.metadata);
-    io::save_safetensors(tmp / kOptimizerFile, content.optimizer, {{"format", "mgca-optimizer-state"}});
+    io::save_safetensors(checkpoint_model_file(tmp), content.model, content.metadata);
+    io::save_safetensors(checkpoint_optimizer_file(tmp), content.optimizer, {{"format", "mgca-optimizer-state"}});
     util::write_file_atomic(tmp / "config.toml", content.config_toml);
   });
   comm::run_on_every_rank(comm, "checkpoint: completing", [&] {
@@ -116,22 +113,16 @@ fs::path CheckpointWriter::wait() {
   return written_;
 }
 
-namespace {
-fs::path model_file(const fs::path& checkpoint) {
-  return fs::is_directory(checkpoint) ? checkpoint / kModelFile : checkpoint;
-}
-}  // namespace
-
 std::map<std::string, torch::Tensor> load_model_tensors(const fs::path& checkpoint) {
-  return io::load_safetensors(model_file(checkpoint));
+  return io::load_safetensors(checkpoint_model_file(checkpoint));
 }
 
 std::map<std::string, std::string> load_model_metadata(const fs::path& checkpoint) {
-  return io::SafetensorsFile(model_file(checkpoint)).metadata();
+  return io::SafetensorsFile(checkpoint_model_file(checkpoint)).metadata();
 }
 
 std::map<std::string, torch::Tensor> load_optimizer_tensors(const fs::path& checkpoint) {
-  return io::load_safetensors(checkpoint / kOptimizerFile);
+  return io::load_safetensors(checkpoint_optimizer_file(checkpoint));
 }
 
 std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {

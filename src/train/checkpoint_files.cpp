@@ -120,6 +120,12 @@ RankState deserialize_rank_state(const std::string& file_text, const std::string
 
 std::string checkpoint_name(int64_t step) { return fmt::format("step-{:08d}", step); }
 
+fs::path checkpoint_model_file(const fs::path& checkpoint) {
+  return fs::is_directory(checkpoint) ? checkpoint / "model.safetensors" : checkpoint;
+}
+
+fs::path checkpoint_optimizer_file(const fs::path& checkpoint) { return checkpoint / "optimizer.safetensors"; }
+
 bool is_complete_checkpoint(const fs::path& path) {
   std::error_code ignored;
   return fs::is_regular_file(path / kDoneFile, ignored);

@@ -39,8 +39,8 @@ using util::Range;
 
 // Every knob, in the order of the resolved TOML: f(key, value&, doc, range).
 // An enum's choices are its name table; `range` bounds a number (each
-// element of an array of numbers). The objectives' keys are theirs
-// (objectives::visit_objective_options).
+// element of an array of numbers). Each table's keys are bound by its
+// module's visit_*_options; the top level and [logging] are the trainer's.
 template <typename C, typename F>
 void visit_fields(C& c, F&& f) {
   f("name", c.name, "run name: outputs go to `<output_dir>/<name>/`", Range{});
@@ -48,111 +48,15 @@ void visit_fields(C& c, F&& f) {
   f("seed", c.seed, "seed of the data order, augmentations, initial weights and dropout", Range::at_least(0));
   f("output_dir", c.output_dir, "folder holding the runs", Range{});
 
-  auto& m = c.model;
-  f("model.image_encoder", m.image_encoder, "image backbone (`*_tiny`: small shapes for CPU and CI)", Range{});
-  f("model.text_encoder", m.text_encoder, "text backbone: Bio_ClinicalBERT shapes or small ones", Range{});
-  f("model.text_layers", m.text_layers, "BERT layers built and run (MGCA: the first 6 of 12)", Range::at_least(1));
-  f("model.freeze_text_embeddings", m.freeze_text_embeddings, "no gradient for the BERT embeddings (ConVIRT)",
-    Range{});
-  f("model.freeze_text_layers", m.freeze_text_layers, "the first n BERT layers get no gradient (ConVIRT: 6)",
-    Range::at_least(0));
-  f("model.image_size", m.image_size, "crop size given to the image encoder (ViT: its image size)",
-    Range::at_least(8));
-  f("model.resnet_input_size", m.resnet_input_size,
-    "ResNet input resized to this square size (MGCA: 299); 0 = no resize", Range::at_least(0));
-  f("model.embed_dim", m.embed_dim, "embedding width d (MGCA 128, ConVIRT 512)", Range::at_least(1));
-  f("model.head_hidden", m.head_hidden, "hidden width of MGCA's heads and of ConVIRT's image head",
-    Range::at_least(1));
-  f("model.text_head_hidden", m.text_head_hidden, "hidden width of ConVIRT's text head", Range::at_least(1));
-  f("model.num_prototypes", m.num_prototypes, "prototypes K of CPA", Range::at_least(1));
-  f("model.batchnorm", m.batchnorm, "BatchNorm statistics over the global batch or each rank's own", Range{});
-  f("model.dropout", m.dropout, "BERT hidden and attention dropout", Range::half_open(0, 1));
-  f("model.image_weights", m.image_weights, "pretrained image weights (safetensors, timm/torchvision names); \"\" = random",
-    Range{});
-  f("model.text_weights", m.text_weights, "pretrained BERT weights (safetensors, Hugging Face names); \"\" = random",
-    Range{});
-  f("model.partial_load", m.partial_load, "allow missing or unexpected tensors in the weight files", Range{});
-
-  auto& t = c.text;
-  f("text.vocab", t.vocab, "WordPiece vocabulary (vocab.txt)", Range{});
-  f("text.lower_case", t.lower_case, "lower-case and strip accents before WordPiece", Range{});
-  f("text.max_length", t.max_length, "tokens per report, [CLS] and [SEP] included", Range::at_least(3));
-
-  auto& d = c.data;
-  f("data.train", d.train, "dataset folder (dataset.json + shards) with reports; required", Range{});
-  f("data.batch_size", d.batch_size, "samples per rank per micro-step", Range::at_least(1));
-  f("data.workers", d.workers, "loader threads per rank", Range::at_least(0));
-  f("data.prefetch", d.prefetch, "batches prepared ahead of the step", Range::at_least(1));
-  f("data.augment", d.augment, "augmentations (docs/contract.md §5.4); eval: centre crop, no randomness", Range{});
-
+  model::visit_model_options(c.model, f);
+  text::visit_text_options(c.text, f);
+  data::visit_data_options(c.data, f);
   objectives::visit_objective_options(c.objectives, f);
-
-  auto& p = c.optimizer;
-  f("optimizer.name", p.name, "adamw: decoupled weight decay; adam: L2 decay added to the gradient", Range{});
-  f("optimizer.lr", p.lr, "peak learning rate", Range::above(0).and_finite());
-  f("optimizer.weight_decay", p.weight_decay, "weight decay", Range::at_least(0));
-  f("optimizer.betas", p.betas, "Adam β1, β2", Range::half_open(0, 1));
-  f("optimizer.eps", p.eps, "Adam ε", Range::above(0));
-  f("optimizer.no_decay", p.no_decay,
-    "parameters whose name contains one of these get no weight decay (official MGCA: none)", Range{});
-  f("optimizer.grad_clip_norm", p.grad_clip_norm, "clip the global gradient L2 norm; 0 = off", Range::at_least(0));
-  f("optimizer.accumulate", p.accumulate, "micro-steps per optimizer step (gradients sync on the last)",
-    Range::at_least(1));
-  f("optimizer.spike_zscore", p.spike_zscore,
-    "skip the update when the loss is this many standard deviations above the mean of the last "
-    "`optimizer.spike_window` losses (llm.c's detector); 0 = off",
-    Range::at_least(0).and_finite());
-  f("optimizer.spike_window", p.spike_window, "losses the spike detector compares with (it acts once it has them)",
-    Range::at_least(2));
-
-  auto& s = c.schedule;
-  f("schedule.name", s.name, "cosine: linear warm-up from min_lr, then cosine to min_lr", Range{});
-  f("schedule.epochs", s.epochs, "epochs over the dataset", Range::at_least(1));
-  f("schedule.max_steps", s.max_steps, "total optimizer steps (sets the schedule's length); 0 = all epochs",
-    Range::at_least(0));
-  f("schedule.warmup_fraction", s.warmup_fraction, "warm-up steps as a fraction of the total", Range::closed(0, 1));
-  f("schedule.min_lr", s.min_lr, "learning rate at the start of warm-up and at the end", Range::at_least(0));
-  f("schedule.stop_after_steps", s.stop_after_steps,
-    "end this run after the step with a checkpoint (the schedule keeps its length); 0 = never", Range::at_least(0));
-
-  auto& r = c.runtime;
-  f("runtime.device", r.device, "auto: GPU by local rank when there is one", Range{});
-  f("runtime.autocast", r.autocast, "mixed precision of the forward; auto: bf16 on GPU, none on CPU; bf16: on CPU too",
-    Range{});
-  f("runtime.dtype", r.dtype, "weights and activations; float64 is for numerical verification (slow, no autocast)",
-    Range{});
-  f("runtime.threads", r.threads, "intra-op threads per rank; 0 = $OMP_NUM_THREADS, else cores / ranks on the host",
-    Range::at_least(0));
-  f("runtime.deterministic", r.deterministic,
-    "GPU: deterministic algorithms and cuDNN, CUBLAS_WORKSPACE_CONFIG=:4096:8 (bit-exact resume; CPU runs are "
-    "deterministic for a given thread count either way)",
-    Range{});
-  f("runtime.check_finite", r.check_finite, "stop with the step and the loss part at a NaN/Inf", Range{});
-
-  auto& k = c.comm;
-  f("comm.backend", k.backend,
-    "device tensors: auto (NCCL when every rank has a GPU, else MPI), mpi (staged through host memory), "
-    "nccl (an error where NCCL cannot be used); host tensors always go through MPI",
-    Range{});
-  f("comm.timeout_s", k.timeout_s, "watchdog: a collective taking longer ends the job", Range::above(0));
-  f("comm.bucket_mb", k.bucket_mb, "gradient all-reduce bucket size (MiB)", Range::above(0));
-  f("comm.overlap", k.overlap, "launch bucket all-reduces from backward hooks", Range{});
-  f("comm.grad_dtype", k.grad_dtype,
-    "what the gradient all-reduce sends: native (the gradients' dtype) or bf16 (half the bytes of float32; "
-    "averaged back into float32 .grad)", Range{});
-  f("comm.validate", k.validate,
-    "cross-rank shape/dtype check before each collective, naming the ranks that differ (about 0.6 µs a call)",
-    Range{});
-
-  auto& h = c.checkpoint;
-  f("checkpoint.every_steps", h.every_steps, "checkpoint every n optimizer steps; 0 = only at the end",
-    Range::at_least(0));
-  f("checkpoint.keep", h.keep, "newest complete checkpoints kept", Range::at_least(1));
-  f("checkpoint.resume", h.resume,
-    "auto: newest complete checkpoint if any; none: start fresh; or a checkpoint folder", Range{});
-  f("checkpoint.dir", h.dir, "\"\" = `<output_dir>/<name>/checkpoints`", Range{});
-  f("checkpoint.async", h.async,
-    "write checkpoints in a background thread: the step loop stalls only for a copy to host memory", Range{});
+  visit_optimizer_options(c.optimizer, f);
+  visit_schedule_options(c.schedule, f);
+  visit_runtime_options(c.runtime, f);
+  comm::visit_comm_settings(c.comm, f);
+  visit_checkpoint_options(c.checkpoint, f);
 
   auto& l = c.logging;
   f("logging.every_steps", l.every_steps, "a metrics.jsonl line every n optimizer steps", Range::at_least(1));
@@ -191,11 +95,8 @@ T value_of_text(const std::string& context, const char* key, const std::string& 
 // The names of an enum, in table order (the key table's choices).
 template <typename T>
 std::vector<std::string> choices_of() {
-  std::vector<std::string> names;
-  if constexpr (util::has_enum_names_v<T>) {
-    for (const auto& entry : enum_names(T{})) names.emplace_back(entry.name);
-  }
-  return names;
+  if constexpr (util::has_enum_names_v<T>) return util::enum_name_list<T>();
+  return {};
 }
 
 // ---- type names -------------------------------------------------------------

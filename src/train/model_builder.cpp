@@ -3,7 +3,7 @@
 namespace mgca::train {
 namespace {
 
-model::BertConfig bert_config(const ModelConfig& m, int64_t vocab_size) {
+model::BertConfig bert_config(const model::ModelOptions& m, int64_t vocab_size) {
   model::BertConfig b = model::bert_preset(m.text_encoder, vocab_size);
   b.num_layers = m.text_layers;
   b.hidden_dropout = m.dropout;
@@ -16,7 +16,7 @@ model::BertConfig bert_config(const ModelConfig& m, int64_t vocab_size) {
 // What the MGCA and ConVIRT models take alike from the job: the text encoder,
 // the embedding width and the BatchNorm mode.
 template <typename ModelConfigT>
-void set_shared_shapes(ModelConfigT& c, const ModelConfig& m, int64_t vocab_size) {
+void set_shared_shapes(ModelConfigT& c, const model::ModelOptions& m, int64_t vocab_size) {
   c.bert = bert_config(m, vocab_size);
   c.embed_dim = m.embed_dim;
   c.sync_batchnorm = m.batchnorm == model::BatchNormMode::Sync;
@@ -24,18 +24,18 @@ void set_shared_shapes(ModelConfigT& c, const ModelConfig& m, int64_t vocab_size
 
 }  // namespace
 
-model::ViTConfig vit_config(const ModelConfig& m) {
+model::ViTConfig vit_config(const model::ModelOptions& m) {
   model::ViTConfig c = model::vit_preset(m.image_encoder);
   c.image_size = m.image_size;
   return c;
 }
 
-model::ResNetConfig resnet_config(const ModelConfig& m) {
+model::ResNetConfig resnet_config(const model::ModelOptions& m) {
   return model::resnet_preset(m.image_encoder, m.resnet_input_size);
 }
 
 model::MgcaModelConfig mgca_model_config(const Config& config, int64_t vocab_size) {
-  const ModelConfig& m = config.model;
+  const model::ModelOptions& m = config.model;
   model::MgcaModelConfig c;
   c.backbone = model::backbone_of(m.image_encoder);
   if (c.backbone == model::ImageBackbone::ViT) {
@@ -51,7 +51,7 @@ model::MgcaModelConfig mgca_model_config(const Config& config, int64_t vocab_siz
 }
 
 model::ConvirtModelConfig convirt_model_config(const Config& config, int64_t vocab_size) {
-  const ModelConfig& m = config.model;
+  const model::ModelOptions& m = config.model;
   model::ConvirtModelConfig c;
   c.resnet = resnet_config(m);
   set_shared_shapes(c, m, vocab_size);

@@ -8,7 +8,7 @@
 
 namespace mgca::train {
 
-LrSchedule LrSchedule::from_config(const ScheduleConfig& schedule, double lr, int64_t total_steps) {
+LrSchedule LrSchedule::from_config(const ScheduleOptions& schedule, double lr, int64_t total_steps) {
   MGCA_CHECK(total_steps >= 1, "schedule: the run has {} optimizer steps (dataset smaller than one global batch?)",
              total_steps);
   LrSchedule s;

@@ -123,7 +123,7 @@ class ContrastiveTask : public Task {
       : config_(config), comm_(std::move(comm)), options_(objective_options(config)) {
     auto tokenizer = make_tokenizer(config);
     model_ = make_model(*tokenizer);
-    const ModelConfig& m = config.model;
+    const model::ModelOptions& m = config.model;
     load_pretrained(*model_->image, m.image_weights, m.partial_load, "model.image_weights");
     load_pretrained(*model_->text, m.text_weights, m.partial_load, "model.text_weights");
     model_->set_communicator(comm_);

@@ -187,11 +187,7 @@ struct Trainer::Impl {
                                                 : config.schedule.epochs * steps_per_epoch;
     schedule = LrSchedule::from_config(config.schedule, o.lr, total_steps);
     if (comm->size() > 1) {
-      comm::GradSyncOptions sync_options;
-      sync_options.bucket_cap_mb = config.comm.bucket_mb;
-      sync_options.wire_dtype = config.comm.grad_dtype;
-      sync_options.overlap = config.comm.overlap;
-      grad_sync = std::make_unique<comm::GradSync>(params, comm, sync_options);
+      grad_sync = std::make_unique<comm::GradSync>(params, comm, config.comm.gradients);
     }
     autocast = uses_autocast(config, device);
     if (config.checkpoint.async) {
@@ -217,7 +213,7 @@ struct Trainer::Impl {
   std::string try_load(const fs::path& path, std::optional<RankState>& state, bool& failed_elsewhere) {
     std::string error;
     try {
-      load_module_state(task->module(), load_model_tensors(path), (path / "model.safetensors").string());
+      load_module_state(task->module(), load_model_tensors(path), checkpoint_model_file(path).string());
       optimizer->load_state_tensors(load_optimizer_tensors(path));
       state = load_rank_state(path, comm->rank());
     } catch (const std::exception& e) {
@@ -319,7 +315,7 @@ struct Trainer::Impl {
                 "starts empty", checkpoint.string());
       return;
     }
-    spikes->restore(window->second, (checkpoint / "model.safetensors").string());
+    spikes->restore(window->second, checkpoint_model_file(checkpoint).string());
     const auto skipped = metadata.find(kSkippedKey);
     if (skipped != metadata.end()) skipped_updates = std::stoll(skipped->second);
   }
@@ -559,7 +555,7 @@ struct Trainer::Impl {
     }
     log::info("communication: {}{}", comm->describe(),
               grad_sync ? fmt::format("; gradients in {} buckets {}", grad_sync->buckets().size(),
-                                      config.comm.overlap ? "overlapping backward" : "after backward")
+                                      config.comm.gradients.overlap ? "overlapping backward" : "after backward")
                         : "");
     log::info("{}: {} ranks × batch {} × accumulate {} = {} samples per step; {} steps per epoch, {} steps{}",
               config.name, comm->size(), task->batch_size(), accumulate,

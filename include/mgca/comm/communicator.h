@@ -36,23 +36,11 @@
 #include <memory>
 #include <string>
 
+#include "mgca/comm/options.h"
 #include "mgca/comm/runtime.h"
 #include "mgca/comm/types.h"
 
 namespace mgca::comm {
-
-struct CommOptions {
-  Backend backend = Backend::Auto;
-  double timeout_seconds = 600.0;  // watchdog for every collective
-  bool validate = true;            // cross-rank shape/dtype check before each collective
-  // MPI counts are C ints: host messages larger than this are split into
-  // several collectives (results are the same; only the message size changes).
-  int64_t max_message_bytes = int64_t{1} << 30;
-  // CUDA device of this rank for NCCL; -1: local_rank() % number of visible
-  // devices. Creating NCCL communicators fails on every rank, naming the
-  // host, when two ranks of a host would share a physical GPU.
-  int device = -1;
-};
 
 // An asynchronous collective in flight.
 class Work {

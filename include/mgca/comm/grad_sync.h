@@ -50,18 +50,6 @@
 
 namespace mgca::comm {
 
-struct GradSyncOptions {
-  double bucket_cap_mb = 25.0;       // MiB per bucket (a larger parameter gets a bucket of its own)
-  double first_bucket_cap_mb = 1.0;  // MiB of the first bucket (the last parameters)
-  // BFloat16: a float32/float64 bucket is rounded to bf16 for the all-reduce
-  // and the average is written back into the full-precision bucket and
-  // .grad (bucket sizes still count the parameters' own bytes).
-  GradDtype wire_dtype = GradDtype::Native;
-  // Launch buckets from gradient hooks during backward. false: no hooks;
-  // finalize() takes every accumulated .grad and does all the communication.
-  bool overlap = true;
-};
-
 // Figures of the last synchronised step (finalize() fills them).
 struct GradSyncStats {
   int64_t steps = 0;                  // finalize() calls so far

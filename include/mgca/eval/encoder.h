@@ -15,7 +15,7 @@
 //    submodule without the prefix) and this metadata (all strings):
 //        format             "mgca-image-encoder"
 //        image_encoder      vit_b16 | vit_tiny | resnet50 | resnet50_tiny
-//                           (train::ModelConfig::image_encoder)
+//                           (model::ModelOptions::image_encoder)
 //        image_size         crop size the encoder was trained at, e.g. "224"
 //        resnet_input_size  ResNet input resize, e.g. "299"; "0" = none
 //        config             optional: the resolved TOML of the run
@@ -74,7 +74,7 @@ class EvalModel {
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
   const std::string& method() const { return method_; }  // mgca | convirt | image-encoder
-  const train::ModelConfig& model_config() const { return config_.model; }
+  const model::ModelOptions& model_config() const { return config_.model; }
   const train::Config& config() const { return config_; }
   bool is_random() const { return random_seed_.has_value(); }
   std::optional<uint64_t> random_seed() const { return random_seed_; }

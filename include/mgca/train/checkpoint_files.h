@@ -38,6 +38,11 @@ struct CheckpointEntry {
 
 // "step-00001000".
 std::string checkpoint_name(int64_t step);
+// The model file of a checkpoint folder (<folder>/model.safetensors); a path
+// that is not a folder is taken as the model file itself.
+std::filesystem::path checkpoint_model_file(const std::filesystem::path& checkpoint);
+// <folder>/optimizer.safetensors.
+std::filesystem::path checkpoint_optimizer_file(const std::filesystem::path& checkpoint);
 // Complete checkpoints (folders step-N with DONE) under `dir`, oldest first.
 // A missing `dir` gives an empty list.
 std::vector<CheckpointEntry> complete_checkpoints(const std::filesystem::path& dir);

@@ -1,5 +1,5 @@
 // The model configurations a training Config describes (no torch): the one
-// place that maps train::ModelConfig (and the objectives' word-pairing quirk)
+// place that maps model::ModelOptions (and the objectives' word-pairing quirk)
 // onto the model module's shapes, for training, evaluation and export.
 #pragma once
 
@@ -17,7 +17,7 @@ model::ConvirtModelConfig convirt_model_config(const Config& config, int64_t voc
 // The image encoder alone (model.image_encoder, image_size, resnet_input_size);
 // which kinds are ViTs and their presets are the model module's
 // (model::is_vit, model::vit_preset).
-model::ViTConfig vit_config(const ModelConfig& model);
-model::ResNetConfig resnet_config(const ModelConfig& model);
+model::ViTConfig vit_config(const model::ModelOptions& model);
+model::ResNetConfig resnet_config(const model::ModelOptions& model);
 
 }  // namespace mgca::train

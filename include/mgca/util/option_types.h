@@ -17,6 +17,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "mgca/util/error.h"
 
@@ -52,6 +53,14 @@ std::optional<E> enum_from_name(std::string_view name) {
     if (name == entry.name) return entry.value;
   }
   return std::nullopt;
+}
+
+// The names in table order (a command line's allowed values).
+template <typename E>
+std::vector<std::string> enum_name_list() {
+  std::vector<std::string> names;
+  for (const auto& entry : enum_names(E{})) names.emplace_back(entry.name);
+  return names;
 }
 
 // "a, b, c": the names in table order.

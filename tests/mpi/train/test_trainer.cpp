@@ -143,7 +143,7 @@ TEST(Trainer, AccumulationSyncsOnceAndMatchesOneRank) {
   train(overlapped, options, comm);
   Config plain = overlapped;
   plain.name = "plain";
-  plain.comm.overlap = false;  // gradients averaged after backward instead of from hooks
+  plain.comm.gradients.overlap = false;  // gradients averaged after backward instead of from hooks
   train(plain, options, comm);
   Config single = toy_config(dir / ("single-" + std::to_string(comm->rank())), "single", 8);
   single.optimizer.accumulate = 2;

@@ -132,7 +132,7 @@ TEST(BadInput, PrototypeAlignmentAndSinkhorn) {
   auto v = unit_rows({4, 8}, 1), t = unit_rows({4, 8}, 2);
   EXPECT_NO_THROW(prototype_alignment(v, t, unit_rows({6, 8}, 3), o, single()));
   EXPECT_ERROR(prototype_alignment(v, t, unit_rows({5, 8}, 3), o, single()),
-               "hold 5 rows but objective.num_prototypes is 6");
+               "hold 5 rows but model.num_prototypes is 6");
   EXPECT_ERROR(prototype_alignment(v, t, unit_rows({6, 7}, 3), o, single()), "must be [K, 8]");
   EXPECT_ERROR(prototype_alignment(v, t, unit_rows({6, 8}, 3, torch::kDouble), o, single()),
                "'img' is Float but 'prototypes' is Double");

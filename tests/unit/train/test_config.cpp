@@ -219,10 +219,10 @@ TEST(ConfigErrors, CommBackendIsOneThatTheCommLayerParses) {
   ASSERT_EQ(backend.choices, (std::vector<std::string>{"auto", "mpi", "nccl"}));
   EXPECT_EQ(backend.default_value, "'auto'");
   for (const auto& name : backend.choices) {
-    EXPECT_EQ(comm::backend_name(parse_config(kMinimal, "job.toml", {"comm.backend=" + name}).comm.backend), name);
+    EXPECT_EQ(comm::backend_name(parse_config(kMinimal, "job.toml", {"comm.backend=" + name}).comm.communicator.backend), name);
     EXPECT_EQ(comm::backend_name(comm::parse_backend(name)), name);
   }
-  EXPECT_TRUE(parse_config(kMinimal, "job.toml").comm.validate);  // on by default: ~0.6 µs a collective
+  EXPECT_TRUE(parse_config(kMinimal, "job.toml").comm.communicator.validate);  // on by default: ~0.6 µs a collective
 }
 
 TEST(ConfigErrors, OutOfRangeValues) {

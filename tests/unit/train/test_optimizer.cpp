@@ -273,7 +273,7 @@ TEST(ClipGradNorm, MatchesTheDefinitionAndClips) {
 }
 
 TEST(Schedule, CosineWithLinearWarmupFromMinLr) {
-  ScheduleConfig config;  // cosine, warm-up 0.4, min_lr 1e-8
+  ScheduleOptions config;  // cosine, warm-up 0.4, min_lr 1e-8
   const double lr = 2e-5, min_lr = 1e-8;
   const LrSchedule s = LrSchedule::from_config(config, lr, 10);
   EXPECT_EQ(s.warmup_steps, 4);
@@ -289,7 +289,7 @@ TEST(Schedule, CosineWithLinearWarmupFromMinLr) {
 }
 
 TEST(Schedule, ConstantAndNoWarmup) {
-  ScheduleConfig config;
+  ScheduleOptions config;
   config.name = ScheduleKind::Constant;
   const LrSchedule constant = LrSchedule::from_config(config, 1e-4, 100);
   for (int64_t k : {0, 10, 99}) EXPECT_EQ(constant.at(k), 1e-4);
