@@ -40,7 +40,7 @@ std::vector<std::pair<std::string, torch::Tensor>> accuracy_parts(const objectiv
 torch::Tensor codes_entropy(const objectives::CpaResult& r) {
   torch::NoGradGuard no_grad;
   auto entropy = [](const torch::Tensor& q) { return -torch::xlogy(q, q).sum(1).mean(); };
-  return ((entropy(r.codes_img) + entropy(r.codes_report)) * 0.5).to(torch::kFloat);
+  return (entropy(r.codes_img) + entropy(r.codes_report)) * 0.5;
 }
 
 void load_pretrained(torch::nn::Module& module, const std::string& file, bool partial, const char* key) {
