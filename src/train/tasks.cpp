@@ -36,7 +36,7 @@ std::vector<std::pair<std::string, torch::Tensor>> accuracy_parts(const objectiv
 
 // How spread the Sinkhorn codes are: −Σ_k q_ik log q_ik (nats, at most log K),
 // the mean over this rank's rows and both modalities. A diagnostic of
-// objectives.sinkhorn: normalized over fewer rows, the codes are more peaked.
+// objectives.sinkhorn (docs/training.md measures both settings).
 torch::Tensor codes_entropy(const objectives::CpaResult& r) {
   torch::NoGradGuard no_grad;
   auto entropy = [](const torch::Tensor& q) { return -torch::xlogy(q, q).sum(1).mean(); };
