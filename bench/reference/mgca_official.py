@@ -443,7 +443,8 @@ class MGCA(nn.Module):
         return self.loss(img_emb_q, report_emb_q, patch_emb_q, word_emb_q, word_attn_q, mask, img_attn_map)
 
     def loss(self, img_emb_q, report_emb_q, patch_emb_q, word_emb_q, word_attn_q, mask, img_attn_map):
-        """The loss part of the official forward (ViT branch), from normalized embeddings."""
+        """The loss part of the official forward, from normalized embeddings: the ViT branch, or the
+        ResNet branch (`"vit" not in img_encoder`) when img_attn_map is None."""
         hp = self.hp
         bz = img_emb_q.size(0)
         labels = torch.arange(bz).type_as(report_emb_q).long()
@@ -491,17 +492,23 @@ class MGCA(nn.Module):
         atten_sim[mask.unsqueeze(1).repeat(1, patch_num, 1)] = float("-inf")
         atten_scores = F.softmax(atten_sim / hp["tau_local"], dim=-1)
         patch_atten_output = torch.bmm(atten_scores, word_emb_q)
-        # ViT: the patch→word output is not normalized (official)
-        with torch.no_grad():
-            atten_weights = img_attn_map[:, :, 0, 1:].mean(dim=1)
-            patch_atten_weights = []
-            for i in range(bz):
-                atten_weight = atten_weights[i]
-                atten_weight = atten_weight.clip(torch.quantile(atten_weight, low_q),
-                                                 torch.quantile(atten_weight, high_q))
-                patch_atten_weights.append(atten_weight.clone())
-            patch_atten_weights = torch.stack(patch_atten_weights)
-        patch_atten_weights /= patch_atten_weights.sum(dim=1, keepdims=True)
+        if img_attn_map is None:
+            # ResNet: the output normalized, uniform patch weights (official)
+            patch_atten_output = F.normalize(patch_atten_output, dim=-1)
+            patch_num = patch_atten_output.size(1)
+            patch_atten_weights = torch.ones(bz, patch_num).type_as(patch_emb_q) / patch_num
+        else:
+            # ViT: the patch→word output is not normalized (official)
+            with torch.no_grad():
+                atten_weights = img_attn_map[:, :, 0, 1:].mean(dim=1)
+                patch_atten_weights = []
+                for i in range(bz):
+                    atten_weight = atten_weights[i]
+                    atten_weight = atten_weight.clip(torch.quantile(atten_weight, low_q),
+                                                     torch.quantile(atten_weight, high_q))
+                    patch_atten_weights.append(atten_weight.clone())
+                patch_atten_weights = torch.stack(patch_atten_weights)
+            patch_atten_weights /= patch_atten_weights.sum(dim=1, keepdims=True)
 
         patch_sim = torch.bmm(patch_emb_q, patch_atten_output.permute(0, 2, 1)) / hp["tau_local"]
         patch_num = patch_sim.size(1)

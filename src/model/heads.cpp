@@ -71,9 +71,4 @@ void PrototypesImpl::normalize_() {
   weight.copy_(torch::nn::functional::normalize(weight, torch::nn::functional::NormalizeFuncOptions().dim(1)));
 }
 
-void PrototypesImpl::set_frozen(bool frozen) {
-  weight.requires_grad_(!frozen);
-  if (frozen) weight.mutable_grad() = torch::Tensor();
-}
-
 }  // namespace mgca::model

@@ -1,4 +1,4 @@
-// ITA and ConVIRT: contrastive losses with global negatives (docs/contract.md §2.1, §2.5).
+// ITA and ConVIRT: contrastive losses with global (or per-rank) negatives (docs/contract.md §2.1, §2.5, §2.7).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -270,12 +270,21 @@ ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double
   return ita_directions(i2t[0], i2t[1], i2t[2], t2i[0], t2i[1], t2i[2]);
 }
 
+// Local negatives: the loss over this rank's rows alone is the
+// single-process loss of its b rows (no gather, no reduce-scatter).
+const std::shared_ptr<comm::Communicator>& negatives_comm(const ObjectiveOptions& opts,
+                                                          const std::shared_ptr<comm::Communicator>& comm) {
+  static const std::shared_ptr<comm::Communicator> one = comm::Communicator::single();
+  return opts.negatives == Scope::Local && comm != nullptr ? one : comm;
+}
+
 }  // namespace
 
 ItaResult instance_alignment(const torch::Tensor& img, const torch::Tensor& txt,
                              const ObjectiveOptions& opts,
                              const std::shared_ptr<comm::Communicator>& comm) {
-  auto r = contrastive(img, txt, opts.ita_temperature, opts.ita_tile, comm, "instance_alignment");
+  auto r = contrastive(img, txt, opts.ita_temperature, opts.ita_tile, negatives_comm(opts, comm),
+                       "instance_alignment");
   r.loss = r.loss_i2t + r.loss_t2i;
   if (!opts.ita_sum_directions) r.loss = r.loss * 0.5;
   return r;
@@ -283,7 +292,7 @@ ItaResult instance_alignment(const torch::Tensor& img, const torch::Tensor& txt,
 
 ItaResult convirt_loss(const torch::Tensor& img, const torch::Tensor& txt, const ObjectiveOptions& opts,
                        const std::shared_ptr<comm::Communicator>& comm) {
-  auto r = contrastive(img, txt, opts.convirt_temperature, opts.ita_tile, comm, "convirt_loss");
+  auto r = contrastive(img, txt, opts.convirt_temperature, opts.ita_tile, negatives_comm(opts, comm), "convirt_loss");
   r.loss = opts.convirt_lambda * r.loss_i2t + (1.0 - opts.convirt_lambda) * r.loss_t2i;
   return r;
 }

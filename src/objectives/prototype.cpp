@@ -72,8 +72,10 @@ CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt
   auto s_txt = torch::mm(detail::upcast(txt), C.t());
   // Both modalities in one Sinkhorn call: the same collectives serve both.
   // Codes in float32 (float64 for float64 input), as Sinkhorn returns them.
+  // Local Sinkhorn: the official per-GPU codes, normalized over this rank's rows alone.
+  const auto sinkhorn_comm = opts.sinkhorn == Scope::Local && comm ? comm::Communicator::single() : comm;
   auto codes = sinkhorn(torch::stack({s_img.detach(), s_txt.detach()}), opts.sinkhorn_epsilon,
-                        static_cast<int>(opts.sinkhorn_iterations), comm);
+                        static_cast<int>(opts.sinkhorn_iterations), sinkhorn_comm);
   auto q_img = codes.select(0, 0);
   auto q_txt = codes.select(0, 1);
   auto logp_img = torch::log_softmax(s_img / opts.proto_temperature, 1);

@@ -522,6 +522,47 @@ Config parse_config(const std::string& toml_text, const std::string& source,
   return config;
 }
 
+std::vector<std::string> resume_changes(const Config& before, int world_before, const Config& after,
+                                        int world_after) {
+  using objectives::Scope;
+  const int64_t b0 = before.data.batch_size, b1 = after.data.batch_size;
+  const int64_t n0 = world_before * b0, n1 = world_after * b1;  // samples per micro-step
+  const int64_t s0 = n0 * before.optimizer.accumulate, s1 = n1 * after.optimizer.accumulate;  // per step
+  std::vector<std::string> changes;
+  if (n0 != n1) {
+    const std::string sizes = fmt::format("{} instead of {} samples", n1, n0);
+    if (after.objectives.negatives == Scope::Global) {
+      changes.push_back(fmt::format("the ITA/ConVIRT negative pool ({})", sizes));
+    }
+    if (after.objectives.sinkhorn == Scope::Global) {
+      changes.push_back(fmt::format("the Sinkhorn normalization ({})", sizes));
+    }
+    if (after.model.batchnorm == model::BatchNormMode::Sync) {
+      changes.push_back(fmt::format("the BatchNorm statistics ({})", sizes));
+    }
+  }
+  if (b0 != b1) {
+    const std::string sizes = fmt::format("{} instead of {} rows per rank", b1, b0);
+    if (after.objectives.negatives == Scope::Local) {
+      changes.push_back(fmt::format("the per-rank negatives of objectives.negatives = \"local\" ({})", sizes));
+    }
+    if (after.objectives.sinkhorn == Scope::Local) {
+      changes.push_back(fmt::format("the per-rank Sinkhorn of objectives.sinkhorn = \"local\" ({})", sizes));
+    }
+    if (after.model.batchnorm == model::BatchNormMode::PerRank) {
+      changes.push_back(fmt::format("the BatchNorm statistics of model.batchnorm = \"per_rank\" ({})", sizes));
+    }
+  }
+  if (s0 != s1) {
+    changes.push_back(fmt::format(
+        "the samples per optimizer step ({} instead of {}): the steps per epoch, the schedule's length when "
+        "schedule.epochs sets it, and the data position (step k continues at micro-batch k × "
+        "optimizer.accumulate of the current epoch, counted in the new size); optimizer.lr is used as given "
+        "(there is no batch-size scaling rule)", s1, s0));
+  }
+  return changes;
+}
+
 Config load_config(const fs::path& job_file, const std::vector<std::string>& overrides, int world_size) {
   const std::string problem = util::file_problem(job_file);
   MGCA_CHECK(problem.empty(), "the job file '{}' {}", job_file.string(), problem);

@@ -34,6 +34,15 @@ std::vector<std::pair<std::string, torch::Tensor>> accuracy_parts(const objectiv
   return {{"acc1", ((r.acc1 + r.acc1_t2i) * 0.5).detach()}, {"acc5", ((r.acc5 + r.acc5_t2i) * 0.5).detach()}};
 }
 
+// How spread the Sinkhorn codes are: −Σ_k q_ik log q_ik (nats, at most log K),
+// the mean over this rank's rows and both modalities. A diagnostic of
+// objectives.sinkhorn (docs/training.md measures both settings).
+torch::Tensor codes_entropy(const objectives::CpaResult& r) {
+  torch::NoGradGuard no_grad;
+  auto entropy = [](const torch::Tensor& q) { return -torch::xlogy(q, q).sum(1).mean(); };
+  return (entropy(r.codes_img) + entropy(r.codes_report)) * 0.5;
+}
+
 void load_pretrained(torch::nn::Module& module, const std::string& file, bool partial, const char* key) {
   if (file.empty()) return;
   model::LoadOptions options;
@@ -176,6 +185,7 @@ class MgcaTask : public ContrastiveTask<model::MgcaModel> {
                      {"loss_cpa_i2t", r.cpa.loss_i2t.detach()},
                      {"loss_cpa_t2i", r.cpa.loss_t2i.detach()}}};
     for (auto& part : accuracy_parts(r.ita)) parts.parts.push_back(std::move(part));
+    parts.parts.emplace_back("codes_entropy", codes_entropy(r.cpa));
     return parts;
   }
 

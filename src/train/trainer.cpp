@@ -277,29 +277,50 @@ struct Trainer::Impl {
       step = std::stoll(load_model_metadata(path).at("step"));
     }
     comm::check_ranks_agree(*comm, fmt::format("checkpoint {}: the step", path.string()), {step});
+    // Nothing random during training depends on the rank or the world size
+    // (data order, augmentations and dropout masks are keyed by the seed, the
+    // step or epoch and the global sample index), and the loader position is
+    // global (the step's micro-batches): on another W with the same global
+    // batch the run continues the same trajectory. The generator states are
+    // restored where the same rank wrote them, for anything else that draws.
     const bool same_world = state && state->world_size == comm->size() && state->rank == comm->rank();
     if (same_world) {
       set_generator_state(cpu_generator(), state->cpu_rng);
       if (device.is_cuda() && !state->cuda_rng.empty()) {
         set_generator_state(at::globalContext().defaultGenerator(device), state->cuda_rng);
       }
-      train_seconds_before = state->train_seconds;
     }
-    const bool all_same = !comm->any(!same_world);
-    if (!all_same) {
-      if (comm->rank() == 0) {  // rank 0's state always exists and says how many ranks wrote it
-        log::warn("checkpoint {} was written by {} ranks, this run has {}: the random generators restart from the "
-                  "seed (the data order stays the same), so the run is not bit-identical to an uninterrupted one",
-                  path.string(), state->world_size, comm->size());
-      }
-      torch::manual_seed(static_cast<uint64_t>(config.seed) * 1000003ULL + static_cast<uint64_t>(comm->rank()));
-    }
+    if (state) train_seconds_before = state->train_seconds;
+    if (comm->rank() == 0 && state) log_resume_changes(path, state->world_size);
     if (spikes) restore_spike_detector(path);
     if (comm->rank() == 0) truncate_metrics(config.run_dir() / "metrics.jsonl", step);
     last_checkpoint = path;
     last_checkpoint_step = step;
     log::info("resumed from {} at step {} of {}", path.string(), step, total_steps);
     return step;
+  }
+
+  // Rank 0 (its state always exists and says how many ranks wrote the
+  // checkpoint): what differs from the uninterrupted run, from the config
+  // that wrote the checkpoint.
+  void log_resume_changes(const fs::path& checkpoint, int world_before) {
+    const fs::path file = checkpoint / "config.toml";
+    std::vector<std::string> changes;
+    try {
+      const Config before = parse_config(util::read_file(file, "the checkpoint's config"), file.string());
+      changes = resume_changes(before, world_before, config, comm->size());
+    } catch (const mgca::Error& error) {
+      log::warn("cannot compare the global batch with the run that wrote {}: {}", checkpoint.string(), error.message());
+      return;
+    }
+    if (!changes.empty()) {
+      log::warn("resuming {} (written at W = {}) at W = {} × batch {}: the run continues, but unlike the "
+                "uninterrupted run these change: {}", checkpoint.string(), world_before, comm->size(),
+                task->batch_size(), fmt::join(changes, "; "));
+    } else if (world_before != comm->size()) {
+      log::info("resuming {} (written at W = {}) at W = {} × batch {}: the same global batch, so the same "
+                "trajectory", checkpoint.string(), world_before, comm->size(), task->batch_size());
+    }
   }
 
   // The detector's window and count travel in the model's metadata (the same

@@ -59,10 +59,8 @@ class PrototypesImpl : public torch::nn::Module {
   // Rows of C re-normalized to unit L2 norm in place, without gradient (MGCA
   // does this at the start of every step). Equal on every rank when C is.
   void normalize_();
-  // Frozen: C.requires_grad = false, so C.grad stays undefined (the first
-  // epoch of MGCA drops its gradient); gradients still flow through C to x.
-  void set_frozen(bool frozen);
-  bool frozen() const { return !weight.requires_grad(); }
+  // (The first epochs' freeze is the MGCA task's: it drops C's gradient
+  // after backward, as the official code does.)
 
   torch::Tensor weight;
 };

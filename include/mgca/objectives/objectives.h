@@ -33,9 +33,20 @@
 // Tests (tests/mpi/objectives) check (1)–(3) and the Sinkhorn codes for
 // W = 1, 2, 4 against Communicator::single() on the global batch.
 //
+// The official run's per-rank losses (opts.negatives / opts.sinkhorn =
+// Scope::Local, docs/contract.md §2.7): ITA/ConVIRT then use only the rank's
+// b rows as columns, and/or Sinkhorn normalizes over the rank's b rows, with
+// no communication for that part. Rank r's losses and the gradient w.r.t. its
+// own rows are then the single-process ones of its b rows (the official code
+// run on them): (1) becomes "the mean over ranks of the official per-GPU
+// losses" and (3) "the mean over ranks of the per-GPU gradients" (DDP), both
+// dependent on b. Tested at W = 1, 2, 4 against the official loss code on
+// each rank's part of the golden batches.
+//
 // Collectives: instance_alignment, convirt_loss, sinkhorn, prototype_alignment
 // and mgca_objective are collective calls over `comm` (every rank calls them
-// in the same order with the same b, d, K and dtype); token_alignment is local.
+// in the same order with the same b, d, K, dtype and options); token_alignment
+// is local, and so are the parts set to Scope::Local.
 // A communicator of size 1 (Communicator::single()) gives the single-process
 // result.
 #pragma once

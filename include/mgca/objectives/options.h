@@ -21,6 +21,15 @@ inline constexpr util::NamedValue<Variant> kVariantNames[] = {{Variant::Official
                                                                {Variant::Paper, "paper"}};
 constexpr const auto& enum_names(Variant) { return kVariantNames; }
 
+// What a rank's ITA/ConVIRT negatives and Sinkhorn normalization range over:
+// the global batch of the step (all W ranks' rows, the W-independent
+// default) or the rank's own b rows, as the official code computes them on
+// each GPU (its ITA has no gather and its distributed Sinkhorn is never
+// selected).
+enum class Scope { Global, Local };
+inline constexpr util::NamedValue<Scope> kScopeNames[] = {{Scope::Global, "global"}, {Scope::Local, "local"}};
+constexpr const auto& enum_names(Scope) { return kScopeNames; }
+
 // "official" | "paper"; anything else is an error naming the value.
 Variant parse_variant(const std::string& name);
 const char* variant_name(Variant variant);
@@ -43,6 +52,11 @@ struct ObjectiveOptions {
   bool ita_sum_directions = true;
   // L_CTA = L_word + L_patch (official) or their mean (paper).
   bool cta_sum_parts = true;
+
+  // --- what the per-rank losses see (docs/contract.md §2.7). Local: rank r's
+  // losses are the official code's on its b rows, so they depend on b.
+  Scope negatives = Scope::Global;  // ITA and ConVIRT columns
+  Scope sinkhorn = Scope::Global;   // the Sinkhorn codes' prototype sums
 
   // --- MGCA constants (docs/contract.md §2.1–2.4)
   double ita_temperature = 0.07;    // τ1
@@ -94,6 +108,12 @@ void visit_objective_options(Options& o, F&& f) {
   using util::Range;
   f("objectives.variant", o.variant, "the official code's choices or the paper's (docs/contract.md §2); sets the five "
     "booleans below unless they are given", Range{});
+  f("objectives.negatives", o.negatives,
+    "ITA/ConVIRT negatives: the step's global batch, or each rank's own b rows as the official code on each GPU "
+    "(docs/contract.md §2.7)", Range{});
+  f("objectives.sinkhorn", o.sinkhorn,
+    "Sinkhorn codes normalized over the step's global batch, or over each rank's own b rows as the official code "
+    "(docs/contract.md §2.7)", Range{});
   f("objectives.lambda_ita", o.lambda_ita, "λ1, weight of the instance-wise loss", Range::at_least(0).and_finite());
   f("objectives.lambda_cta", o.lambda_cta, "λ2, weight of the token-wise loss", Range::at_least(0).and_finite());
   f("objectives.lambda_cpa", o.lambda_cpa, "λ3, weight of the prototype loss", Range::at_least(0).and_finite());

@@ -113,6 +113,16 @@ void check_paths(const Config& config, int world_size = 1);
 // it gives back an identical Config.
 std::string to_toml(const Config& config);
 
+// A run resumed as `after` on `world_after` ranks from a checkpoint written
+// by `before` on `world_before` ranks: what makes it differ from the
+// uninterrupted run, one phrase per change naming the keys. Empty when the
+// global batch (W × data.batch_size, and × optimizer.accumulate per step)
+// is the same and nothing that is per rank (objectives.negatives or
+// objectives.sinkhorn "local", model.batchnorm "per_rank") sees another b:
+// then the run continues the same trajectory on any W (docs/contract.md §2.6).
+std::vector<std::string> resume_changes(const Config& before, int world_before, const Config& after,
+                                        int world_after);
+
 // Boost.Serialization (text archive) of every field, and back.
 std::string serialize(const Config& config);
 Config deserialize(const std::string& archive);

@@ -5,6 +5,8 @@
 //    the final weights and optimizer state);
 //  - 2 ranks × b equal 1 rank × 2b for 20 steps (losses per step and final
 //    weights to 1e-5 relative, SyncBatchNorm on);
+//  - a run stopped on 2 ranks, resumed on 1 rank (b doubled), then on 4
+//    (b halved), ends as the uninterrupted 2-rank run;
 //  - SIGUSR1 to one rank: every rank checkpoints at the same step and exits
 //    75; the resumed run ends where the uninterrupted one does, bit for bit;
 //  - SIGKILL of one rank ends the job within the watchdog timeout with a
@@ -219,6 +221,56 @@ TEST_F(TrainE2E, TwoRanksEqualOneRankWithTheGlobalBatch) {
   // the 96 samples per epoch): the contract holds with and without their gradient.
   EXPECT_EQ(m2.front()["epoch"].get<int>(), 0);
   EXPECT_EQ(m2.back()["epoch"].get<int>(), 1);
+}
+
+// Resume on another world size with the same global batch N = 8: stopped at
+// step 4 on 2 ranks × 4, resumed on 1 rank × 8 to step 10, then on 4 ranks ×
+// 2 to step 16 (across the epoch boundary at step 12, where the prototypes
+// unfreeze and the order reshuffles): the same per-step losses and final
+// weights as the uninterrupted 2-rank run. Float64 for the reason above.
+// ci-tiny has dropout 0; the masks are keyed by the global sample index, so
+// the same holds with dropout on.
+TEST_F(TrainE2E, ResumeOnAnotherWorldSizeContinuesTheSameTrajectory) {
+  const std::vector<std::string> common = {"schedule.max_steps=16", "model.batchnorm=sync", "checkpoint.every_steps=0",
+                                           "optimizer.lr=2e-5", "schedule.min_lr=1e-8", "runtime.dtype=float64"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), common.begin(), common.end());
+    return extra;
+  };
+  auto r = run_command(train_command(2, "w-straight", with({"data.batch_size=4"})));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(train_command(2, "w-moved", with({"data.batch_size=4", "schedule.stop_after_steps=4"})));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(train_command(1, "w-moved", with({"data.batch_size=8", "schedule.stop_after_steps=10"})));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(written at W = 2) at W = 1 × batch 8: the same global batch, so the same trajectory"),
+            std::string::npos) << r.output;
+  r = run_command(train_command(4, "w-moved", with({"data.batch_size=2"})));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(written at W = 1) at W = 4 × batch 2: the same global batch"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("unlike the uninterrupted run"), std::string::npos) << r.output;
+
+  const auto straight = metrics("w-straight"), moved = metrics("w-moved");
+  ASSERT_EQ(straight.size(), 16u);
+  ASSERT_EQ(moved.size(), 16u);
+  int compared = 0;
+  for (size_t i = 0; i < straight.size(); ++i) {
+    ASSERT_EQ(moved[i]["step"], straight[i]["step"]);
+    for (const auto& [key, value] : straight[i].items()) {
+      if (key.rfind("loss", 0) != 0 && key != "codes_entropy") continue;
+      const double x = moved[i][key].get<double>(), y = value.get<double>();
+      EXPECT_LE(std::abs(x - y), 1e-10 * std::abs(y)) << "step " << i + 1 << " " << key << ": " << x << " vs " << y;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 16 * 11);  // total + 9 parts + the codes' entropy per step
+  const auto a = train::load_model_tensors(final_checkpoint("w-straight"));
+  const auto b = train::load_model_tensors(final_checkpoint("w-moved"));
+  ASSERT_EQ(final_checkpoint("w-moved").filename(), train::checkpoint_name(16));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, tensor] : a) EXPECT_TRUE(AllClose(b.at(name), tensor, 1e-5, 1e-9)) << name;
+  EXPECT_EQ(moved.back()["epoch"].get<int>(), 1);
 }
 
 // ---- preemption ---------------------------------------------------------------------

@@ -1,8 +1,9 @@
 // The trainer under mpirun -np 1, 2, 4 with a small contrastive task:
 // W ranks × b equal one rank × W·b (losses per step and final weights),
 // interrupted-and-resumed runs continue bit for bit, a signal on one rank
-// checkpoints every rank at the same step, and a NaN loss stops every rank
-// naming the step and the loss part.
+// checkpoints every rank at the same step, a NaN loss stops every rank
+// naming the step and the loss part, and the MGCA task keeps its prototypes
+// frozen during the first epoch.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <nlohmann/json.hpp>
@@ -13,7 +14,9 @@
 #include <fstream>
 
 #include "mgca/comm/communicator.h"
+#include "mgca/data/synth_dataset.h"
 #include "mgca/train/checkpoint.h"
+#include "mgca/train/run.h"
 #include "mgca/comm/collective_error.h"
 #include "mgca/train/preemption.h"
 #include "mgca/train/trainer.h"
@@ -307,29 +310,60 @@ TEST(Trainer, LossSpikeSkipsTheUpdateCountsItAndResumesExactly) {
   }
 }
 
-TEST(Trainer, PrototypesStayFrozenDuringTheFirstEpoch) {
+// On the path `mgca train` runs: make_task's MgcaTask (its after_backward
+// drops the prototype gradient) with the loader over a synthetic dataset,
+// the tiny CI job. 8 samples per step (b = 8/W), 2 steps per epoch: the
+// prototypes are only re-normalized during epoch 0 (AdamW skips them, weight
+// decay included) while every other trained weight moves; the run resumed at
+// the epoch boundary updates them in epoch 1.
+TEST(Trainer, MgcaTaskKeepsThePrototypesFrozenDuringTheFirstEpoch) {
   SharedDir dir;
   auto comm = world();
-  ToyOptions options;
-  options.batch_size = 2;
-  // 48 samples / (W·2) per epoch: stop inside the first epoch.
-  const int64_t steps_per_epoch = 48 / (2 * comm->size());
-  Config config = toy_config(dir / "out", "frozen", steps_per_epoch + 2);
-  config.schedule.stop_after_steps = steps_per_epoch;
-  torch::manual_seed(11);
-  auto task = std::make_unique<ToyTask>(options, comm);
-  ToyTask* raw = task.get();
-  Trainer trainer(config, comm, std::move(task), torch::kCPU);
-  const torch::Tensor before = raw->module().named_parameters()["prototypes"].detach().clone();
-  torch::Tensor normalized = before / before.norm(2, 1, true);
-  trainer.run();
-  const torch::Tensor after = raw->module().named_parameters()["prototypes"].detach();
-  // Only re-normalized (rank 0's initial weights), never updated.
-  torch::Tensor reference = before.clone();
-  comm->broadcast(reference, 0);
-  reference = reference / reference.norm(2, 1, true);
-  EXPECT_TRUE(mgca::test::AllClose(after, reference, 1e-6, 1e-7));
-  (void)normalized;
+  data::SynthDatasetOptions synth;
+  synth.out = dir / "synth";
+  synth.count = 16;
+  synth.sample.image_size = 72;
+  synth.sample.seed = 3;
+  synth.threads = 1;
+  data::write_synth_dataset(*comm, synth);
+  const int64_t b = 8 / comm->size();
+  auto job = [&](int64_t steps) {
+    return load_config_collective(
+        mgca::test::source_dir() / "jobs" / "ci-tiny.toml",
+        {"data.train=" + (dir / "synth").string(),
+         "text.vocab=" + (mgca::test::shared_data_dir() / "vocab" / "bert-base-cased-vocab.txt").string(),
+         "output_dir=" + (dir / "out").string(), "name=freeze", "data.batch_size=" + std::to_string(b),
+         "data.workers=1", "schedule.max_steps=3", "schedule.stop_after_steps=" + std::to_string(steps),
+         "schedule.warmup_fraction=0", "checkpoint.every_steps=0", "logging.progress_interval_s=1000"},
+        *comm);
+  };
+  auto weights = [](Task& task) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& item : task.module().named_parameters()) out[item.key()] = item.value().detach().clone();
+    return out;
+  };
+  const Config epoch0 = job(2);
+  ASSERT_EQ(epoch0.objectives.freeze_prototypes_epochs, 1);
+  torch::manual_seed(static_cast<uint64_t>(epoch0.seed));
+  Trainer first(epoch0, comm, make_task(epoch0, comm, torch::kCPU), torch::kCPU);
+  ASSERT_EQ(first.steps_per_epoch(), 2);
+  auto before = weights(first.task());
+  auto prototypes = before.at("prototypes.weight");
+  comm->broadcast(prototypes, 0);  // the trainer starts from rank 0's weights
+  prototypes = prototypes / prototypes.norm(2, 1, true);
+  EXPECT_EQ(first.run().step, 2);
+  auto after = weights(first.task());
+  EXPECT_TRUE(mgca::test::AllClose(after.at("prototypes.weight"), prototypes, 1e-6, 1e-7))
+      << "the prototypes moved during the frozen epoch";
+  int moved = 0;
+  for (const auto& [name, value] : after) moved += name != "prototypes.weight" && !value.equal(before.at(name));
+  EXPECT_GT(moved, 10) << "the other weights did not train";
+
+  const Config epoch1 = job(3);
+  Trainer second(epoch1, comm, make_task(epoch1, comm, torch::kCPU), torch::kCPU);
+  EXPECT_EQ(second.run().step, 3);
+  const auto last = weights(second.task()).at("prototypes.weight");
+  EXPECT_GT((last - prototypes).abs().max().item<double>(), 1e-6) << "the prototypes stayed frozen in epoch 1";
 }
 
 }  // namespace

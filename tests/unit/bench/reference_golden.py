@@ -6,7 +6,7 @@ benchmark compares our step with the official computation and not another one.
   reference_golden.py GOLDEN_DIR REPO_DIR
 
 1. The loss code (ITA, CTA with the official quirks, CPA with Sinkhorn) on the
-   golden inputs of case b (ViT branch): every loss part, the Sinkhorn codes
+   golden inputs of case b (ViT branch) and case c (ResNet branch): every loss part, the Sinkhorn codes
    and the gradients w.r.t. the raw features and the prototypes.
 2. The subword→word aggregation, both the official loop and the vectorized
    form, on the golden text case: word features, word weights, pad mask.
@@ -61,7 +61,7 @@ def loss_case(path, dtype, rtol):
     loss_ita, loss_local, loss_proto, parts = model.loss(
         emb["img_feat"], emb["report_feat"], emb["patch_feat"], emb["word_feat"],
         torch.from_numpy(t["in_word_attn"]).to(dtype), torch.from_numpy(t["in_words_pad_mask"]),
-        torch.from_numpy(t["in_img_attn_map"]).to(dtype))
+        torch.from_numpy(t["in_img_attn_map"]).to(dtype) if "in_img_attn_map" in t else None)
     total = loss_ita + loss_local + loss_proto
     total.backward()
     tag = os.path.basename(path)
@@ -102,6 +102,8 @@ def aggregation_case(path, rtol):
 
 loss_case(os.path.join(golden, "mgca_b_vit_float32.safetensors"), torch.float32, 1e-5)
 loss_case(os.path.join(golden, "mgca_b_vit_float64.safetensors"), torch.float64, 1e-10)
+loss_case(os.path.join(golden, "mgca_c_resnet_float32.safetensors"), torch.float32, 1e-5)
+loss_case(os.path.join(golden, "mgca_c_resnet_float64.safetensors"), torch.float64, 1e-10)
 aggregation_case(os.path.join(golden, "text_agg_float32.safetensors"), 1e-6)
 aggregation_case(os.path.join(golden, "text_agg_float64.safetensors"), 1e-6)
 if failures:

@@ -95,6 +95,50 @@ TEST(Config, QuirksFollowTheVariantUnlessGiven) {
   EXPECT_TRUE(mixed.objectives.quirk_cls_attention_off_by_one);
 }
 
+TEST(Config, NegativesAndSinkhornScopesAreGlobalUnlessSetAndIndependentOfTheVariant) {
+  using objectives::Scope;
+  const Config defaults = parse_config(kMinimal, "job.toml");
+  EXPECT_EQ(defaults.objectives.negatives, Scope::Global);
+  EXPECT_EQ(defaults.objectives.sinkhorn, Scope::Global);
+  const Config local = parse_config(kMinimal, "job.toml",
+                                    {"objectives.negatives=local", "objectives.sinkhorn=local", "objectives.variant=paper"});
+  EXPECT_EQ(local.objectives.negatives, Scope::Local);
+  EXPECT_EQ(local.objectives.sinkhorn, Scope::Local);
+  EXPECT_EQ(parse_config(to_toml(local), "resolved.toml"), local);
+  const std::string e = parse_error(std::string(kMinimal) + "[objectives]\nnegatives = \"per_gpu\"\n");
+  EXPECT_NE(e.find("key 'objectives.negatives': \"per_gpu\" is not one of: global, local"), std::string::npos) << e;
+}
+
+// What a resume on another world size or batch names (the trainer warns with it).
+TEST(Config, ResumeChangesNameWhatAnotherGlobalBatchChanges) {
+  const Config two_by_4 = parse_config(kMinimal, "job.toml", {"data.batch_size=4"});
+  const Config one_by_8 = parse_config(kMinimal, "job.toml", {"data.batch_size=8"});
+  EXPECT_TRUE(resume_changes(two_by_4, 2, one_by_8, 1).empty());
+  EXPECT_TRUE(resume_changes(two_by_4, 2, two_by_4, 2).empty());
+  // Another N: the pools over the global batch, and the samples per step.
+  auto changes = resume_changes(two_by_4, 2, one_by_8, 2);
+  ASSERT_EQ(changes.size(), 4u);
+  EXPECT_EQ(changes[0], "the ITA/ConVIRT negative pool (16 instead of 8 samples)");
+  EXPECT_EQ(changes[1], "the Sinkhorn normalization (16 instead of 8 samples)");
+  EXPECT_EQ(changes[2], "the BatchNorm statistics (16 instead of 8 samples)");
+  EXPECT_NE(changes[3].find("the samples per optimizer step (16 instead of 8)"), std::string::npos) << changes[3];
+  EXPECT_NE(changes[3].find("optimizer.lr is used as given"), std::string::npos) << changes[3];
+  // The same N, but what is per rank sees another b.
+  const Config local = parse_config(kMinimal, "job.toml",
+                                    {"data.batch_size=8", "objectives.negatives=local", "objectives.sinkhorn=local",
+                                     "model.batchnorm=per_rank"});
+  changes = resume_changes(two_by_4, 2, local, 1);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_NE(changes[0].find("objectives.negatives = \"local\" (8 instead of 4 rows per rank)"), std::string::npos);
+  EXPECT_NE(changes[1].find("objectives.sinkhorn = \"local\""), std::string::npos);
+  EXPECT_NE(changes[2].find("model.batchnorm = \"per_rank\""), std::string::npos);
+  // Accumulation keeps the micro-batch but not the step.
+  const Config accumulate = parse_config(kMinimal, "job.toml", {"data.batch_size=4", "optimizer.accumulate=2"});
+  changes = resume_changes(two_by_4, 2, accumulate, 2);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_NE(changes[0].find("16 instead of 8"), std::string::npos);
+}
+
 TEST(Config, ResolvedTomlReadsBackIdentically) {
   Config c = parse_config(kMinimal, "job.toml",
                           {"optimizer.lr=3.3e-5", "schedule.min_lr=1e-9", "optimizer.no_decay=[\"bias\"]",
