@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "mgca/util/error.h"
+#include "mgca/util/nvtx.h"
 #include "mgca/util/rng.h"
 #include "mgca/util/timer.h"
 
@@ -231,6 +232,7 @@ void GradSync::launch_in_order(bool from_hook) {
   const int count = static_cast<int>(buckets_.size());
   while (next_launch_ < count && buckets_[next_launch_].pending == 0) {
     Bucket& b = buckets_[next_launch_];
+    util::ScopedRange range("grad_bucket_all_reduce");  // the launch; NCCL's kernel shows on the stream
     // The layout was checked across ranks at construction: no per-call check.
     if (b.wire.defined()) {
       torch::NoGradGuard no_grad;

@@ -4,6 +4,7 @@
 
 #include "autograd_support.h"
 #include "mgca/util/error.h"
+#include "mgca/util/nvtx.h"
 
 namespace mgca::comm {
 namespace {
@@ -27,6 +28,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
                                const torch::Tensor& weight, const torch::Tensor& bias,
                                torch::Tensor running_mean, torch::Tensor running_var,
                                double eps, double momentum, const std::shared_ptr<Communicator>& comm) {
+    util::ScopedRange range("sync_batchnorm");
     const int64_t batch = input.size(0);
     const int64_t channels = input.size(1);
     const auto compute_type = input.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
@@ -85,6 +87,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    util::ScopedRange range("sync_batchnorm_backward");
     auto saved = ctx->get_saved_variables();
     auto xhat = saved[0];
     auto invstd = saved[1];

@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "mgca/comm/differentiable.h"
 #include "mgca/objectives/objectives.h"
+#include "mgca/util/nvtx.h"
 
 namespace mgca::objectives {
 namespace {
@@ -254,7 +255,11 @@ ItaResult contrastive(const torch::Tensor& img, const torch::Tensor& txt, double
 
   // One gather (and one reduce-scatter backward) for both modalities, in the
   // input dtype (bf16 moves half the bytes); the softmaxes run in >= float32.
-  auto gathered = comm::all_gather_with_grad(torch::cat({img, txt}, 1), comm);  // [N, 2d]
+  torch::Tensor gathered;
+  {
+    util::ScopedRange range("ita_gather");
+    gathered = comm::all_gather_with_grad(torch::cat({img, txt}, 1), comm);  // [N, 2d]
+  }
   const int64_t offset = static_cast<int64_t>(comm->rank()) * b;
   if (gathered.size(0) > ita_tile) {
     auto out = TiledContrastiveCE::apply(img, txt, gathered, offset, 1.0 / tau, ita_tile);

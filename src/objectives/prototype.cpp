@@ -5,11 +5,13 @@
 
 #include "internal.h"
 #include "mgca/objectives/objectives.h"
+#include "mgca/util/nvtx.h"
 
 namespace mgca::objectives {
 
 torch::Tensor sinkhorn(const torch::Tensor& scores, double epsilon, int iterations,
                        const std::shared_ptr<comm::Communicator>& comm) {
+  util::ScopedRange range("sinkhorn");
   const char* fn = "sinkhorn";
   MGCA_CHECK(scores.defined() && (scores.dim() == 2 || scores.dim() == 3),
              "{}: scores must be [b, K] or [G, b, K], got {}", fn, detail::shape(scores));

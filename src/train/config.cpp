@@ -62,6 +62,13 @@ void visit_fields(C& c, F&& f) {
   f("logging.every_steps", l.every_steps, "a metrics.jsonl line every n optimizer steps", Range::at_least(1));
   f("logging.progress_interval_s", l.progress_interval_s,
     "seconds between plain progress lines when stderr is not a terminal", Range::at_least(0));
+  f("logging.tensorboard", l.tensorboard,
+    "TensorBoard event files of every metrics.jsonl scalar in `<output_dir>/<name>/tb/`", Range{});
+  f("logging.straggler_factor", l.straggler_factor,
+    "warn when one rank slows the step this many times (by its data time beyond the other ranks' median, or its "
+    "step time against theirs); 0 = off, else > 1", Range::at_least(0).and_finite());
+  f("logging.straggler_intervals", l.straggler_intervals,
+    "logged intervals in a row a rank must be behind before the straggler warning", Range::at_least(1));
 }
 
 // Settings written in TOML as a string but held as something else: an enum
@@ -410,6 +417,8 @@ void check_values(const Config& c, const std::string& source, const std::vector<
           fmt::format("{} can never be reached: a loss's z-score in a window of {} (optimizer.spike_window) is at "
                       "most sqrt({}) = {:.3f}",
                       p.spike_zscore, p.spike_window, p.spike_window - 1, reachable));
+  require(c.logging.straggler_factor == 0 || c.logging.straggler_factor > 1, "logging.straggler_factor",
+          fmt::format("{} must be 0 (off) or > 1 (a factor of the median step time)", c.logging.straggler_factor));
   require(c.schedule.min_lr <= p.lr, "schedule.min_lr",
           fmt::format("{} must be in [0, optimizer.lr = {}]", c.schedule.min_lr, p.lr));
   require(c.runtime.autocast != Autocast::BFloat16 || c.runtime.dtype == ComputeDtype::Float32, "runtime.autocast",

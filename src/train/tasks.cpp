@@ -14,6 +14,7 @@
 #include "mgca/train/run.h"
 #include "mgca/util/error.h"
 #include "mgca/util/log.h"
+#include "mgca/util/nvtx.h"
 
 namespace mgca::train {
 namespace {
@@ -162,7 +163,10 @@ class MgcaTask : public ContrastiveTask<model::MgcaModel> {
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
-    const model::MgcaOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
+    const model::MgcaOutputs out = [&] {
+      util::ScopedRange range("encoders");
+      return model_->forward(batch.images, batch.input_ids, batch.attention_mask);
+    }();
     objectives::MgcaObjectiveInputs in;
     in.img_emb = out.img_emb;
     in.report_emb = out.report_emb;
@@ -172,7 +176,10 @@ class MgcaTask : public ContrastiveTask<model::MgcaModel> {
     in.word_mask = out.word_mask;
     if (out.patch_weight_from_attention) in.patch_weight = out.patch_weight;  // ResNet: uniform
     in.prototypes = model_->prototypes->weight;
-    const objectives::MgcaObjectiveResult r = objectives::mgca_objective(in, options_, comm_);
+    const objectives::MgcaObjectiveResult r = [&] {
+      util::ScopedRange range("objectives");
+      return objectives::mgca_objective(in, options_, comm_);
+    }();
     LossParts parts{r.loss,
                     {{"loss", r.loss.detach()},
                      {"loss_ita", r.ita.loss.detach()},
@@ -213,8 +220,14 @@ class ConvirtTask : public ContrastiveTask<model::ConvirtModel> {
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
-    const model::ConvirtOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
-    const objectives::ItaResult r = objectives::convirt_loss(out.img_emb, out.text_emb, options_, comm_);
+    const model::ConvirtOutputs out = [&] {
+      util::ScopedRange range("encoders");
+      return model_->forward(batch.images, batch.input_ids, batch.attention_mask);
+    }();
+    const objectives::ItaResult r = [&] {
+      util::ScopedRange range("objectives");
+      return objectives::convirt_loss(out.img_emb, out.text_emb, options_, comm_);
+    }();
     LossParts parts{r.loss,
                     {{"loss", r.loss.detach()}, {"loss_i2t", r.loss_i2t.detach()}, {"loss_t2i", r.loss_t2i.detach()}}};
     for (auto& part : accuracy_parts(r)) parts.parts.push_back(std::move(part));

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <thread>
 
 #include "mgca/build_config.h"
 #include "mgca/comm/grad_sync.h"
@@ -17,12 +20,15 @@
 #include "mgca/comm/agreement.h"
 #include "mgca/train/optimizer.h"
 #include "mgca/train/preemption.h"
+#include "mgca/train/rank_timing.h"
 #include "mgca/train/schedule.h"
 #include "mgca/train/spike_detector.h"
 #include "mgca/util/error.h"
 #include "mgca/util/files.h"
 #include "mgca/util/log.h"
+#include "mgca/util/nvtx.h"
 #include "mgca/util/progress.h"
+#include "mgca/util/tensorboard.h"
 #include "mgca/util/timer.h"
 #include "mgca/util/torch_compat.h"
 #include "mgca/util/threads.h"
@@ -96,6 +102,37 @@ void sync_device(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
+// ---- per-rank timing ------------------------------------------------------------
+
+// Every rank's host name, in rank order. Collective.
+std::vector<std::string> gather_hosts(comm::Communicator& comm) {
+  constexpr int64_t kMax = 256;
+  const std::string host = comm.host().substr(0, kMax - 1);
+  torch::Tensor mine = torch::zeros({kMax}, torch::kUInt8);
+  std::copy(host.begin(), host.end(), mine.data_ptr<uint8_t>());
+  const torch::Tensor all = comm.all_gather(mine).contiguous();
+  std::vector<std::string> hosts;
+  const auto* bytes = reinterpret_cast<const char*>(all.data_ptr<uint8_t>());
+  for (int r = 0; r < comm.size(); ++r) hosts.emplace_back(bytes + r * kMax);
+  return hosts;
+}
+
+// Test-only: MGCA_TEST_SLOW_RANK="r:seconds" makes rank r sleep that long in
+// the data phase of every micro-batch (the e2e straggler test). Read once;
+// {-1, 0} when unset.
+std::pair<int, double> test_slow_rank() {
+  const char* text = std::getenv("MGCA_TEST_SLOW_RANK");
+  if (text == nullptr || *text == '\0') return {-1, 0.0};
+  const std::string value = text;
+  const size_t colon = value.find(':');
+  try {
+    MGCA_CHECK(colon != std::string::npos, "no ':'");
+    return {std::stoi(value.substr(0, colon)), std::stod(value.substr(colon + 1))};
+  } catch (const std::exception&) {
+    MGCA_FAIL("MGCA_TEST_SLOW_RANK = '{}': expected RANK:SECONDS (a test-only knob)", value);
+  }
+}
+
 }  // namespace
 
 // ---- device and threads ---------------------------------------------------------
@@ -161,6 +198,10 @@ struct Trainer::Impl {
   bool autocast = false;
   int64_t data_epoch = -1, data_batch = -1;  // where the task's data stands
   std::ofstream metrics;
+  std::unique_ptr<util::EventWriter> events;  // rank 0, logging.tensorboard
+  std::vector<std::string> hosts;             // per rank, for the straggler warning
+  StragglerDetector stragglers;
+  std::pair<int, double> slow_rank;           // test-only: {rank, seconds of sleep per micro-batch}
   double train_seconds_before = 0;  // from the checkpoint we resumed
   util::Stopwatch run_watch;
   fs::path last_checkpoint;
@@ -170,7 +211,12 @@ struct Trainer::Impl {
   int64_t skipped_updates = 0;                // by the spike detector, over the whole run
 
   Impl(Config c, std::shared_ptr<comm::Communicator> k, std::unique_ptr<Task> t, torch::Device d)
-      : config(std::move(c)), comm(std::move(k)), task(std::move(t)), device(d) {
+      : config(std::move(c)),
+        comm(std::move(k)),
+        task(std::move(t)),
+        device(d),
+        stragglers(config.logging.straggler_factor, config.logging.straggler_intervals),
+        slow_rank(test_slow_rank()) {
     for (const auto& item : task->module().named_parameters(true)) params.emplace_back(item.key(), item.value());
     const auto& o = config.optimizer;
     optimizer = std::make_unique<Adam>(
@@ -353,6 +399,7 @@ struct Trainer::Impl {
   }
 
   void save(int64_t step) {
+    util::ScopedRange range("checkpoint");
     CheckpointContent content;
     if (comm->rank() == 0) {
       content.model = module_state(task->module());
@@ -422,14 +469,21 @@ struct Trainer::Impl {
     std::vector<torch::Tensor> sums;
     for (int64_t micro = 0; micro < accumulate; ++micro) {
       util::Stopwatch watch;
-      task->next_batch();
-      ++data_batch;
-      sync_device(device);
+      {
+        util::ScopedRange range("data");
+        task->next_batch();
+        ++data_batch;
+        if (slow_rank.first == comm->rank()) {
+          std::this_thread::sleep_for(std::chrono::duration<double>(slow_rank.second));
+        }
+        sync_device(device);
+      }
       times.data += watch.seconds();
 
       watch.restart();
       LossParts parts;
       {
+        util::ScopedRange range("forward");
         compat::AutocastGuard autocast_guard(autocast, device.type(), at::kBFloat16);
         parts = task->forward();
       }
@@ -440,6 +494,7 @@ struct Trainer::Impl {
       watch.restart();
       torch::Tensor loss = accumulate > 1 ? parts.total / static_cast<double>(accumulate) : parts.total;
       {
+        util::ScopedRange range("backward");
         // Gradient sync only on the last micro-batch: the others accumulate locally.
         const bool last_micro = micro + 1 == accumulate;
         auto no_sync = grad_sync && !last_micro ? grad_sync->no_sync() : comm::GradSync::NoSync();
@@ -467,10 +522,13 @@ struct Trainer::Impl {
     }
 
     util::Stopwatch watch;
-    // Waits for the buckets launched during backward (all of them without
-    // comm.overlap): the exposed communication.
-    if (grad_sync) grad_sync->finalize();
-    sync_device(device);
+    {
+      util::ScopedRange range("grad_sync_wait");
+      // Waits for the buckets launched during backward (all of them without
+      // comm.overlap): the exposed communication.
+      if (grad_sync) grad_sync->finalize();
+      sync_device(device);
+    }
     times.comm += watch.seconds();
 
     task->after_backward(epoch);
@@ -517,6 +575,7 @@ struct Trainer::Impl {
     }
 
     watch.restart();
+    util::ScopedRange optimizer_range("optimizer");
     grad_norm = clip_grad_norm(params, config.optimizer.grad_clip_norm);
     if (config.runtime.check_finite && !std::isfinite(grad_norm)) {
       MGCA_COLLECTIVE_FAIL(comm->rank() != 0, "step {} (epoch {}): the gradient norm is {} although the loss is finite",
@@ -530,8 +589,40 @@ struct Trainer::Impl {
     return zscore;
   }
 
+  // ---- per-rank timing and metrics ----------------------------------------------
+
+  struct RankTimes {
+    RankSpread step, data, comm;
+  };
+
+  // The spread over ranks of this step's times, and the straggler warning
+  // (rank 0 prints it). Collective: every rank calls it at the same steps.
+  RankTimes gather_rank_times(int64_t step, const StepTimes& t) {
+    const torch::Tensor mine = torch::tensor(std::vector<double>{t.total, t.data, t.comm}, torch::kFloat64);
+    const torch::Tensor all = comm->all_gather(mine).contiguous();  // [W * 3], rank-major
+    const double* p = all.data_ptr<double>();
+    std::vector<double> step_s, data_s, comm_s;
+    for (int r = 0; r < comm->size(); ++r) {
+      step_s.push_back(p[3 * r]);
+      data_s.push_back(p[3 * r + 1]);
+      comm_s.push_back(p[3 * r + 2]);
+    }
+    RankTimes times{rank_spread(step_s), rank_spread(data_s), rank_spread(comm_s)};
+    const auto report = stragglers.update(step_s, data_s);
+    if (report.rank >= 0 && comm->rank() == 0) {
+      const auto r = static_cast<size_t>(report.rank);
+      log::warn("straggler: rank {} on host {} has been behind for {} logged intervals in a row (step {}): step "
+                "{:.3f} s, data {:.3f} s; the median over {} ranks: step {:.3f} s, data {:.3f} s; it slows the "
+                "step {:.2f} times (logging.straggler_factor = {:g})",
+                report.rank, hosts.at(r), report.intervals, step, step_s[r], data_s[r], comm->size(),
+                times.step.median, times.data.median, report.ratio, config.logging.straggler_factor);
+    }
+    return times;
+  }
+
   void write_metrics(int64_t step, int64_t epoch, double lr, const std::vector<std::string>& names,
-                     const std::vector<double>& values, double grad_norm, double zscore, const StepTimes& t) {
+                     const std::vector<double>& values, double grad_norm, double zscore, const StepTimes& t,
+                     const RankTimes& ranks) {
     if (comm->rank() != 0 || !metrics.is_open()) return;
     nlohmann::ordered_json line;
     line["step"] = step;
@@ -555,12 +646,41 @@ struct Trainer::Impl {
     line["time_backward_s"] = t.backward;
     line["time_comm_s"] = t.comm;  // exposed (not overlapped with backward)
     line["time_optimizer_s"] = t.optimizer;
+    const std::pair<const char*, const RankSpread*> spreads[] = {
+        {"step", &ranks.step}, {"data", &ranks.data}, {"comm", &ranks.comm}};
+    for (const auto& [what, spread] : spreads) {
+      const std::string prefix = std::string("ranks_") + what;
+      line[prefix + "_s_min"] = spread->min;
+      line[prefix + "_s_median"] = spread->median;
+      line[prefix + "_s_max"] = spread->max;
+      line[prefix + "_slowest"] = spread->slowest;
+    }
     const auto [rss, peak] = resident_memory_mb();
     line["mem_rss_mb"] = rss;
     line["mem_peak_rss_mb"] = peak;
     line["train_s"] = train_seconds_before + run_watch.seconds();
     metrics << line.dump() << "\n";
     metrics.flush();
+    if (events) {
+      // The same numbers under the same names (null: not written).
+      std::vector<std::pair<std::string, double>> scalars;
+      for (auto it = line.begin(); it != line.end(); ++it) {
+        if (it.key() != "step" && it->is_number()) scalars.emplace_back(it.key(), it->get<double>());
+      }
+      events->write_scalars(step, scalars);
+    }
+  }
+
+  // rank 0: the events file of this run in <run>/tb/. A fresh start removes
+  // the old files (as metrics.jsonl starts empty); a resumed one first writes
+  // a SessionLog START at step start + 1, which makes TensorBoard drop the
+  // steps after the checkpoint that an earlier run logged (as metrics.jsonl
+  // is truncated to them).
+  void open_events(int64_t start) {
+    const fs::path folder = config.run_dir() / "tb";
+    if (start == 0) util::remove_event_files(folder);
+    events = std::make_unique<util::EventWriter>(folder, comm->host());
+    if (start > 0) events->write_session_start(start + 1);
   }
 
   RunResult run() {
@@ -573,6 +693,12 @@ struct Trainer::Impl {
       util::write_file_atomic(config.run_dir() / "config.toml", to_toml(config));
       metrics.open(config.run_dir() / "metrics.jsonl", std::ios::app);
       MGCA_CHECK(metrics.good(), "cannot write {}", (config.run_dir() / "metrics.jsonl").string());
+      if (config.logging.tensorboard) open_events(start);
+    }
+    hosts = gather_hosts(*comm);
+    if (slow_rank.first == comm->rank()) {
+      log::warn("MGCA_TEST_SLOW_RANK: this rank sleeps {} s in the data phase of every micro-batch (a test-only knob)",
+                slow_rank.second);
     }
     log::info("communication: {}{}", comm->describe(),
               grad_sync ? fmt::format("; gradients in {} buckets {}", grad_sync->buckets().size(),
@@ -610,7 +736,8 @@ struct Trainer::Impl {
       const double zscore = step_once(step, names, values, grad_norm, lr, times);
       ++step;
       if (step % config.logging.every_steps == 0 || step == stop) {
-        write_metrics(step, (step - 1) / steps_per_epoch, lr, names, values, grad_norm, zscore, times);
+        const RankTimes ranks = gather_rank_times(step, times);
+        write_metrics(step, (step - 1) / steps_per_epoch, lr, names, values, grad_norm, zscore, times, ranks);
       }
       std::string status;
       for (size_t i = 0; i < names.size() && i < 4; ++i) status += fmt::format("{} {:.4f} ", names[i], values[i]);

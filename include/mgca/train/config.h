@@ -52,6 +52,9 @@ constexpr const auto& enum_names(Method) { return kMethodNames; }
 struct LoggingConfig {
   int64_t every_steps = 1;             // metrics.jsonl line every n optimizer steps
   double progress_interval_s = 30.0;   // plain progress lines when stderr is not a terminal
+  bool tensorboard = true;             // TensorBoard event files in <run>/tb/
+  double straggler_factor = 1.5;       // warn when a rank is this much slower than the median; 0 = off
+  int64_t straggler_intervals = 3;     // ... for this many logged intervals in a row
 };
 
 struct Config {

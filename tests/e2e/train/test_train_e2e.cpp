@@ -13,16 +13,24 @@
 //    message, and the newest complete checkpoint still loads and resumes;
 //  - SIGKILL at random moments of (background) checkpoint writes, 20 times:
 //    the newest complete checkpoint always loads, `resume = auto` picks it,
-//    and the run still ends bit-identical to an uninterrupted one.
+//    and the run still ends bit-identical to an uninterrupted one;
+//  - the TensorBoard files, read back by the real `tensorboard` package,
+//    hold the tags, steps and values of metrics.jsonl, also after a resume
+//    that rewrites steps;
+//  - one of two ranks slowed on purpose (MGCA_TEST_SLOW_RANK): the straggler
+//    warning names it and its host, and ranks_data_slowest says it.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -221,6 +229,109 @@ TEST_F(TrainE2E, TwoRanksEqualOneRankWithTheGlobalBatch) {
   // the 96 samples per epoch): the contract holds with and without their gradient.
   EXPECT_EQ(m2.front()["epoch"].get<int>(), 0);
   EXPECT_EQ(m2.back()["epoch"].get<int>(), 1);
+  // The per-rank spread is logged at W = 1 too: of rank 0's own times.
+  for (const auto& row : m1) {
+    for (const char* what : {"step", "data", "comm"}) {
+      const std::string prefix = std::string("ranks_") + what;
+      const double own = row.at(std::string("time_") + what + "_s").get<double>();
+      EXPECT_EQ(row.at(prefix + "_s_min").get<double>(), own) << row.dump();
+      EXPECT_EQ(row.at(prefix + "_s_median").get<double>(), own) << row.dump();
+      EXPECT_EQ(row.at(prefix + "_s_max").get<double>(), own) << row.dump();
+      EXPECT_EQ(row.at(prefix + "_slowest").get<int>(), 0) << row.dump();
+    }
+  }
+}
+
+// ---- observability: TensorBoard, per-rank timing ---------------------------------
+
+// Interrupted after step 6 with its newest checkpoint at step 2 (the later
+// ones removed): the resumed run rewrites steps 3..6. TensorBoard must show
+// each step once, with the resumed run's values (its times differ).
+TEST_F(TrainE2E, TensorboardFilesHoldTheMetricsAlsoAfterAResume) {
+  const std::vector<std::string> sets = {"schedule.max_steps=6", "checkpoint.every_steps=2", "checkpoint.keep=5"};
+  auto r = run_command(train_command(2, "tboard", sets));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto first = metrics("tboard");
+  ASSERT_EQ(first.size(), 6u);
+  for (int step : {4, 6}) fs::remove_all(run_dir("tboard") / "checkpoints" / train::checkpoint_name(step));
+  r = run_command(train_command(2, "tboard", sets));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NE(r.output.find("at step 2 of 6"), std::string::npos) << r.output;
+  const auto rows = metrics("tboard");
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_NE(rows[5]["time_step_s"], first[5]["time_step_s"]) << "the rewritten steps must be told apart";
+
+  const auto script = source_dir() / "tests" / "support" / "read_tensorboard.py";
+  const fs::path out = *dir_ / "tboard-read.json";
+  const auto read = run_command(python() + " " + quote(script) + " " + quote(run_dir("tboard") / "tb") + " " +
+                                quote(out));
+  ASSERT_EQ(read.exit_code, 0) << read.output;
+  const auto tb = nlohmann::json::parse(read_text_file(out));
+  int files = 0;
+  std::string last_file;
+  for (const auto& record : tb.at("records")) {
+    EXPECT_TRUE(record.at("canonical").get<bool>()) << record.dump();
+    if (record.at("file") != last_file) ++files;
+    last_file = record.at("file");
+  }
+  EXPECT_EQ(files, 2) << "one events file per run of the job";
+
+  // Every number of every line, under its key, at its step, once.
+  std::map<std::string, std::vector<std::pair<int64_t, float>>> expected;
+  for (const auto& row : rows) {
+    for (const auto& [key, value] : row.items()) {
+      if (key != "step" && value.is_number()) {
+        expected[key].emplace_back(row.at("step").get<int64_t>(), static_cast<float>(value.get<double>()));
+      }
+    }
+  }
+  for (const char* key : {"loss", "lr", "time_step_s", "ranks_step_s_min", "ranks_step_s_median", "ranks_step_s_max",
+                          "ranks_step_slowest", "ranks_data_s_max", "ranks_comm_slowest", "train_s"}) {
+    EXPECT_EQ(expected.count(key), 1u) << key;
+  }
+  std::map<std::string, std::vector<std::pair<int64_t, float>>> got;
+  for (const auto& [tag, points] : tb.at("scalars").items()) {
+    for (const auto& point : points) {
+      got[tag].emplace_back(point.at(0).get<int64_t>(), static_cast<float>(point.at(1).get<double>()));
+    }
+  }
+  EXPECT_EQ(got, expected);
+  for (const auto& row : rows) {
+    EXPECT_LE(row.at("ranks_step_s_min").get<double>(), row.at("ranks_step_s_median").get<double>());
+    EXPECT_LE(row.at("ranks_step_s_median").get<double>(), row.at("ranks_step_s_max").get<double>());
+    EXPECT_GE(row.at("time_step_s").get<double>(), row.at("ranks_step_s_min").get<double>());
+  }
+
+  // logging.tensorboard = false writes none.
+  r = run_command(train_command(1, "no-tboard", {"schedule.max_steps=1", "logging.tensorboard=false"}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(run_dir("no-tboard") / "tb"));
+}
+
+TEST_F(TrainE2E, StragglerWarningNamesTheSlowRankAndItsHost) {
+  // Rank 1 sleeps 1 s in every data phase: the job's step of B s becomes
+  // 1 + B s, above factor 1.2 while B < 5 s (B was 0.85 s on a loaded 2-core
+  // machine).
+  auto r = run_command("MGCA_TEST_SLOW_RANK=1:1.0 " +
+                       train_command(2, "slow-rank", {"schedule.max_steps=6", "checkpoint.every_steps=0",
+                                                      "logging.straggler_factor=1.2",
+                                                      "logging.straggler_intervals=3"}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::array<char, 256> host{};
+  gethostname(host.data(), host.size() - 1);
+  // From step 3 on (the first step, with its one-time costs, may not count).
+  const std::string warning = std::string("straggler: rank 1 on host ") + host.data() +
+                              " has been behind for 3 logged intervals in a row (step ";
+  EXPECT_EQ(count_lines_containing(r.output, warning), 1) << r.output;  // once, by rank 0
+  EXPECT_EQ(count_lines_containing(r.output, "[rank 0] warning: straggler: rank"), 1) << r.output;
+  EXPECT_EQ(count_lines_containing(r.output, "straggler: rank"), 1) << r.output;
+  const auto rows = metrics("slow-rank");
+  ASSERT_EQ(rows.size(), 6u);
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.at("ranks_data_slowest").get<int>(), 1) << row.dump();
+    EXPECT_GE(row.at("ranks_data_s_max").get<double>(), 1.0) << row.dump();
+    EXPECT_LT(row.at("ranks_data_s_min").get<double>(), 1.0) << row.dump();
+  }
 }
 
 // Resume on another world size with the same global batch N = 8: stopped at

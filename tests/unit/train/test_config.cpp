@@ -282,6 +282,12 @@ TEST(ConfigErrors, OutOfRangeValues) {
             std::string::npos);
   EXPECT_NE(parse_error(kMinimal, {"model.image_size=256"}).find("must equal the ViT's image size 224"),
             std::string::npos);
+  EXPECT_NE(parse_error(kMinimal, {"logging.straggler_factor=0.8"})
+                .find("key 'logging.straggler_factor': 0.8 must be 0 (off) or > 1"),
+            std::string::npos);
+  EXPECT_NE(parse_error(kMinimal, {"logging.straggler_intervals=0"})
+                .find("key 'logging.straggler_intervals': 0 must be >= 1"),
+            std::string::npos);
 }
 
 TEST(ConfigErrors, MissingDatasetKey) {
