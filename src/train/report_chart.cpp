@@ -45,7 +45,15 @@ ChartAxis nice_axis(double lo, double hi, bool integer) {
   axis.step = step;
   axis.lo = std::floor(lo / step + 1e-9) * step;
   axis.hi = std::ceil(hi / step - 1e-9) * step;
-  for (double t = axis.lo; t <= axis.hi + step * 1e-6; t += step) axis.ticks.push_back(std::abs(t) < step * 1e-9 ? 0 : t);
+  // A range beyond double's reach (±1e308) or below its resolution at this
+  // magnitude: the bare ends, no round ticks.
+  if (!std::isfinite(axis.hi - axis.lo) || !(axis.hi - axis.lo > 0) || (axis.hi - axis.lo) / step > 12) {
+    return ChartAxis{lo, hi, hi - lo, {lo, hi}};
+  }
+  for (int k = 0; axis.lo + k * step <= axis.hi + step * 1e-6; ++k) {
+    const double t = axis.lo + k * step;
+    axis.ticks.push_back(std::abs(t) < step * 1e-9 ? 0 : t);
+  }
   return axis;
 }
 

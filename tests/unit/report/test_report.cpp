@@ -325,6 +325,19 @@ TEST(ReportChart, LongRunsAreBucketedButKeepTheirSpikes) {
   EXPECT_NE(html.find(">70<"), std::string::npos);  // the spike sets the top tick
 }
 
+TEST(ReportChart, ExtremeRangesStillGiveAFewTicks) {
+  for (const auto& y : {std::vector<double>{1e15, 1e15 + 1}, std::vector<double>{-1e308, 1e308},
+                        std::vector<double>{5e-324, 1e-323}, std::vector<double>{0, 0}}) {
+    train::chart::Chart c;
+    c.title = "extreme";
+    c.x = {1, 2};
+    c.series.push_back(series_of(train::chart::SeriesKind::Line, "a", y));
+    const std::string html = train::chart::render_chart(c);
+    EXPECT_NE(html.find("<svg"), std::string::npos);
+    EXPECT_LE(count_of(html, "class=\"tick\""), 13u + 3u);  // y ticks + the x ticks 1, 2 (and 0)
+  }
+}
+
 TEST(ReportChart, StackedPartsAndBands) {
   train::chart::Chart c;
   c.title = "split";
