@@ -1,10 +1,15 @@
 // The safetensors header without torch (mgca/io/safetensors_header.h).
 #include "mgca/io/safetensors_header.h"
 
+#include <fcntl.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -191,6 +196,28 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, 
              "missing header entries)",
              file, result.data_size, covered);
   return result;
+}
+
+SafetensorsHeader read_safetensors_header(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  MGCA_CHECK(fd >= 0, "cannot open safetensors file {}: {}", file, std::strerror(errno));
+  struct stat status {};
+  const bool regular = ::fstat(fd, &status) == 0 && S_ISREG(status.st_mode);
+  const auto size = static_cast<uint64_t>(regular ? status.st_size : 0);
+  // A mapping reads pages on demand: the data section stays on disk.
+  void* address = size > 0 ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+  const std::string mmap_error = std::strerror(errno);
+  ::close(fd);
+  MGCA_CHECK(regular, "{} is not a regular file", file);
+  if (size == 0) return parse_safetensors_header(nullptr, 0, file);  // "truncated", naming the file
+  MGCA_CHECK(address != MAP_FAILED, "cannot mmap {}: {}", file, mmap_error);
+  struct Unmap {
+    void* address;
+    uint64_t size;
+    ~Unmap() { ::munmap(address, size); }
+  } unmap{address, size};
+  return parse_safetensors_header(static_cast<const uint8_t*>(address), size, file);
 }
 
 }  // namespace mgca::io

@@ -28,17 +28,6 @@ constexpr const char* kDoneFile = "DONE";
 // after the line. Files from before the checksum start with the archive.
 constexpr std::string_view kRankStateTag = "mgca-rank-state sha256 ";
 
-// step-00001000 → 1000; -1 for anything else.
-int64_t step_of(const std::string& name) {
-  if (name.size() < 6 || name.compare(0, 5, "step-") != 0) return -1;
-  int64_t step = 0;
-  for (size_t i = 5; i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9') return -1;
-    step = step * 10 + (name[i] - '0');
-  }
-  return step;
-}
-
 template <typename Archive, typename State>
 void visit(Archive& archive, State& s) {
   archive& s.step& s.epoch& s.batch_in_epoch& s.samples_seen& s.rank& s.world_size& s.seed& s.cpu_rng& s.cuda_rng&
@@ -131,12 +120,22 @@ bool is_complete_checkpoint(const fs::path& path) {
   return fs::is_regular_file(path / kDoneFile, ignored);
 }
 
+int64_t checkpoint_step(const std::string& folder_name) {
+  if (folder_name.size() < 6 || folder_name.compare(0, 5, "step-") != 0) return -1;
+  int64_t step = 0;
+  for (size_t i = 5; i < folder_name.size(); ++i) {
+    if (folder_name[i] < '0' || folder_name[i] > '9') return -1;
+    step = step * 10 + (folder_name[i] - '0');
+  }
+  return step;
+}
+
 std::vector<CheckpointEntry> complete_checkpoints(const fs::path& dir) {
   std::vector<CheckpointEntry> found;
   std::error_code error;
   if (!fs::is_directory(dir, error)) return found;
   for (const auto& entry : fs::directory_iterator(dir, error)) {
-    const int64_t step = step_of(entry.path().filename().string());
+    const int64_t step = checkpoint_step(entry.path().filename().string());
     if (step < 0 || !entry.is_directory() || !is_complete_checkpoint(entry.path())) continue;
     found.push_back(CheckpointEntry{entry.path(), step});
   }

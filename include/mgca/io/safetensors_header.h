@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,5 +43,9 @@ struct SafetensorsHeader {
 // whose size equals numel × dtype size, tensors tiling the data section
 // exactly. Every failure is an mgca::Error naming `file` and the tensor.
 SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, const std::string& file);
+
+// The validated header of the file at `path`, mapped read-only: only the
+// header's pages are read, not the tensor data. Errors name the file.
+SafetensorsHeader read_safetensors_header(const std::filesystem::path& path);
 
 }  // namespace mgca::io

@@ -43,6 +43,8 @@ std::string checkpoint_name(int64_t step);
 std::filesystem::path checkpoint_model_file(const std::filesystem::path& checkpoint);
 // <folder>/optimizer.safetensors.
 std::filesystem::path checkpoint_optimizer_file(const std::filesystem::path& checkpoint);
+// Its inverse: "step-00001000" → 1000; -1 for any other folder name.
+int64_t checkpoint_step(const std::string& folder_name);
 // Complete checkpoints (folders step-N with DONE) under `dir`, oldest first.
 // A missing `dir` gives an empty list.
 std::vector<CheckpointEntry> complete_checkpoints(const std::filesystem::path& dir);
