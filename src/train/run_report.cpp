@@ -417,7 +417,7 @@ std::vector<CheckpointSummary> summarize_checkpoints(const fs::path& dir) {
     }
     c.time = modified_utc(c.complete ? entry.path() / "DONE" : entry.path());
     try {
-      const auto header = io::read_safetensors_header(entry.path() / "model.safetensors");
+      const auto header = io::read_safetensors_header(checkpoint_model_file(entry.path()));
       c.parameters = 0;
       for (const auto& [name, info] : header.infos) c.parameters += info.numel();
     } catch (const Error&) {
