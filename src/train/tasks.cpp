@@ -4,6 +4,7 @@
 
 #include "mgca/data/loader.h"
 #include "mgca/io/dataset_file.h"
+#include "mgca/model/dropout.h"
 #include "mgca/model/mgca_model.h"
 #include "mgca/model/module_cast.h"
 #include "mgca/model/weights.h"
@@ -133,6 +134,14 @@ class ContrastiveTask : public Task {
                    : std::make_unique<LoaderSource>(config_, *comm_, device, text_mode, std::move(tokenizer));
   }
 
+  // Keys the forward's dropout masks by (seed, epoch, micro-batch, global
+  // sample index): the same masks for any W (model/dropout.h).
+  model::DropoutKeyScope dropout_key(const data::Batch& batch) const {
+    const auto indices = batch.indices.to(torch::kCPU, torch::kLong).contiguous();
+    return model::DropoutKeyScope(static_cast<uint64_t>(config_.seed), batch.epoch, batch.step,
+                                  std::vector<int64_t>(indices.data_ptr<int64_t>(), indices.data_ptr<int64_t>() + indices.numel()));
+  }
+
   Config config_;
   std::shared_ptr<comm::Communicator> comm_;
   objectives::ObjectiveOptions options_;
@@ -153,6 +162,7 @@ class MgcaTask : public ContrastiveTask<model::MgcaModel> {
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
+    const auto key = dropout_key(batch);
     const model::MgcaOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
     objectives::MgcaObjectiveInputs in;
     in.img_emb = out.img_emb;
@@ -203,6 +213,7 @@ class ConvirtTask : public ContrastiveTask<model::ConvirtModel> {
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
+    const auto key = dropout_key(batch);
     const model::ConvirtOutputs out = model_->forward(batch.images, batch.input_ids, batch.attention_mask);
     const objectives::ItaResult r = objectives::convirt_loss(out.img_emb, out.text_emb, options_, comm_);
     LossParts parts{r.loss,
