@@ -19,6 +19,8 @@ using torch::autograd::variable_list;
 // as M2 + n·mean² from its own two-pass statistics, so the only cancellation
 // left is Σx² − N·mean² in fp64: the variance's relative error is about
 // 1e-16·(1 + mean²/var), below fp32 resolution while |mean| < 1e4·std.
+// Each rank's sums are taken in fp64 (forward and backward), so the
+// statistics do not depend on how the rows are split over ranks.
 // Backward all-reduces 2C fp64 sums, again independent of W. Weight and bias
 // gradients stay local: the gradient sync averages them like every other
 // parameter.
@@ -35,14 +37,17 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     auto x = input.reshape({batch, channels, -1}).to(compute_type);
     const int64_t local_count = batch * x.size(2);
 
+    // Local sums in float64 from the float32 values: each rank's share of the
+    // statistics is exact to ~1e-16, so the mean and variance do not depend
+    // on how the batch is split over ranks (at float32 resolution).
+    const auto x64 = x.to(torch::kFloat64);
     const auto fp64 = x.options().dtype(torch::kFloat64);
     torch::Tensor local_sum, local_sum_sq;
     if (local_count > 0) {
-      auto local_mean = x.mean(std::vector<int64_t>{0, 2});
-      auto local_m2 = (x - local_mean.view({1, channels, 1})).square().sum(std::vector<int64_t>{0, 2});
-      auto mean64 = local_mean.to(torch::kFloat64);
-      local_sum = mean64 * static_cast<double>(local_count);
-      local_sum_sq = local_m2.to(torch::kFloat64) + local_sum * mean64;
+      local_sum = x64.sum(std::vector<int64_t>{0, 2});
+      const auto local_mean = local_sum / static_cast<double>(local_count);
+      const auto local_m2 = (x64 - local_mean.view({1, channels, 1})).square().sum(std::vector<int64_t>{0, 2});
+      local_sum_sq = local_m2 + local_sum * local_mean;
     } else {
       local_sum = torch::zeros({channels}, fp64);
       local_sum_sq = torch::zeros({channels}, fp64);
@@ -98,9 +103,11 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const int64_t channels = xhat.size(1);
 
     auto grad = grad_outputs[0].reshape(xhat.sizes()).to(xhat.scalar_type());
-    auto local_sum_grad = grad.sum(std::vector<int64_t>{0, 2});
-    auto local_sum_grad_xhat = (grad * xhat).sum(std::vector<int64_t>{0, 2});
-    auto sums = torch::cat({local_sum_grad, local_sum_grad_xhat}).to(torch::kFloat64);
+    // Sums in float64, as in forward: independent of the split over ranks.
+    const auto grad64 = grad.to(torch::kFloat64);
+    auto local_sum_grad = grad64.sum(std::vector<int64_t>{0, 2});
+    auto local_sum_grad_xhat = (grad64 * xhat.to(torch::kFloat64)).sum(std::vector<int64_t>{0, 2});
+    auto sums = torch::cat({local_sum_grad, local_sum_grad_xhat});
     comm->all_reduce(sums, ReduceOp::Sum);
     auto mean_grad = (sums.narrow(0, 0, channels) / total).to(xhat.scalar_type());
     auto mean_grad_xhat = (sums.narrow(0, channels, channels) / total).to(xhat.scalar_type());
@@ -147,7 +154,7 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
              options_.num_features, c10::str(input.sizes()));
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
   if (is_training() && options_.track_running_stats) num_batches_tracked.add_(1);
-  if (!use_batch_stats || comm_ == nullptr || (comm_->size() == 1 && !options_.always_synchronize)) {
+  if (!use_batch_stats || comm_ == nullptr) {
     return torch::batch_norm(input, weight, bias, running_mean, running_var, use_batch_stats,
                              options_.momentum, options_.eps, /*cudnn_enabled=*/true);
   }

@@ -47,6 +47,12 @@ torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t le
   return context.transpose(1, 2).reshape({batch * length, dim});
 }
 
+torch::Tensor qkv_bias_for_training(const torch::Tensor& bias) {
+  if (!bias.defined() || !bias.requires_grad() || !at::GradMode::is_enabled()) return bias;
+  const int64_t d = bias.size(0) / 3;
+  return at::cat({bias.narrow(0, 0, d), bias.narrow(0, d, d).detach(), bias.narrow(0, 2 * d, d)});
+}
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   if (x.dim() == 2) {
     return bias.defined() ? at::addmm(bias, x, weight.t()) : at::mm(x, weight.t());

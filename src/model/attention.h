@@ -22,6 +22,13 @@ torch::Tensor self_attention(const torch::Tensor& qkv, int64_t batch, int64_t le
 torch::Tensor plain_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& attn_mask, double dropout_p);
 
+// The qkv bias [3D] with its key third detached (undefined stays undefined).
+// q·(k + b_k) adds the same q·b_k to every score of a query, which softmax
+// cancels: the key bias's true gradient is exactly zero, and autograd's
+// rounding residue would become lr-sized Adam steps that differ with the
+// summation order (W). Detached, its gradient is exactly zero.
+torch::Tensor qkv_bias_for_training(const torch::Tensor& bias);
+
 // y = x·Wᵀ + b for x [..., in] via one GEMM on the 2-D view (no copy when x
 // is contiguous).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);

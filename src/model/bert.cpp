@@ -40,7 +40,7 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
   const bool train = is_training();
   const auto x2 = x.reshape({b * l, d});
-  auto h = detail::linear(x2, qkv->weight, qkv->bias);
+  auto h = detail::linear(x2, qkv->weight, detail::qkv_bias_for_training(qkv->bias));
   h = detail::self_attention(h, b, l, config_.heads, mask, train ? config_.attention_dropout : 0.0,
                              cls_attention);
   h = model::fast_dropout(detail::linear(h, proj->weight, proj->bias), config_.hidden_dropout, train);

@@ -12,8 +12,11 @@
 
 #include <cstdint>
 #include <mutex>
+#include <type_traits>
+#include <vector>
 
 #include "mgca/util/error.h"
+#include "mgca/util/rng.h"
 
 namespace mgca::model {
 namespace {
@@ -24,6 +27,9 @@ using torch::autograd::variable_list;
 // Elements are processed in blocks of 8: one mask byte (1 bit per element)
 // per block, so each byte is written by one thread.
 constexpr int64_t kGrainBlocks = 2048;
+
+// Stream tag of the dropout keys (apart from the loader's augmentation streams).
+constexpr uint64_t kDropoutStream = 0x64726f70ULL;  // "drop"
 
 // Chris Wellons' lowbias32: a 32-bit integer hash with low bias (good avalanche).
 inline uint32_t mix32(uint32_t x) {
@@ -38,10 +44,30 @@ inline uint32_t mix32(uint32_t x) {
 // The random number of element i for a call keyed (k0, k1).
 inline uint32_t element_random(uint32_t i, uint32_t k0, uint32_t k1) { return mix32(mix32(i ^ k0) + k1); }
 
-struct Key {
-  uint32_t k0, k1, threshold;  // keep element i when element_random(i) >= threshold
+// One call: rows of row_len contiguous elements, each with its own 64-bit key
+// (k0 = low half, k1 = high half); keep element j of row r when
+// element_random(j, k0_r, k1_r) >= threshold.
+struct Call {
+  const uint64_t* row_keys;
+  int64_t row_len;
+  uint32_t threshold;
   float scale;
 };
+
+inline bool keep_element(int64_t row, int64_t j, const Call& c) {
+  const uint64_t k = c.row_keys[row];
+  return element_random(static_cast<uint32_t>(j), static_cast<uint32_t>(k), static_cast<uint32_t>(k >> 32)) >=
+         c.threshold;
+}
+
+template <typename T>
+inline T scaled(T x, float scale) {
+  if constexpr (std::is_same_v<T, double>) {
+    return x * static_cast<double>(scale);
+  } else {
+    return static_cast<T>(static_cast<float>(x) * scale);
+  }
+}
 
 uint64_t next_seed() {
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -51,26 +77,18 @@ uint64_t next_seed() {
 
 // Scalar kernels for elements [begin, end) (begin a multiple of 8).
 template <typename T>
-void forward_scalar(const T* x, T* out, uint8_t* bits, int64_t begin, int64_t end, const Key& k) {
+void forward_scalar(const T* x, T* out, uint8_t* bits, int64_t begin, int64_t end, const Call& c) {
+  int64_t row = begin / c.row_len, j = begin - row * c.row_len;
   for (int64_t block = begin; block < end; block += 8) {
     uint8_t byte = 0;
-    for (int64_t i = block; i < std::min(block + 8, end); ++i) {
-      const bool keep = element_random(static_cast<uint32_t>(i), k.k0, k.k1) >= k.threshold;
+    for (int64_t i = block; i < std::min(block + 8, end); ++i, ++j) {
+      if (j == c.row_len) {
+        ++row;
+        j = 0;
+      }
+      const bool keep = keep_element(row, j, c);
       byte |= static_cast<uint8_t>(keep) << (i - block);
-      out[i] = keep ? static_cast<T>(static_cast<float>(x[i]) * k.scale) : static_cast<T>(0);
-    }
-    bits[block >> 3] = byte;
-  }
-}
-
-template <>
-void forward_scalar<double>(const double* x, double* out, uint8_t* bits, int64_t begin, int64_t end, const Key& k) {
-  for (int64_t block = begin; block < end; block += 8) {
-    uint8_t byte = 0;
-    for (int64_t i = block; i < std::min(block + 8, end); ++i) {
-      const bool keep = element_random(static_cast<uint32_t>(i), k.k0, k.k1) >= k.threshold;
-      byte |= static_cast<uint8_t>(keep) << (i - block);
-      out[i] = keep ? x[i] * static_cast<double>(k.scale) : 0.0;
+      out[i] = keep ? scaled(x[i], c.scale) : static_cast<T>(0);
     }
     bits[block >> 3] = byte;
   }
@@ -80,15 +98,7 @@ template <typename T>
 void backward_scalar(const T* g, const uint8_t* bits, T* out, int64_t begin, int64_t end, float scale) {
   for (int64_t i = begin; i < end; ++i) {
     const bool keep = (bits[i >> 3] >> (i & 7)) & 1;
-    out[i] = keep ? static_cast<T>(static_cast<float>(g[i]) * scale) : static_cast<T>(0);
-  }
-}
-
-template <>
-void backward_scalar<double>(const double* g, const uint8_t* bits, double* out, int64_t begin, int64_t end,
-                             float scale) {
-  for (int64_t i = begin; i < end; ++i) {
-    out[i] = ((bits[i >> 3] >> (i & 7)) & 1) ? g[i] * static_cast<double>(scale) : 0.0;
+    out[i] = keep ? scaled(g[i], scale) : static_cast<T>(0);
   }
 }
 
@@ -103,21 +113,35 @@ __attribute__((target("avx2"))) inline __m256i mix32_avx2(__m256i x) {
 }
 
 __attribute__((target("avx2"))) void forward_f32_avx2(const float* x, float* out, uint8_t* bits, int64_t begin,
-                                                      int64_t end, const Key& k) {
+                                                      int64_t end, const Call& c) {
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i k0 = _mm256_set1_epi32(static_cast<int>(k.k0)), k1 = _mm256_set1_epi32(static_cast<int>(k.k1));
-  const __m256i threshold = _mm256_set1_epi32(static_cast<int>(k.threshold));
-  const __m256 scale = _mm256_set1_ps(k.scale);
+  const __m256i threshold = _mm256_set1_epi32(static_cast<int>(c.threshold));
+  const __m256 scale = _mm256_set1_ps(c.scale);
+  int64_t row = begin / c.row_len, j = begin - row * c.row_len;
   int64_t i = begin;
   for (; i + 8 <= end; i += 8) {
-    const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(i))), lanes);
+    if (j + 8 > c.row_len) {  // the block crosses a row boundary
+      forward_scalar<float>(x, out, bits, i, i + 8, c);
+      row = (i + 8) / c.row_len;
+      j = i + 8 - row * c.row_len;
+      continue;
+    }
+    const uint64_t k = c.row_keys[row];
+    const __m256i k0 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(k)));
+    const __m256i k1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(k >> 32)));
+    const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(j))), lanes);
     const __m256i r = mix32_avx2(_mm256_add_epi32(mix32_avx2(_mm256_xor_si256(index, k0)), k1));
     const __m256i keep = _mm256_cmpeq_epi32(_mm256_max_epu32(r, threshold), r);  // r >= threshold (unsigned)
     const __m256 y = _mm256_and_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale), _mm256_castsi256_ps(keep));
     _mm256_storeu_ps(out + i, y);
     bits[i >> 3] = static_cast<uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(keep)));
+    j += 8;
+    if (j == c.row_len) {
+      ++row;
+      j = 0;
+    }
   }
-  if (i < end) forward_scalar<float>(x, out, bits, i, end, k);
+  if (i < end) forward_scalar<float>(x, out, bits, i, end, c);
 }
 
 __attribute__((target("avx2"))) void backward_f32_avx2(const float* g, const uint8_t* bits, float* out,
@@ -139,7 +163,7 @@ bool has_avx2() {
 }
 #else
 bool has_avx2() { return false; }
-void forward_f32_avx2(const float*, float*, uint8_t*, int64_t, int64_t, const Key&) {}
+void forward_f32_avx2(const float*, float*, uint8_t*, int64_t, int64_t, const Call&) {}
 void backward_f32_avx2(const float*, const uint8_t*, float*, int64_t, int64_t, float) {}
 #endif
 
@@ -152,29 +176,27 @@ void for_blocks(int64_t n, F fn) {
 
 class FastDropout : public torch::autograd::Function<FastDropout> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, double p) {
+  // `call` is used during forward only (its row keys live in the caller).
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const Call* call) {
+    const Call& c = *call;
     const auto x = input.contiguous();
     const int64_t n = x.numel();
     auto out = at::empty_like(x, at::MemoryFormat::Contiguous);
     auto bits = at::empty({(n + 7) / 8}, x.options().dtype(torch::kByte));
-    const uint64_t seed = next_seed();
-    const Key key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
-                  static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0)),
-                  static_cast<float>(1.0 / (1.0 - p))};
     uint8_t* b = bits.data_ptr<uint8_t>();
     if (x.scalar_type() == at::kFloat && has_avx2()) {
       const float* xp = x.data_ptr<float>();
       float* op = out.data_ptr<float>();
-      for_blocks(n, [&](int64_t begin, int64_t end) { forward_f32_avx2(xp, op, b, begin, end, key); });
+      for_blocks(n, [&](int64_t begin, int64_t end) { forward_f32_avx2(xp, op, b, begin, end, c); });
     } else {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "mgca_dropout", [&] {
         const scalar_t* xp = x.data_ptr<scalar_t>();
         scalar_t* op = out.data_ptr<scalar_t>();
-        for_blocks(n, [&](int64_t begin, int64_t end) { forward_scalar<scalar_t>(xp, op, b, begin, end, key); });
+        for_blocks(n, [&](int64_t begin, int64_t end) { forward_scalar<scalar_t>(xp, op, b, begin, end, c); });
       });
     }
     ctx->save_for_backward({bits});
-    ctx->saved_data["scale"] = static_cast<double>(key.scale);
+    ctx->saved_data["scale"] = static_cast<double>(c.scale);
     return out.view(input.sizes());
   }
 
@@ -200,15 +222,88 @@ class FastDropout : public torch::autograd::Function<FastDropout> {
   }
 };
 
+// The same hash with torch integer ops on x's device: 32-bit words held in
+// int64, products split so that none exceeds 2^49 (no signed overflow).
+constexpr int64_t kLow32 = 0xffffffffLL;
+
+torch::Tensor mul32(const torch::Tensor& x, uint32_t factor) {
+  const int64_t lo = factor & 0xffffU, hi = factor >> 16;
+  return (x * lo + torch::bitwise_left_shift(torch::bitwise_and(x * hi, 0xffff), 16)).bitwise_and_(kLow32);
+}
+
+torch::Tensor mix32_tensor(torch::Tensor x) {
+  x = torch::bitwise_xor(x, torch::bitwise_right_shift(x, 16));
+  x = mul32(x, 0x7feb352dU);
+  x = torch::bitwise_xor(x, torch::bitwise_right_shift(x, 15));
+  x = mul32(x, 0x846ca68bU);
+  return torch::bitwise_xor(x, torch::bitwise_right_shift(x, 16));
+}
+
+torch::Tensor dropout_tensor_ops(const torch::Tensor& x, const Call& c, int64_t rows) {
+  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  std::vector<int64_t> k0(rows), k1(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    k0[r] = static_cast<int64_t>(static_cast<uint32_t>(c.row_keys[r]));
+    k1[r] = static_cast<int64_t>(static_cast<uint32_t>(c.row_keys[r] >> 32));
+  }
+  const auto key0 = torch::tensor(k0, torch::kLong).to(x.device()).view({rows, 1});
+  const auto key1 = torch::tensor(k1, torch::kLong).to(x.device()).view({rows, 1});
+  const auto j = torch::arange(c.row_len, longs).view({1, c.row_len});
+  const auto h = mix32_tensor((mix32_tensor(torch::bitwise_xor(j, key0)) + key1).bitwise_and_(kLow32));
+  const auto keep = h.ge(static_cast<int64_t>(c.threshold)).view(x.sizes());
+  // x · (keep · scale): one rounding, as the CPU kernels; the gradient is the same mask and scale.
+  return x * (keep.to(x.scalar_type()) * static_cast<double>(c.scale));
+}
+
+// The active scope of this thread.
+struct ScopeState {
+  uint64_t base = 0;
+  std::vector<int64_t> samples;
+  uint64_t calls = 0;
+};
+thread_local ScopeState* active_scope = nullptr;
+
 }  // namespace
 
-torch::Tensor fast_dropout(const torch::Tensor& x, double p, bool train) {
+DropoutKeyScope::DropoutKeyScope(uint64_t seed, int64_t epoch, int64_t micro_batch, std::vector<int64_t> samples) {
+  MGCA_CHECK(active_scope == nullptr, "dropout key scopes do not nest");
+  MGCA_CHECK(!samples.empty(), "a dropout key scope needs the batch's sample indices");
+  active_scope = new ScopeState{
+      util::make_key({seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(micro_batch), kDropoutStream}),
+      std::move(samples), 0};
+}
+
+DropoutKeyScope::~DropoutKeyScope() {
+  delete active_scope;
+  active_scope = nullptr;
+}
+
+torch::Tensor fast_dropout(const torch::Tensor& x, double p, bool train, DropoutPath path) {
   if (!train || p == 0.0) return x;
   MGCA_CHECK(p > 0.0 && p < 1.0, "dropout probability must be in [0, 1), got {}", p);
-  if (!x.device().is_cpu()) return at::dropout(x, p, true);
-  // The counter is the 32-bit element index.
-  MGCA_CHECK(x.numel() < (int64_t{1} << 32), "dropout: {} elements exceed the 2^32 counter", x.numel());
-  return FastDropout::apply(x, p);
+  std::vector<uint64_t> row_keys;
+  if (active_scope != nullptr) {
+    const auto& samples = active_scope->samples;
+    const auto rows = static_cast<int64_t>(samples.size());
+    MGCA_CHECK(x.dim() >= 1 && x.size(0) % rows == 0,
+               "dropout: the leading dimension of a {} input is not a multiple of the batch's {} samples",
+               c10::str(x.sizes()), rows);
+    const uint64_t call = active_scope->calls++;
+    for (const int64_t sample : samples) {
+      row_keys.push_back(util::make_key({active_scope->base, call, static_cast<uint64_t>(sample)}));
+    }
+  } else {
+    row_keys.push_back(next_seed());
+  }
+  const auto rows = static_cast<int64_t>(row_keys.size());
+  const Call call{row_keys.data(), x.numel() / rows, static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0)),
+                  static_cast<float>(1.0 / (1.0 - p))};
+  // The counter is the 32-bit element index within a sample.
+  MGCA_CHECK(call.row_len < (int64_t{1} << 32), "dropout: {} elements per sample exceed the 2^32 counter",
+             call.row_len);
+  if (x.numel() == 0) return x;
+  if (path == DropoutPath::TensorOps || !x.device().is_cpu()) return dropout_tensor_ops(x, call, rows);
+  return FastDropout::apply(x, &call);
 }
 
 }  // namespace mgca::model

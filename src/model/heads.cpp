@@ -10,11 +10,14 @@ namespace mgca::model {
 namespace nn = torch::nn;
 
 ProjectionHeadImpl::ProjectionHeadImpl(int64_t in, int64_t hidden, int64_t out) {
-  fc1 = register_module("fc1", nn::Linear(in, hidden));
+  // No biases before the BatchNorms: BN subtracts the batch mean, so their
+  // gradient is exactly zero and Adam would turn its rounding noise into
+  // lr-sized steps that differ with the summation order (W).
+  fc1 = register_module("fc1", nn::Linear(nn::LinearOptions(in, hidden).bias(false)));
   comm::SyncBatchNormOptions o1;
   o1.num_features = hidden;
   bn1 = register_module("bn1", comm::SyncBatchNorm(o1));
-  fc2 = register_module("fc2", nn::Linear(hidden, out));
+  fc2 = register_module("fc2", nn::Linear(nn::LinearOptions(hidden, out).bias(false)));
   comm::SyncBatchNormOptions o2;
   o2.num_features = out;
   o2.affine = false;

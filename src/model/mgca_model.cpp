@@ -32,6 +32,13 @@ MgcaModelImpl::MgcaModelImpl(const MgcaModelConfig& config, WordVocabulary vocab
   text_global_head = register_module("text_global_head", ProjectionHead(config.bert.hidden, hidden, d));
   text_local_head = register_module("text_local_head", LocalHead(config.bert.hidden, hidden, d));
   prototypes = register_module("prototypes", Prototypes(config.num_prototypes, d));
+  // The ViT's final LayerNorm feeds only the heads' Linear–BatchNorm: its bias
+  // adds the same vector to every row, which BatchNorm removes, so its true
+  // gradient is exactly zero; Adam would turn the rounding residue into
+  // lr-sized steps. It keeps its (pretrained) value.
+  if (config.backbone == ImageBackbone::ViT) {
+    image->named_parameters()["norm.bias"].requires_grad_(false);
+  }
 }
 
 ImageFeatures MgcaModelImpl::encode_image(const torch::Tensor& images) { return image->forward(images); }

@@ -42,7 +42,7 @@ torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor* cls_a
   const auto x2 = x.reshape({b * n, d});
   const double eps1 = norm1->options.eps(), eps2 = norm2->options.eps();
   auto h = at::layer_norm(x2, {d}, norm1->weight, norm1->bias, eps1);
-  h = detail::linear(h, qkv->weight, qkv->bias);
+  h = detail::linear(h, qkv->weight, detail::qkv_bias_for_training(qkv->bias));
   h = detail::self_attention(h, b, n, heads_, {}, 0.0, cls_attention);
   auto y = x2 + detail::linear(h, proj->weight, proj->bias);
   h = at::layer_norm(y, {d}, norm2->weight, norm2->bias, eps2);

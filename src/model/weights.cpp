@@ -10,6 +10,7 @@
 
 #include "mgca/io/safetensors.h"
 #include "mgca/model/bert.h"
+#include "mgca/model/heads.h"
 #include "mgca/model/resnet.h"
 #include "mgca/model/vit.h"
 #include "format.h"
@@ -253,9 +254,10 @@ WeightFormat parse_weight_format(const std::string& name) {
 }
 
 std::string LoadReport::summary() const {
-  return fmt::format("format {}: {} loaded, {} skipped, {} resized, {} missing, {} unexpected, {} mis-shaped",
-                     to_string(format), loaded.size(), skipped.size(), resized.size(), missing.size(),
-                     unexpected.size(), mismatched.size());
+  return fmt::format(
+      "format {}: {} loaded, {} skipped, {} resized, {} folded, {} missing, {} unexpected, {} mis-shaped",
+      to_string(format), loaded.size(), skipped.size(), resized.size(), folded.size(), missing.size(),
+      unexpected.size(), mismatched.size());
 }
 
 torch::Tensor resize_position_embedding(const torch::Tensor& pos, int64_t new_grid) {
@@ -279,6 +281,35 @@ std::vector<std::pair<std::string, torch::Tensor>> state_tensors(const torch::nn
   for (const auto& item : module.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
   for (const auto& item : module.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
   return out;
+}
+
+// Checkpoints of heads with a bias before each BatchNorm (ours before the
+// biases were dropped, heads/h) carry fc1.bias and fc2.bias. BN(xW + b) in
+// train mode equals BN(xW) exactly (the batch mean absorbs b); in eval mode it
+// equals BN(xW) with running_mean − b. So each such bias is folded into the
+// following BatchNorm's running mean (in float64) and not loaded.
+void fold_head_biases(const torch::nn::Module& module, Translated& tr, std::vector<std::string>& folded) {
+  // The module itself, then its descendants (named_modules(include_self) needs a shared_ptr).
+  std::vector<std::string> prefixes;
+  if (dynamic_cast<const ProjectionHeadImpl*>(&module) != nullptr) prefixes.emplace_back();
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    if (item.value()->as<ProjectionHeadImpl>() != nullptr) prefixes.push_back(item.key() + ".");
+  }
+  for (const auto& prefix : prefixes) {
+    for (const auto& [fc, bn] : {std::pair<const char*, const char*>{"fc1", "bn1"}, {"fc2", "bn2"}}) {
+      const auto bias = tr.tensors.find(prefix + fc + ".bias");
+      const auto mean = tr.tensors.find(prefix + bn + ".running_mean");
+      if (bias == tr.tensors.end() || mean == tr.tensors.end() || bias->second.sizes() != mean->second.sizes()) {
+        continue;  // left to the strict check (unexpected / missing)
+      }
+      torch::NoGradGuard no_grad;
+      mean->second =
+          (mean->second.to(torch::kFloat64) - bias->second.to(torch::kFloat64)).to(mean->second.scalar_type());
+      folded.push_back(fmt::format("{} into {}", tr.origin[bias->first], mean->first));
+      tr.origin.erase(bias->first);
+      tr.tensors.erase(bias);
+    }
+  }
 }
 
 LoadReport load_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
@@ -311,6 +342,7 @@ LoadReport load_weights(torch::nn::Module& module, const std::map<std::string, t
     case WeightFormat::TorchvisionResNet: tr = translate_identity(src, {"fc."}); break;
     default: tr = translate_identity(src, {}); break;
   }
+  fold_head_biases(module, tr, report.folded);
   report.skipped = tr.skipped;
   report.unexpected = tr.unexpected;
   report.mismatched = tr.mismatched;

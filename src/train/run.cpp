@@ -50,7 +50,9 @@ RunResult run_training(const Config& config, std::shared_ptr<comm::Communicator>
   // The same initial weights on every rank (the trainer also broadcasts rank 0's).
   torch::manual_seed(static_cast<uint64_t>(config.seed));
   std::unique_ptr<Task> task = make_task(config, comm, device);
-  // Each rank's own stream for dropout (restored from the checkpoint on resume).
+  // Each rank's own stream for whatever draws from torch's generator outside a
+  // dropout key scope (the tasks key dropout by sample, so training draws
+  // nothing from it); restored from the checkpoint where the same rank wrote it.
   torch::manual_seed(util::make_key({static_cast<uint64_t>(config.seed), 0x7261'6e6bULL,
                                      static_cast<uint64_t>(comm->rank())}) >> 1);
   Trainer trainer(config, comm, std::move(task), device);

@@ -4,6 +4,7 @@
 
 #include "mgca/data/loader.h"
 #include "mgca/io/dataset_file.h"
+#include "mgca/model/dropout.h"
 #include "mgca/model/mgca_model.h"
 #include "mgca/model/module_cast.h"
 #include "mgca/model/weights.h"
@@ -143,6 +144,14 @@ class ContrastiveTask : public Task {
                    : std::make_unique<LoaderSource>(config_, *comm_, device, text_mode, std::move(tokenizer));
   }
 
+  // Keys the forward's dropout masks by (seed, epoch, micro-batch, global
+  // sample index): the same masks for any W (model/dropout.h).
+  model::DropoutKeyScope dropout_key(const data::Batch& batch) const {
+    const auto indices = batch.indices.to(torch::kCPU, torch::kLong).contiguous();
+    return model::DropoutKeyScope(static_cast<uint64_t>(config_.seed), batch.epoch, batch.step,
+                                  std::vector<int64_t>(indices.data_ptr<int64_t>(), indices.data_ptr<int64_t>() + indices.numel()));
+  }
+
   Config config_;
   std::shared_ptr<comm::Communicator> comm_;
   objectives::ObjectiveOptions options_;
@@ -163,6 +172,7 @@ class MgcaTask : public ContrastiveTask<model::MgcaModel> {
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
+    const auto key = dropout_key(batch);
     const model::MgcaOutputs out = [&] {
       util::ScopedRange range("encoders");
       return model_->forward(batch.images, batch.input_ids, batch.attention_mask);
@@ -220,6 +230,7 @@ class ConvirtTask : public ContrastiveTask<model::ConvirtModel> {
 
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
+    const auto key = dropout_key(batch);
     const model::ConvirtOutputs out = [&] {
       util::ScopedRange range("encoders");
       return model_->forward(batch.images, batch.input_ids, batch.attention_mask);

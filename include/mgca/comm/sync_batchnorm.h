@@ -4,8 +4,10 @@
 // torch BatchNorm over the concatenation of all ranks' inputs (same outputs,
 // input gradients, weight/bias gradients and running statistics), up to
 // floating-point reassociation. Every rank must call forward in the same
-// order with the same C (N may differ). With a communicator of size 1 (or
-// none) it is plain BatchNorm. Parameter and buffer names match
+// order with the same C (N may differ). Training with a communicator, of
+// any size, takes the synchronized path, so one rank computes exactly what W
+// ranks do (float64 statistics); without one (or in eval) it is torch's
+// BatchNorm. Parameter and buffer names match
 // torch::nn::BatchNorm (weight, bias, running_mean, running_var,
 // num_batches_tracked) so pretrained weights load unchanged.
 #pragma once
@@ -26,9 +28,6 @@ struct SyncBatchNormOptions {
   double momentum = 0.1;
   bool affine = true;
   bool track_running_stats = true;
-  // Take the synchronised path even with one rank (by default one rank uses
-  // torch::batch_norm): lets single-rank tests, e.g. on one GPU, cover it.
-  bool always_synchronize = false;
 };
 
 class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {

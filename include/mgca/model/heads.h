@@ -14,8 +14,10 @@
 
 namespace mgca::model {
 
-// MGCA's global head: Linear(in, hidden)–BN–ReLU–Linear(hidden, out)–BN(affine=False).
-// x [n, in] → [n, out]. Names: fc1, bn1, fc2, bn2.
+// MGCA's global head: Linear(in, hidden)–BN–ReLU–Linear(hidden, out)–BN(affine=False),
+// the Linears without bias (a bias before BN only shifts the running mean;
+// load_weights folds a checkpoint's fc1.bias/fc2.bias into bn1/bn2's
+// running_mean). x [n, in] → [n, out]. Names: fc1, bn1, fc2, bn2.
 class ProjectionHeadImpl : public torch::nn::Module {
  public:
   ProjectionHeadImpl(int64_t in, int64_t hidden, int64_t out);

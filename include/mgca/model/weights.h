@@ -17,6 +17,11 @@
 // grid are resized as timm's resample_abs_pos_embed with antialias=False does
 // (bicubic, align_corners=false, in float32; [CLS] kept).
 //
+// Projection heads (heads.h) have no bias before their BatchNorms: a
+// checkpoint's fc1.bias / fc2.bias of a head is folded into bn1 / bn2's
+// running_mean (running_mean − bias: the same head output in eval mode, and in
+// train mode exactly) instead of being loaded.
+//
 // Strict (default): every parameter and buffer of the module must be filled
 // with the right shape and every checkpoint tensor must be used or
 // deliberately skipped; otherwise one error lists all missing, unexpected
@@ -64,6 +69,7 @@ struct LoadReport {
   std::vector<std::string> mismatched;  // "name: checkpoint [..], model [..]"
   std::vector<std::string> skipped;     // checkpoint names deliberately not used
   std::vector<std::string> resized;     // position embeddings interpolated
+  std::vector<std::string> folded;      // head biases folded into BatchNorm running means
   bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
   std::string summary() const;
 };

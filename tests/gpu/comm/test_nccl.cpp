@@ -221,7 +221,6 @@ TEST(NcclTensors, SyncBatchNormOnDeviceEqualsBatchNorm) {
   (yr * g_host).sum().backward();
 
   SyncBatchNormOptions bn_options{6};
-  bn_options.always_synchronize = true;  // one rank: still the distributed path
   SyncBatchNorm sync(bn_options, comm);
   sync->to(device);
   auto x = x_host.to(device).requires_grad_(true);

@@ -258,7 +258,6 @@ inline void expect_syncbn_statistics_fp32(const std::shared_ptr<comm::Communicat
   comm::SyncBatchNormOptions options;
   options.num_features = channels;
   options.momentum = 1.0;
-  options.always_synchronize = true;
   comm::SyncBatchNorm bn(options, comm);
   bn->to(device);
   bn->train();

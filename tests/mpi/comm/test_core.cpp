@@ -109,7 +109,6 @@ TEST(Differentiable, GatherGradientIsReduceScatterOfTheGlobalGradient) {
 TEST(SyncBatchNorm, EqualsBatchNormOverTheGlobalBatch) {
   auto comm = world();
   const int w = comm->size();
-  for (bool always : {false, true})
   for (std::vector<int64_t> local_shape : {std::vector<int64_t>{5, 6}, std::vector<int64_t>{3, 6, 7}}) {
     auto shape_of = [&](int64_t n) { auto s = local_shape; s[0] = n; return s; };
     std::vector<torch::Tensor> inputs, upstream;
@@ -124,7 +123,6 @@ TEST(SyncBatchNorm, EqualsBatchNormOverTheGlobalBatch) {
     (y_all * torch::cat(upstream)).sum().backward();
 
     SyncBatchNormOptions bn_options{6};
-    bn_options.always_synchronize = always;  // np=1 then covers the distributed path too
     SyncBatchNorm sync(bn_options, comm);
     auto x = inputs[comm->rank()].clone().requires_grad_(true);
     auto y = sync->forward(x);
@@ -164,7 +162,6 @@ TEST(SyncBatchNorm, LargeMeanInFloat64) {
   auto y_all = reference->forward(x_all.detach());  // running statistics updated twice on both sides
 
   SyncBatchNormOptions bn_options{3};
-  bn_options.always_synchronize = true;
   SyncBatchNorm sync(bn_options, comm);
   sync->to(torch::kFloat64);
   auto x = inputs[comm->rank()].clone().requires_grad_(true);

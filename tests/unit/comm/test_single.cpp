@@ -69,7 +69,6 @@ TEST(SingleCommunicator, GatherWithGradPassesGradientThrough) {
 
 TEST(SingleCommunicator, SyncBatchNormIsBatchNorm) {
   SyncBatchNormOptions bn_options{5};
-  bn_options.always_synchronize = true;  // the distributed path with one rank
   SyncBatchNorm sync(bn_options, Communicator::single());
   torch::nn::BatchNorm1d reference(5);
   auto x = torch::randn({8, 5, 3});

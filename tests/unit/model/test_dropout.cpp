@@ -1,10 +1,14 @@
 // The fast dropout: statistics of the mask, exact scaling, gradient, seeding
 // through torch::manual_seed, independence from the thread count, and the
-// AVX2 and scalar paths agreeing (float vs double use the same hash).
+// AVX2 and scalar paths agreeing (float vs double use the same hash). Keyed
+// by sample: a sample's mask is the same at any row position, in any batch
+// split and in a flattened [b·L, D] layout; the tensor-ops (device) path gives
+// the CPU kernels' masks.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "mgca/model/bert.h"
 #include "mgca/model/dropout.h"
@@ -81,6 +85,74 @@ TEST(Dropout, IdentityWhenNotTrainingAndRejectsBadP) {
             std::string::npos);
 }
 
+TEST(Dropout, KeyedBySampleWhateverTheRowAndTheSplit) {
+  const auto x = torch::rand({4, 5, 9}) + 0.5;  // 45 elements per sample: blocks cross rows
+  torch::Tensor whole, first_call, second_call;
+  {
+    DropoutKeyScope scope(3, 1, 2, {10, 11, 12, 13});
+    whole = fast_dropout(x, 0.3, true);
+    second_call = fast_dropout(x, 0.3, true);
+  }
+  EXPECT_FALSE(torch::equal(whole, second_call));  // each call has its own masks
+  {
+    // Rows 2..3 alone (another rank's share), in reverse order.
+    DropoutKeyScope scope(3, 1, 2, {13, 12});
+    const auto part = fast_dropout(x.narrow(0, 2, 2).flip(0), 0.3, true);
+    EXPECT_TRUE(torch::equal(part.flip(0), whole.narrow(0, 2, 2)));
+  }
+  {
+    // BERT's flattened [b·L, D] layout.
+    DropoutKeyScope scope(3, 1, 2, {10, 11, 12, 13});
+    EXPECT_TRUE(torch::equal(fast_dropout(x.reshape({20, 9}), 0.3, true).view({4, 5, 9}), whole));
+  }
+  for (const auto& [seed, epoch, batch] : {std::tuple<uint64_t, int64_t, int64_t>{4, 1, 2}, {3, 2, 2}, {3, 1, 3}}) {
+    DropoutKeyScope scope(seed, epoch, batch, {10, 11, 12, 13});
+    EXPECT_FALSE(torch::equal(fast_dropout(x, 0.3, true), whole)) << seed << " " << epoch << " " << batch;
+  }
+  torch::manual_seed(1);
+  const auto unkeyed = fast_dropout(x, 0.3, true);
+  torch::manual_seed(2);
+  {
+    DropoutKeyScope scope(3, 1, 2, {10, 11, 12, 13});
+    EXPECT_TRUE(torch::equal(fast_dropout(x, 0.3, true), whole));  // the generator plays no part
+  }
+  EXPECT_FALSE(torch::equal(unkeyed, whole));
+}
+
+TEST(Dropout, TensorOpsPathGivesTheKernelsMasks) {
+  const auto x = torch::rand({3, 7, 13}) + 0.5;
+  for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const auto input = x.to(dtype).requires_grad_(true);
+    torch::Tensor kernel, ops;
+    {
+      DropoutKeyScope scope(9, 0, 4, {5, 0, 77});
+      kernel = fast_dropout(input, 0.2, true);
+    }
+    {
+      DropoutKeyScope scope(9, 0, 4, {5, 0, 77});
+      ops = fast_dropout(input, 0.2, true, DropoutPath::TensorOps);
+    }
+    EXPECT_TRUE(torch::equal(kernel, ops)) << dtype;
+    const auto g = torch::randn(x.sizes(), dtype);
+    const auto gk = torch::autograd::grad({kernel}, {input}, {g})[0];
+    const auto go = torch::autograd::grad({ops}, {input}, {g})[0];
+    EXPECT_TRUE(torch::equal(gk, go)) << dtype;
+  }
+  torch::manual_seed(4);
+  const auto a = fast_dropout(x, 0.5, true);
+  torch::manual_seed(4);
+  EXPECT_TRUE(torch::equal(a, fast_dropout(x, 0.5, true, DropoutPath::TensorOps)));
+}
+
+TEST(Dropout, ScopeChecksTheBatchAndDoesNotNest) {
+  DropoutKeyScope scope(1, 0, 0, {0, 1, 2});
+  EXPECT_NE(test::error_of([&] { fast_dropout(torch::ones({4, 2}), 0.5, true); })
+                .find("the leading dimension of a [4, 2] input is not a multiple of the batch's 3 samples"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { DropoutKeyScope inner(1, 0, 0, {0}); }).find("dropout key scopes do not nest"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace mgca::model
 
@@ -103,6 +175,23 @@ TEST(Dropout, BertUsesItOnlyInTrainModeSeededByTorch) {
   EXPECT_FALSE(torch::allclose(a, c));
   c.sum().backward();
   EXPECT_TRUE(bert->layers[0]->named_parameters()["attn.qkv.weight"].grad().defined());
+}
+
+TEST(Dropout, BertRowsInAKeyScopeDependOnlyOnTheirSample) {
+  Bert bert(BertConfig::tiny());
+  bert->train();
+  const auto ids = torch::randint(1000, 2000, {4, 12}, torch::kLong);
+  const auto mask = torch::ones({4, 12}, torch::kLong);
+  torch::Tensor whole, half;
+  {
+    DropoutKeyScope scope(7, 0, 3, {40, 41, 42, 43});
+    whole = bert->forward(ids, mask).hidden;
+  }
+  {
+    DropoutKeyScope scope(7, 0, 3, {42, 43});
+    half = bert->forward(ids.narrow(0, 2, 2), mask.narrow(0, 2, 2)).hidden;
+  }
+  EXPECT_TRUE(test::Close(half, whole.narrow(0, 2, 2), 1e-6));
 }
 
 }  // namespace

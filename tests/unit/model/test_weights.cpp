@@ -10,6 +10,7 @@
 
 #include "mgca/io/safetensors.h"
 #include "mgca/model/bert.h"
+#include "mgca/model/heads.h"
 #include "mgca/model/mgca_model.h"
 #include "mgca/model/resnet.h"
 #include "mgca/model/vit.h"
@@ -240,6 +241,71 @@ TEST(Weights, PositionEmbeddingResizeKeepsClsAndIsExactForSameGrid) {
   EXPECT_TRUE(torch::equal(big.narrow(1, 0, 1), pos.narrow(1, 0, 1)));
   EXPECT_TRUE(contains(error_of([] { resize_position_embedding(torch::zeros({1, 1 + 15, 8}), 4); }),
                        "15 patch positions, not a square grid"));
+}
+
+// A head with a bias before each BatchNorm (the official code's heads and our
+// checkpoints before the biases were dropped), evaluated with plain ops.
+struct BiasedHead {
+  std::map<std::string, torch::Tensor> tensors;
+  torch::Tensor eval(const torch::Tensor& x) const {
+    const auto& t = tensors;
+    auto h = at::addmm(t.at("fc1.bias"), x, t.at("fc1.weight").t());
+    h = at::batch_norm(h, t.at("bn1.weight"), t.at("bn1.bias"), t.at("bn1.running_mean"), t.at("bn1.running_var"),
+                       false, 0.1, 1e-5, false)
+            .relu();
+    h = at::addmm(t.at("fc2.bias"), h, t.at("fc2.weight").t());
+    return at::batch_norm(h, {}, {}, t.at("bn2.running_mean"), t.at("bn2.running_var"), false, 0.1, 1e-5, false);
+  }
+};
+
+BiasedHead biased_head(int64_t in, int64_t hidden, int64_t out) {
+  torch::manual_seed(5);
+  BiasedHead head;
+  auto& t = head.tensors;
+  t["fc1.weight"] = torch::randn({hidden, in}, torch::kFloat64) * 0.3;
+  t["fc1.bias"] = torch::randn({hidden}, torch::kFloat64);
+  t["bn1.weight"] = torch::rand({hidden}, torch::kFloat64) + 0.5;
+  t["bn1.bias"] = torch::randn({hidden}, torch::kFloat64);
+  t["bn1.running_mean"] = torch::randn({hidden}, torch::kFloat64);
+  t["bn1.running_var"] = torch::rand({hidden}, torch::kFloat64) + 0.5;
+  t["bn1.num_batches_tracked"] = torch::full({}, 7, torch::kInt64);
+  t["fc2.weight"] = torch::randn({out, hidden}, torch::kFloat64) * 0.3;
+  t["fc2.bias"] = torch::randn({out}, torch::kFloat64);
+  t["bn2.running_mean"] = torch::randn({out}, torch::kFloat64);
+  t["bn2.running_var"] = torch::rand({out}, torch::kFloat64) + 0.5;
+  t["bn2.num_batches_tracked"] = torch::full({}, 7, torch::kInt64);
+  return head;
+}
+
+TEST(Weights, HeadBiasesBeforeBatchNormFoldIntoTheRunningMean) {
+  const BiasedHead theirs = biased_head(6, 8, 4);
+  const auto x = torch::randn({5, 6}, torch::kFloat64);
+  const auto expected = theirs.eval(x);
+
+  // Inside a parent under a prefix, as in a whole model's checkpoint.
+  torch::nn::Module parent;
+  auto head = parent.register_module("img_head", ProjectionHead(6, 8, 4));
+  EXPECT_FALSE(head->fc1->bias.defined());
+  EXPECT_FALSE(head->fc2->bias.defined());
+  std::map<std::string, torch::Tensor> checkpoint;
+  for (const auto& [name, t] : theirs.tensors) checkpoint["img_head." + name] = t;
+  const LoadReport report = load_weights(parent, checkpoint);
+  EXPECT_TRUE(report.complete()) << report.summary();
+  EXPECT_EQ(report.folded, (std::vector<std::string>{"img_head.fc1.bias into img_head.bn1.running_mean",
+                                                     "img_head.fc2.bias into img_head.bn2.running_mean"}));
+  head->eval();  // float32 weights from float64 tensors
+  EXPECT_TRUE(test::Close(head->forward(x.to(torch::kFloat32)), expected, 1e-5));
+  EXPECT_TRUE(torch::equal(head->bn1->running_mean,
+                           (theirs.tensors.at("bn1.running_mean") - theirs.tensors.at("fc1.bias")).to(torch::kFloat32)));
+
+  // In train mode the bias cancels against the batch mean: the same output.
+  head->train();
+  const auto& t = theirs.tensors;
+  auto h = at::batch_norm(at::addmm(t.at("fc1.bias"), x, t.at("fc1.weight").t()), t.at("bn1.weight"), t.at("bn1.bias"),
+                          {}, {}, true, 0.1, 1e-5, false)
+               .relu();
+  h = at::batch_norm(at::addmm(t.at("fc2.bias"), h, t.at("fc2.weight").t()), {}, {}, {}, {}, true, 0.1, 1e-5, false);
+  EXPECT_TRUE(test::Close(head->forward(x.to(torch::kFloat32)), h, 1e-5));
 }
 
 }  // namespace
