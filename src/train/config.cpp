@@ -157,6 +157,17 @@ std::string format_string(const std::string& value) {
   return out.str();
 }
 
+// True when `text` is written and read back unchanged as a TOML string
+// (false for invalid UTF-8, which the writer would replace).
+bool is_toml_string(const std::string& text) {
+  try {
+    const toml::table table = toml::parse("value = " + format_string(text));
+    return table["value"].value<std::string>() == text;
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
 template <typename T>
 std::string format_value(const T& value) {
   if constexpr (std::is_same_v<T, bool>) {
@@ -358,6 +369,9 @@ void apply_override(Config& config, const std::string& text, std::set<std::strin
     std::string found;
     if (!parsed_ok || !read_node(*parsed.get("value"), result, found)) {
       if constexpr (kString) {
+        // Taken literally: it must be a string TOML can hold, or the resolved
+        // config.toml would not read back as this config.
+        MGCA_CHECK(is_toml_string(raw), "{}: key '{}': the value is not valid UTF-8 text", context, key);
         result = raw;
       } else {
         MGCA_FAIL("{}: key '{}': expected {}, found {}", context, key, with_article(type_name<T>()),

@@ -313,6 +313,12 @@ TEST(ConfigErrors, BadOverrides) {
   EXPECT_NE(e.find("\"simclr\" is not one of: mgca, convirt"), std::string::npos) << e;
   e = parse_error(kMinimal, {"bogus=1"});
   EXPECT_NE(e.find("unknown key 'bogus'; valid keys: "), std::string::npos) << e;
+  // A literal value must be text TOML can hold (fuzz finding: a byte 0xFF was
+  // written back as U+00FF, so the resolved job read back as another config).
+  e = parse_error(kMinimal, {"model.image_weights=w\xff.safetensors"});
+  EXPECT_NE(e.find("key 'model.image_weights': the value is not valid UTF-8 text"), std::string::npos) << e;
+  EXPECT_EQ(parse_config(kMinimal, "job.toml", {"model.image_weights=wéights \"1\"\n.st"}).model.image_weights,
+            "wéights \"1\"\n.st");
 }
 
 // A tiny dataset folder, with or without reports.
