@@ -559,7 +559,6 @@ def _head_map(ours, theirs, conv):
     m = {}
     for a, b in (("fc1", "0"), ("fc2", "3")):
         m[f"{ours}.{a}.weight"] = (f"{theirs}.head.{b}.weight", (lambda t: t[:, :, None]) if conv else None)
-        m[f"{ours}.{a}.bias"] = (f"{theirs}.head.{b}.bias", None)
     for a, b in (("bn1", "1"), ("bn2", "4")):
         for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
             m[f"{ours}.{a}.{n}"] = (f"{theirs}.head.{b}.{n}", None)
@@ -608,6 +607,12 @@ def load_mgca_hpc_state(model, tensors):
                 raise KeyError(f"no reference parameter for {name}")
             target, fn = heads[name]
             out[target] = fn(t) if fn else t
+    # Our heads have no Linear bias before their BatchNorms (a training-mode
+    # BatchNorm cancels any bias, so its true gradient is 0): the official
+    # heads' biases there are zero, the same function.
+    for key in set(state) - set(out):
+        if key.endswith((".head.0.bias", ".head.3.bias")) and "_embed." in key:
+            out[key] = torch.zeros_like(state[key])
     missing = sorted(set(state) - set(out))
     unexpected = sorted(set(out) - set(state))
     if missing or unexpected:
