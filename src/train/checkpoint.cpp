@@ -21,7 +21,7 @@ std::string rank_file(int rank) { return fmt::format("rank-{:05d}.state", rank);
 fs::path save_checkpoint(const fs::path& dir, int64_t step, const CheckpointContent& content,
                          const RankState& state, int64_t keep, comm::Communicator& comm) {
   const fs::path final_path = dir / checkpoint_name(step);
-  const fs::path tmp = dir / (checkpoint_name(step) + ".tmp");
+  const fs::path tmp = dir / checkpoint_tmp_name(step);
   comm::run_on_every_rank(comm, "checkpoint: preparing the folder", [&] {
     if (comm.rank() != 0) return;
     fs::create_directories(dir);

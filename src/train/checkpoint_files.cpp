@@ -24,6 +24,12 @@ namespace {
 
 constexpr unsigned kRankStateVersion = 1;
 constexpr const char* kDoneFile = "DONE";
+constexpr const char* kTmpSuffix = ".tmp";
+
+bool has_tmp_suffix(const std::string& name) {
+  const size_t n = std::char_traits<char>::length(kTmpSuffix);
+  return name.size() > n && name.compare(name.size() - n, n, kTmpSuffix) == 0;
+}
 // First line of a rank state file: this tag and the SHA-256 of the archive
 // after the line. Files from before the checksum start with the archive.
 constexpr std::string_view kRankStateTag = "mgca-rank-state sha256 ";
@@ -117,7 +123,7 @@ fs::path checkpoint_optimizer_file(const fs::path& checkpoint) { return checkpoi
 
 bool is_complete_checkpoint(const fs::path& path) {
   std::error_code ignored;
-  return fs::is_regular_file(path / kDoneFile, ignored);
+  return fs::is_regular_file(checkpoint_done_file(path), ignored);
 }
 
 int64_t checkpoint_step(const std::string& folder_name) {
@@ -129,6 +135,15 @@ int64_t checkpoint_step(const std::string& folder_name) {
   }
   return step;
 }
+
+std::string checkpoint_tmp_name(int64_t step) { return checkpoint_name(step) + kTmpSuffix; }
+
+int64_t tmp_checkpoint_step(const std::string& folder_name) {
+  if (!has_tmp_suffix(folder_name)) return -1;
+  return checkpoint_step(folder_name.substr(0, folder_name.size() - std::char_traits<char>::length(kTmpSuffix)));
+}
+
+fs::path checkpoint_done_file(const fs::path& checkpoint) { return checkpoint / kDoneFile; }
 
 std::vector<CheckpointEntry> complete_checkpoints(const fs::path& dir) {
   std::vector<CheckpointEntry> found;
@@ -156,8 +171,7 @@ void prune_checkpoints(const fs::path& dir, int64_t keep) {
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(dir, error)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 &&
-        name.rfind("step-", 0) == 0) {
+    if (entry.is_directory() && has_tmp_suffix(name) && name.rfind("step-", 0) == 0) {
       fs::remove_all(entry.path());
     }
   }
@@ -166,7 +180,7 @@ void prune_checkpoints(const fs::path& dir, int64_t keep) {
 namespace detail {
 // Used by save_checkpoint (checkpoint.cpp): the step that needs no torch.
 void mark_done(const fs::path& checkpoint) {
-  util::write_file_atomic(checkpoint / kDoneFile, "complete\n");
+  util::write_file_atomic(checkpoint_done_file(checkpoint), "complete\n");
   util::fsync_path(checkpoint.parent_path());
 }
 }  // namespace detail

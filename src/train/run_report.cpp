@@ -308,8 +308,7 @@ std::string checkpoints_section(const RunSummary& run) {
   html += "<table class=\"grid-table\"><tr><th>step</th><th>folder</th><th>state</th><th>size</th>"
           "<th>parameters</th><th>ranks</th><th>written</th></tr>";
   for (const auto& c : run.checkpoints) {
-    const bool tmp = c.name.size() > 4 && c.name.compare(c.name.size() - 4, 4, ".tmp") == 0;
-    const char* state = c.complete ? "complete" : tmp ? "cut short (being written or interrupted)" : "incomplete (no DONE)";
+    const char* state = c.complete ? "complete" : c.cut_short ? "cut short (being written or interrupted)" : "incomplete (no DONE)";
     html += fmt::format("<tr class=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>"
                         "<td>{}</td><td>{}</td></tr>",
                         c.complete ? "ok" : "bad", c.step, html_escape(c.name), state, bytes_text(c.bytes),
@@ -406,16 +405,17 @@ std::vector<CheckpointSummary> summarize_checkpoints(const fs::path& dir) {
   for (const auto& entry : fs::directory_iterator(dir, error)) {
     CheckpointSummary c;
     c.name = entry.path().filename().string();
-    const bool tmp = c.name.size() > 4 && c.name.compare(c.name.size() - 4, 4, ".tmp") == 0;
-    c.step = checkpoint_step(tmp ? c.name.substr(0, c.name.size() - 4) : c.name);
+    const int64_t tmp_step = tmp_checkpoint_step(c.name);
+    c.cut_short = tmp_step >= 0;
+    c.step = c.cut_short ? tmp_step : checkpoint_step(c.name);
     if (c.step < 0 || !entry.is_directory(error)) continue;
-    c.complete = !tmp && is_complete_checkpoint(entry.path());
+    c.complete = !c.cut_short && is_complete_checkpoint(entry.path());
     for (const auto& file : fs::recursive_directory_iterator(entry.path(), error)) {
       if (file.is_regular_file(error)) c.bytes += file.file_size(error);
       if (file.path().parent_path() == entry.path() && file.path().filename().string().rfind("rank-", 0) == 0)
         ++c.ranks;
     }
-    c.time = modified_utc(c.complete ? entry.path() / "DONE" : entry.path());
+    c.time = modified_utc(c.complete ? checkpoint_done_file(entry.path()) : entry.path());
     try {
       const auto header = io::read_safetensors_header(checkpoint_model_file(entry.path()));
       c.parameters = 0;

@@ -38,6 +38,12 @@ struct CheckpointEntry {
 
 // "step-00001000".
 std::string checkpoint_name(int64_t step);
+// "step-00001000.tmp": the folder a checkpoint is written in before its rename.
+std::string checkpoint_tmp_name(int64_t step);
+// The step of a folder named checkpoint_tmp_name(step); -1 for any other name.
+int64_t tmp_checkpoint_step(const std::string& folder_name);
+// <folder>/DONE, written last: a folder holding it is complete.
+std::filesystem::path checkpoint_done_file(const std::filesystem::path& checkpoint);
 // The model file of a checkpoint folder (<folder>/model.safetensors); a path
 // that is not a folder is taken as the model file itself.
 std::filesystem::path checkpoint_model_file(const std::filesystem::path& checkpoint);

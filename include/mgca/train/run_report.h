@@ -45,7 +45,8 @@ RunMetrics read_run_metrics(const std::filesystem::path& file);
 struct CheckpointSummary {
   std::string name;  // folder name: step-00000050, or step-00000050.tmp (a write that was cut short)
   int64_t step = -1;
-  bool complete = false;  // holds DONE
+  bool cut_short = false;  // a step-N.tmp folder: its write was interrupted or is under way
+  bool complete = false;   // holds DONE
   uint64_t bytes = 0;     // all files in the folder
   std::string time;       // UTC time of DONE (else of the folder), "2026-12-06 07:45:22"
   int64_t parameters = -1;  // model.safetensors: elements of all tensors; -1 when unreadable
