@@ -78,6 +78,9 @@ ncclRedOp_t nccl_op(DataType type, ReduceOp op) {
   MGCA_FAIL("unknown reduction {}", static_cast<int>(op));
 }
 
+}  // namespace
+
+// Named, not file-local: NcclComm::Impl (declared in the header) holds it.
 class CudaEvent final : public Event {
  public:
   CudaEvent(int device, cudaStream_t stream) : device_(device) {
@@ -108,8 +111,6 @@ class CudaEvent final : public Event {
   int device_;
   cudaEvent_t event_ = nullptr;
 };
-
-}  // namespace
 
 bool compiled() { return true; }
 

@@ -118,8 +118,6 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
   const std::string mmap_error = errno_text();
   ::close(fd);  // the mapping keeps the file alive
   MGCA_CHECK(mapping_->address != MAP_FAILED, "cannot mmap {}: {}", file, mmap_error);
-  const uint8_t* bytes = mapping_->bytes();
-
   header_ = parse_safetensors_header(mapping_->bytes(), file_size, file);
 }
 

@@ -303,8 +303,10 @@ NamedTensors Adam::state_tensors() const {
   return out;
 }
 
-void Adam::load_state_tensors(const std::map<std::string, torch::Tensor>& tensors) {
+std::vector<std::string> Adam::load_state_tensors(const std::map<std::string, torch::Tensor>& tensors,
+                                                  const std::set<std::string>& untrained) {
   std::set<std::string> used;
+  std::set<std::string> dropped;
   std::vector<std::string> problems;
   std::vector<State> loaded(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -338,10 +340,18 @@ void Adam::load_state_tensors(const std::map<std::string, torch::Tensor>& tensor
     }
   }
   for (const auto& [key, tensor] : tensors) {
-    if (used.count(key) == 0) problems.push_back(fmt::format("unexpected '{}'", key));
+    if (used.count(key) != 0) continue;
+    const size_t slash = key.find('/');
+    const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+    if (untrained.count(name) != 0) {
+      dropped.insert(name);
+    } else {
+      problems.push_back(fmt::format("unexpected '{}'", key));
+    }
   }
   MGCA_CHECK(problems.empty(), "optimizer state does not match the model: {}", fmt::join(problems, "; "));
   state_ = std::move(loaded);
+  return {dropped.begin(), dropped.end()};
 }
 
 double clip_grad_norm(const NamedTensors& params, double max_norm) {

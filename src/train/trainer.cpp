@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -259,8 +260,19 @@ struct Trainer::Impl {
   std::string try_load(const fs::path& path, std::optional<RankState>& state, bool& failed_elsewhere) {
     std::string error;
     try {
-      load_module_state(task->module(), load_model_tensors(path), checkpoint_model_file(path).string());
-      optimizer->load_state_tensors(load_optimizer_tensors(path));
+      const auto model_tensors = load_model_tensors(path);
+      load_module_state(task->module(), model_tensors, checkpoint_model_file(path).string());
+      // Tensors of the checkpoint's model that this optimizer does not train
+      // (frozen since, or a head bias folded into BatchNorm on load).
+      std::set<std::string> untrained;
+      for (const auto& entry : model_tensors) untrained.insert(entry.first);
+      for (const auto& param : optimizer->parameters()) untrained.erase(param.first);
+      const auto dropped = optimizer->load_state_tensors(load_optimizer_tensors(path), untrained);
+      if (!dropped.empty() && comm->rank() == 0) {
+        log::warn("checkpoint {}: dropped the optimizer state of {} tensor(s) this model does not train ({}); "
+                  "the checkpoint predates their removal or freezing (docs/contract.md §2.6)",
+                  path.string(), dropped.size(), fmt::join(dropped, ", "));
+      }
       state = load_rank_state(path, comm->rank());
     } catch (const std::exception& e) {
       error = e.what();

@@ -27,6 +27,7 @@
 #include <torch/types.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,8 +69,12 @@ class Adam {
   // Parameters that never stepped have no entries.
   NamedTensors state_tensors() const;
   // Restores state_tensors() output exactly. Errors name the missing,
-  // unexpected or mis-shaped tensors.
-  void load_state_tensors(const std::map<std::string, torch::Tensor>& tensors);
+  // unexpected or mis-shaped tensors. State for a name in `untrained` (a
+  // tensor the model has but this optimizer does not train: frozen since the
+  // checkpoint was written, or a head bias folded away on load) cannot affect
+  // any update: it is dropped, and the names are returned for a warning.
+  std::vector<std::string> load_state_tensors(const std::map<std::string, torch::Tensor>& tensors,
+                                              const std::set<std::string>& untrained = {});
 
  private:
   struct State {

@@ -222,6 +222,31 @@ TEST(Adam, StateRoundTripContinuesBitForBit) {
   }
 }
 
+// A checkpoint written while a tensor was still trained (a head bias since
+// folded into BatchNorm, a parameter frozen since): its state is dropped and
+// named when the caller says the model holds it untrained; unknown names stay
+// errors, and the trained parameters' state loads bit for bit.
+TEST(Adam, StateOfUntrainedTensorsIsDroppedAndNamed) {
+  NamedTensors a = make_params(4);
+  Adam first(a, AdamOptions{});
+  set_grads(a, 1);
+  first.step(1e-3);
+  std::map<std::string, torch::Tensor> state;
+  for (auto& [name, t] : first.state_tensors()) state[name] = t.clone();
+  for (const char* kind : {"exp_avg/", "exp_avg_sq/"}) state[std::string(kind) + "head.fc1.bias"] = torch::ones({3});
+  state["step/head.fc1.bias"] = torch::full({1}, 1, torch::kInt64);
+  NamedTensors b = clone(a);
+  Adam second(b, AdamOptions{});
+  EXPECT_THROW(second.load_state_tensors(state), mgca::Error);  // not declared untrained: unexpected
+  const auto dropped = second.load_state_tensors(state, {"head.fc1.bias", "image.norm.bias"});
+  EXPECT_EQ(dropped, std::vector<std::string>{"head.fc1.bias"});
+  set_grads(a, 2);
+  set_grads(b, 2);
+  first.step(1e-3);
+  second.step(1e-3);
+  expect_identical(a, b);
+}
+
 TEST(Adam, StateThatDoesNotMatchIsAnError) {
   NamedTensors a = make_params(5);
   Adam adam(a, AdamOptions{});

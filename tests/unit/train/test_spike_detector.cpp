@@ -54,7 +54,9 @@ TEST(LossSpikeDetector, MatchesNumpyOverASlidingWindow) {
     }
     EXPECT_NEAR(z, std::stod(line), 1e-9 * std::max(1.0, std::abs(z))) << i;
     ++compared;
-    if (i == 40) EXPECT_GT(z, 3.0) << "the injected spike";
+    if (i == 40) {
+      EXPECT_GT(z, 3.0) << "the injected spike";
+    }
     EXPECT_LE(z, LossSpikeDetector::max_zscore(window) + 1e-12);
   }
   EXPECT_EQ(compared, 64 - window);
