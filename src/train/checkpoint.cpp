@@ -12,11 +12,6 @@
 namespace fs = std::filesystem;
 
 namespace mgca::train {
-namespace {
-
-std::string rank_file(int rank) { return fmt::format("rank-{:05d}.state", rank); }
-
-}  // namespace
 
 fs::path save_checkpoint(const fs::path& dir, int64_t step, const CheckpointContent& content,
                          const RankState& state, int64_t keep, comm::Communicator& comm) {
@@ -29,7 +24,7 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const CheckpointCont
     fs::create_directory(tmp);
   });
   comm::run_on_every_rank(comm, "checkpoint: writing", [&] {
-    util::write_file_atomic(tmp / rank_file(comm.rank()), serialize(state));
+    util::write_file_atomic(checkpoint_rank_file(tmp, comm.rank()), serialize(state));
     if (comm.rank() != 0) return;
     io::save_safetensors(checkpoint_model_file(tmp), content.model, content.metadata);
     io::save_safetensors(checkpoint_optimizer_file(tmp), content.optimizer, {{"format", "mgca-optimizer-state"}});
@@ -126,7 +121,7 @@ std::map<std::string, torch::Tensor> load_optimizer_tensors(const fs::path& chec
 }
 
 std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
-  const fs::path first_path = checkpoint / rank_file(0);
+  const fs::path first_path = checkpoint_rank_file(checkpoint, 0);
   MGCA_CHECK(fs::is_regular_file(first_path), "checkpoint '{}': rank 0's state '{}' is missing", checkpoint.string(),
              first_path.string());
   const RankState first = deserialize_rank_state(util::read_file(first_path), first_path.string());
@@ -134,7 +129,7 @@ std::optional<RankState> load_rank_state(const fs::path& checkpoint, int rank) {
              first_path.string(), first.rank, first.world_size);
   if (rank >= first.world_size) return std::nullopt;  // the checkpoint was written by fewer ranks
   if (rank == 0) return first;
-  const fs::path path = checkpoint / rank_file(rank);
+  const fs::path path = checkpoint_rank_file(checkpoint, rank);
   MGCA_CHECK(fs::is_regular_file(path), "checkpoint '{}' was written by {} ranks but the state of rank {}, '{}', is missing",
              checkpoint.string(), first.world_size, rank, path.string());
   RankState state = deserialize_rank_state(util::read_file(path), path.string());

@@ -126,6 +126,24 @@ bool is_complete_checkpoint(const fs::path& path) {
   return fs::is_regular_file(checkpoint_done_file(path), ignored);
 }
 
+fs::path checkpoint_rank_file(const fs::path& checkpoint, int rank) {
+  return checkpoint / fmt::format("rank-{:05d}.state", rank);
+}
+
+int checkpoint_rank_of(const std::string& file_name) {
+  constexpr std::string_view prefix = "rank-", suffix = ".state";
+  if (file_name.size() <= prefix.size() + suffix.size() || file_name.compare(0, prefix.size(), prefix) != 0 ||
+      file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return -1;
+  }
+  int64_t rank = 0;
+  for (size_t i = prefix.size(); i < file_name.size() - suffix.size(); ++i) {
+    if (file_name[i] < '0' || file_name[i] > '9' || rank > (1 << 30)) return -1;
+    rank = rank * 10 + (file_name[i] - '0');
+  }
+  return static_cast<int>(rank);
+}
+
 int64_t checkpoint_step(const std::string& folder_name) {
   if (folder_name.size() < 6 || folder_name.compare(0, 5, "step-") != 0) return -1;
   int64_t step = 0;

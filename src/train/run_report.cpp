@@ -412,7 +412,7 @@ std::vector<CheckpointSummary> summarize_checkpoints(const fs::path& dir) {
     c.complete = !c.cut_short && is_complete_checkpoint(entry.path());
     for (const auto& file : fs::recursive_directory_iterator(entry.path(), error)) {
       if (file.is_regular_file(error)) c.bytes += file.file_size(error);
-      if (file.path().parent_path() == entry.path() && file.path().filename().string().rfind("rank-", 0) == 0)
+      if (file.path().parent_path() == entry.path() && checkpoint_rank_of(file.path().filename().string()) >= 0)
         ++c.ranks;
     }
     c.time = modified_utc(c.complete ? checkpoint_done_file(entry.path()) : entry.path());

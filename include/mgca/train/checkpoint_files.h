@@ -49,6 +49,10 @@ std::filesystem::path checkpoint_done_file(const std::filesystem::path& checkpoi
 std::filesystem::path checkpoint_model_file(const std::filesystem::path& checkpoint);
 // <folder>/optimizer.safetensors.
 std::filesystem::path checkpoint_optimizer_file(const std::filesystem::path& checkpoint);
+// <folder>/rank-00003.state: the state rank 3 wrote.
+std::filesystem::path checkpoint_rank_file(const std::filesystem::path& checkpoint, int rank);
+// Its inverse on a file name: "rank-00003.state" → 3; -1 for any other name.
+int checkpoint_rank_of(const std::string& file_name);
 // Its inverse: "step-00001000" → 1000; -1 for any other folder name.
 int64_t checkpoint_step(const std::string& folder_name);
 // Complete checkpoints (folders step-N with DONE) under `dir`, oldest first.

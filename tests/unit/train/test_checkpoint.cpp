@@ -107,6 +107,19 @@ TEST(CheckpointFiles, ListingIgnoresIncompleteAndPrunes) {
   EXPECT_TRUE(fs::exists(dir / "other"));
 }
 
+TEST(CheckpointFiles, NamesAndTheirInverses) {
+  EXPECT_EQ(checkpoint_name(1000), "step-00001000");
+  EXPECT_EQ(checkpoint_step(checkpoint_name(1000)), 1000);
+  EXPECT_EQ(tmp_checkpoint_step(checkpoint_tmp_name(42)), 42);
+  EXPECT_EQ(checkpoint_step(checkpoint_tmp_name(42)), -1);
+  EXPECT_EQ(checkpoint_rank_file("ck", 3), std::filesystem::path("ck/rank-00003.state"));
+  EXPECT_EQ(checkpoint_rank_of(checkpoint_rank_file("ck", 123456).filename().string()), 123456);
+  for (const char* other : {"rank-.state", "rank-00001.state.tmp", "rank-0x1.state", "model.safetensors",
+                            "rank-99999999999999.state"}) {
+    EXPECT_EQ(checkpoint_rank_of(other), -1) << other;
+  }
+}
+
 TEST(Checkpoint, SaveAndLoadAreBitExact) {
   test::TempDir dir("mgca-ckpt");
   torch::manual_seed(3);
