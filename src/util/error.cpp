@@ -37,7 +37,7 @@ int process_rank() {
 }
 
 std::string source_relative(const char* file) {
-  // The build maps the source tree's prefix away (-fmacro-prefix-map), so no
+  // The build maps the source tree's prefix away (-ffile-prefix-map), so no
   // clone's path is compiled in; a compiler cache (scripts/build) hands the
   // compiler paths relative to the build folder: "../../src/x.cpp".
   while (std::strncmp(file, "../", 3) == 0) file += 3;

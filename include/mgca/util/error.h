@@ -47,7 +47,7 @@ namespace util {
 void set_process_rank(int rank);
 int process_rank();
 
-// "src/io/x.cpp" from __FILE__: already that (-fmacro-prefix-map,
+// "src/io/x.cpp" from __FILE__: already that (-ffile-prefix-map,
 // cmake/MgcaTargets.cmake) or relative to the build folder ("../../src/x.cpp").
 std::string source_relative(const char* file);
 
