@@ -8,6 +8,8 @@
 #   -D NP=1;2;4         rank counts to run under LAUNCHER (empty: no launcher)
 #   -D PROPERTIES_FILE=f  ctest properties for every entry, already rendered
 #                       as set_tests_properties arguments (LABELS, TIMEOUT, …)
+#   -D COSTS=Suite.Test=s;…  ctest COST (expected seconds) of some tests, for
+#                       every rank count; each must be a test PROGRAM lists
 #
 # One entry per test means a skipped test is reported alone and cannot hide a
 # failure beside it. A run of exactly one test that skips exits with
@@ -55,14 +57,30 @@ macro(add_entry test_name)
   string(APPEND script ")\nset_tests_properties([==[${test_name}]==] PROPERTIES"
                        " SKIP_RETURN_CODE ${skip_exit_code} ${quoted_properties})\n")
 endmacro()
+foreach(hint IN LISTS COSTS)
+  if(NOT hint MATCHES "^([^=]+)=([0-9.]+)$")
+    message(FATAL_ERROR "COSTS of ${NAME}: '${hint}' is not Suite.Test=seconds")
+  endif()
+  if(NOT CMAKE_MATCH_1 IN_LIST tests)
+    message(FATAL_ERROR "COSTS of ${NAME}: ${PROGRAM} lists no test ${CMAKE_MATCH_1}")
+  endif()
+  set(cost_${CMAKE_MATCH_1} ${CMAKE_MATCH_2})
+endforeach()
 foreach(test IN LISTS tests)
+  set(cost "")
+  if(DEFINED cost_${test})
+    set(cost " COST ${cost_${test}}")
+  endif()
   if(NP)
     foreach(np IN LISTS NP)
       add_entry("${NAME}_np${np}.${test}" ${LAUNCHER} -np ${np} "${PROGRAM}" "--gtest_filter=${test}")
-      string(APPEND script "set_tests_properties([==[${NAME}_np${np}.${test}]==] PROPERTIES PROCESSORS ${np})\n")
+      string(APPEND script "set_tests_properties([==[${NAME}_np${np}.${test}]==] PROPERTIES PROCESSORS ${np}${cost})\n")
     endforeach()
   else()
     add_entry("${NAME}.${test}" "${PROGRAM}" "--gtest_filter=${test}")
+    if(cost)
+      string(APPEND script "set_tests_properties([==[${NAME}.${test}]==] PROPERTIES${cost})\n")
+    endif()
   endif()
 endforeach()
 file(WRITE "${OUTPUT}" "${script}")

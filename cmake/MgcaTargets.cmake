@@ -19,6 +19,14 @@ if(MGCA_UNITY_BUILD)
   set(CMAKE_UNITY_BUILD ON)
   set(CMAKE_UNITY_BUILD_BATCH_SIZE 16)
 endif()
+# __FILE__ (error messages' file:line, gtest's) and the debug info's paths
+# relative to the source tree: the same text in every clone, so the
+# machine-wide compiler cache (scripts/build) serves a fresh clone at another
+# path. Without it each unity batch (#include "/abs/path.cpp") expands
+# __FILE__ to the clone's path, and with -g (debug-asan, fuzz) ccache hashes
+# the build folder's path: both missed in every other clone. One flag for
+# every target, so the torch PCH stays valid.
+add_compile_options(-ffile-prefix-map=${CMAKE_SOURCE_DIR}/=)
 if(MGCA_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer)
   add_link_options(-fsanitize=address,undefined)

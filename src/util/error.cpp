@@ -4,8 +4,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "mgca/build_config.h"
-
 namespace mgca {
 
 Error::Error(std::string location, std::string message, int rank)
@@ -39,11 +37,9 @@ int process_rank() {
 }
 
 std::string source_relative(const char* file) {
-  const char* root = MGCA_SOURCE_DIR "/";
-  const size_t root_length = std::strlen(root);
-  if (std::strncmp(file, root, root_length) == 0) return file + root_length;
-  // A compiler cache (scripts/build) hands the compiler paths relative to the
-  // build folder: "../../src/x.cpp".
+  // The build maps the source tree's prefix away (-ffile-prefix-map), so no
+  // clone's path is compiled in; a compiler cache (scripts/build) hands the
+  // compiler paths relative to the build folder: "../../src/x.cpp".
   while (std::strncmp(file, "../", 3) == 0) file += 3;
   return file;
 }

@@ -47,7 +47,8 @@ namespace util {
 void set_process_rank(int rank);
 int process_rank();
 
-// "src/io/x.cpp" from an absolute __FILE__ inside the source tree.
+// "src/io/x.cpp" from __FILE__: already that (-ffile-prefix-map,
+// cmake/MgcaTargets.cmake) or relative to the build folder ("../../src/x.cpp").
 std::string source_relative(const char* file);
 
 namespace detail {
