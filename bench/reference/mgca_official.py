@@ -351,6 +351,17 @@ class BertEncoder(nn.Module):
     def aggregate_tokens_vectorized(self, embeddings, caption_ids, last_layer_attn):
         """The same result with one index_add: word slots found on the host from the ids."""
         B, L, D = embeddings.shape
+        idx, words = self._word_slots(caption_ids, B, L)
+        idx = idx.to(embeddings.device)
+        feat = embeddings.new_zeros(B * L + 1, D).index_add(0, idx, embeddings.reshape(B * L, D))[:-1]
+        attn = torch.cat([last_layer_attn, last_layer_attn.new_zeros(B, 1)], 1).reshape(-1)
+        weight = attn.new_zeros(B * L + 1).index_add(0, idx, attn)[:-1]
+        return feat.view(B, L, D), words, weight.view(B, L)
+
+    # Host-side Python over token ids: under torch.compile it stays eager (Dynamo would trace the
+    # per-token loop into numpy ops on values read from the ids), as a user compiling this model would mark it.
+    @torch.compiler.disable
+    def _word_slots(self, caption_ids, B, L):
         slot = np.full((B, L), B * L, dtype=np.int64)  # B·L = a dump row for tokens that are not read
         pad = np.ones((B, L), dtype=bool)
         for i, ids in enumerate(caption_ids.tolist()):
@@ -369,12 +380,7 @@ class BertEncoder(nn.Module):
                 slot[i][slot[i] == i * L + n] = B * L
                 n -= 1
             pad[i, :n + 1] = False
-        idx = torch.from_numpy(slot.reshape(-1)).to(embeddings.device)
-        feat = embeddings.new_zeros(B * L + 1, D).index_add(0, idx, embeddings.reshape(B * L, D))[:-1]
-        attn = torch.cat([last_layer_attn, last_layer_attn.new_zeros(B, 1)], 1).reshape(-1)
-        weight = attn.new_zeros(B * L + 1).index_add(0, idx, attn)[:-1]
-        words = [["[PAD]" if p else "w" for p in row] for row in pad]
-        return feat.view(B, L, D), words, weight.view(B, L)
+        return torch.from_numpy(slot.reshape(-1)), [["[PAD]" if p else "w" for p in row] for row in pad]
 
     def forward(self, ids, attn_mask, token_type):
         last_hidden, attentions_last = self.model(ids, attn_mask, token_type)
@@ -390,6 +396,41 @@ class BertEncoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------- MGCA (mgca_module.py)
+
+@torch.compiler.disable  # strings on the host: eager under torch.compile
+def _pad_mask(sents):
+    return torch.from_numpy(np.array(sents)[:, 1:] == "[PAD]").bool()
+
+
+# The official per-sample quantile loops, unchanged. Eager under torch.compile: `nonzero` has a
+# data-dependent shape, and a graph break inside a loop makes Dynamo run the whole loss eagerly.
+@torch.compiler.disable
+def _clipped_word_weights(word_attn_q, bz, low_q, high_q):
+    with torch.no_grad():
+        atten_weights = word_attn_q.detach()
+        word_atten_weights = []
+        for i in range(bz):
+            atten_weight = atten_weights[i]
+            nonzero = atten_weight.nonzero().squeeze()
+            low = torch.quantile(atten_weight[nonzero], low_q)
+            high = torch.quantile(atten_weight[nonzero], high_q)
+            atten_weight[nonzero] = atten_weight[nonzero].clip(low, high)
+            word_atten_weights.append(atten_weight.clone())
+        return torch.stack(word_atten_weights)
+
+
+@torch.compiler.disable
+def _clipped_patch_weights(img_attn_map, bz, low_q, high_q):
+    with torch.no_grad():
+        atten_weights = img_attn_map[:, :, 0, 1:].mean(dim=1)
+        patch_atten_weights = []
+        for i in range(bz):
+            atten_weight = atten_weights[i]
+            atten_weight = atten_weight.clip(torch.quantile(atten_weight, low_q),
+                                             torch.quantile(atten_weight, high_q))
+            patch_atten_weights.append(atten_weight.clone())
+        return torch.stack(patch_atten_weights)
+
 
 class MGCA(nn.Module):
     def __init__(self, shapes, idxtoword, aggregation="official"):
@@ -438,7 +479,7 @@ class MGCA(nn.Module):
         report_emb_q = F.normalize(report_emb_q, dim=-1)
 
         # official: pad words are the "[PAD]" entries of the aggregated sentences
-        mask = torch.from_numpy(np.array(sents)[:, 1:] == "[PAD]").to(img_emb_q.device).bool()
+        mask = _pad_mask(sents).to(img_emb_q.device)
         img_attn_map = self.img_encoder_q.model.blocks[-1].attn.attention_map.detach()
         return self.loss(img_emb_q, report_emb_q, patch_emb_q, word_emb_q, word_attn_q, mask, img_attn_map)
 
@@ -463,17 +504,7 @@ class MGCA(nn.Module):
         word_atten_output = F.normalize(word_atten_output, dim=-1)
 
         low_q, high_q = hp["quantiles"]
-        with torch.no_grad():
-            atten_weights = word_attn_q.detach()
-            word_atten_weights = []
-            for i in range(bz):
-                atten_weight = atten_weights[i]
-                nonzero = atten_weight.nonzero().squeeze()
-                low = torch.quantile(atten_weight[nonzero], low_q)
-                high = torch.quantile(atten_weight[nonzero], high_q)
-                atten_weight[nonzero] = atten_weight[nonzero].clip(low, high)
-                word_atten_weights.append(atten_weight.clone())
-            word_atten_weights = torch.stack(word_atten_weights)
+        word_atten_weights = _clipped_word_weights(word_attn_q, bz, low_q, high_q)
         word_atten_weights /= word_atten_weights.sum(dim=1, keepdims=True)
 
         word_sim = torch.bmm(word_emb_q, word_atten_output.permute(0, 2, 1)) / hp["tau_local"]
@@ -499,15 +530,7 @@ class MGCA(nn.Module):
             patch_atten_weights = torch.ones(bz, patch_num).type_as(patch_emb_q) / patch_num
         else:
             # ViT: the patch→word output is not normalized (official)
-            with torch.no_grad():
-                atten_weights = img_attn_map[:, :, 0, 1:].mean(dim=1)
-                patch_atten_weights = []
-                for i in range(bz):
-                    atten_weight = atten_weights[i]
-                    atten_weight = atten_weight.clip(torch.quantile(atten_weight, low_q),
-                                                     torch.quantile(atten_weight, high_q))
-                    patch_atten_weights.append(atten_weight.clone())
-                patch_atten_weights = torch.stack(patch_atten_weights)
+            patch_atten_weights = _clipped_patch_weights(img_attn_map, bz, low_q, high_q)
             patch_atten_weights /= patch_atten_weights.sum(dim=1, keepdims=True)
 
         patch_sim = torch.bmm(patch_emb_q, patch_atten_output.permute(0, 2, 1)) / hp["tau_local"]

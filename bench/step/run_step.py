@@ -16,6 +16,8 @@ repetitions. Sides:
   ours                  build/…/bench_step (the trainer's step, the code path of `mgca train`)
   reference             bench/reference/mgca_step.py, the official code's structure
   reference-vectorized  the same with the subword→word loop replaced by one index_add
+  reference-compiled    reference-vectorized under torch.compile (inductor); its host-side Python
+                        (word slots from the ids, per-sample quantile loops) stays eager
 
 MFU = analytic FLOPs per step (bench/reference/flops.py) / median step time
 / the peak fp32 GEMM rate of at::mm on this machine at the same thread
@@ -129,8 +131,9 @@ def run_case(name, args, peak):
                 cmd = side_command(side, args, job, overrides, batch, warmup, steps, inputs)
                 r = run_json(cmd, environment(args.threads))
                 runs[side].append(r)
-                print(f"[{name}] rep {rep + 1}/{args.reps} {side:22s} {batch / r['median_s']['total']:8.3f} samples/s",
-                      file=sys.stderr, flush=True)
+                # CPU time too: a run cut short keeps both figures in its log
+                print(f"[{name}] rep {rep + 1}/{args.reps} {side:22s} {batch / r['median_s']['total']:8.3f} samples/s "
+                      f"{r['median_s'].get('cpu', 0.0):8.3f} CPU s/step", file=sys.stderr, flush=True)
     result = dict(job=job, overrides=overrides, batch=batch, warmup=warmup, steps=steps,
                   flops_per_step=fl["total"], sides={})
     for side in sides:
