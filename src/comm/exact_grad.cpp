@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <unordered_map>
 
 #include "mgca/util/error.h"
@@ -26,9 +27,21 @@ class ExactOpFunction : public torch::autograd::Function<ExactOpFunction> {
   static torch::Tensor forward(AutogradContext* ctx, at::TensorList all, int64_t n_inputs, int64_t n_params,
                                std::vector<int64_t> shadow_slot, c10::IValue holder) {
     const auto& fn = static_cast<ExactFnHolder*>(holder.toCapsule().get())->fn;
-    const std::vector<torch::Tensor> inputs(all.begin(), all.begin() + n_inputs);
-    const std::vector<torch::Tensor> params(all.begin() + n_inputs, all.begin() + n_inputs + n_params);
+    // Forward in float64 too, rounded once: the float32 kernels are
+    // row-independent only as far as their blocking does not depend on the
+    // batch size (measured: ResNet's convolutions at b = 8 differ from b = 32).
+    std::vector<torch::Tensor> inputs, params;
+    std::optional<torch::ScalarType> dtype;
+    for (int64_t i = 0; i < n_inputs + n_params; ++i) {
+      auto t = all[i];
+      if (t.is_floating_point()) {
+        if (!dtype) dtype = t.scalar_type();
+        t = t.to(torch::kFloat64);
+      }
+      (i < n_inputs ? inputs : params).push_back(t);
+    }
     auto y = fn(inputs, params);
+    if (dtype) y = y.to(*dtype);
     std::vector<torch::Tensor> saved(all.begin(), all.begin() + n_inputs + n_params);
     std::vector<int64_t> wants(static_cast<size_t>(n_inputs + n_params));
     for (int64_t i = 0; i < n_inputs + n_params; ++i) wants[i] = all[i].requires_grad() ? 1 : 0;

@@ -8,13 +8,14 @@
 // rows, then the float32 all-reduce). In this mode every such sum is taken
 // in float64 and rounded to float32 once, after the all-reduce:
 //  - GradShadows gives every trainable parameter a float64 "shadow" leaf;
-//  - exact_op(fn, inputs, params) runs fn in float32 forward and, in
-//    backward, recomputes fn in float64 and differentiates it there: the
-//    parameters' float64 gradients go to their shadows, the inputs' come back
-//    rounded to float32;
+//  - exact_op(fn, inputs, params) runs fn in float64 and rounds its output
+//    to float32 (kernels whose blocking depends on the batch size give
+//    other bits for a row otherwise); backward recomputes fn in float64 and
+//    differentiates it there: the parameters' float64 gradients go to their
+//    shadows, the inputs' come back rounded to float32;
 //  - the gradient sync sums the shadows over ranks in float64
 //    (GradSyncOptions::sum) and write_gradients() rounds them into .grad.
-// Cost: each wrapped op's backward is a float64 forward and backward.
+// Cost: each wrapped op runs in float64, forward twice.
 #pragma once
 
 #include <torch/types.h>
@@ -76,7 +77,8 @@ using ExactFn =
     std::function<torch::Tensor(const std::vector<torch::Tensor>& inputs, const std::vector<torch::Tensor>& params)>;
 
 // fn(inputs, params). Outside a Scope (or without grad mode) it is fn itself.
-// Inside, parameters with a shadow take their gradient in float64 into the
+// Inside, fn runs in float64 (output rounded to the first floating
+// argument's dtype); parameters with a shadow take their gradient in float64 into the
 // shadow and none into .grad; inputs (and parameters without a shadow) get
 // theirs through autograd, computed in float64 and rounded to their dtype.
 // Non-floating inputs (token ids) pass unchanged.
