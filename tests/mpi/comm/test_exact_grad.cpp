@@ -121,7 +121,7 @@ TEST(ExactGrad, AGradientOutsideTheExactPathIsAnError) {
     GradShadows::Scope scope(&shadows);
     net.bias.square().sum().backward();  // a plain use of a shadowed parameter
   }
-  EXPECT_THROW(shadows.write_gradients(), util::Error);
+  EXPECT_THROW(shadows.write_gradients(), mgca::Error);
 }
 
 }  // namespace
