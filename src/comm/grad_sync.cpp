@@ -238,7 +238,8 @@ void GradSync::launch_in_order(bool from_hook) {
       torch::NoGradGuard no_grad;
       b.wire.copy_(b.flat);
     }
-    b.work = comm_->all_reduce_async(b.wire.defined() ? b.wire : b.flat, ReduceOp::Avg, /*validate=*/false);
+    b.work = comm_->all_reduce_async(b.wire.defined() ? b.wire : b.flat, options_.sum ? ReduceOp::Sum : ReduceOp::Avg,
+                                     /*validate=*/false);
     b.launched = true;
     if (from_hook) ++launched_from_hooks_;
     ++next_launch_;

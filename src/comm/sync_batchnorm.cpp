@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "autograd_support.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/util/error.h"
 #include "mgca/util/nvtx.h"
 
@@ -161,10 +162,22 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
   // libtorch 1.13's custom Functions cannot take undefined tensors: absent
   // affine parameters and running statistics travel as empty placeholders.
   const torch::Tensor none = torch::empty({0}, input.options());
-  torch::Tensor w = options_.affine ? weight : none;
-  torch::Tensor b = options_.affine ? bias : none;
   torch::Tensor rm = options_.track_running_stats ? running_mean : none;
   torch::Tensor rv = options_.track_running_stats ? running_var : none;
+  if (options_.affine && exact_gradients_active()) {
+    // runtime.batch_invariant: the affine part apart, so that its weight and
+    // bias gradients go through exact_op (float64 shadows).
+    auto xhat = SyncBatchNormFunction::apply(input, none, none, rm, rv, options_.eps, options_.momentum, comm_);
+    return exact_op(
+        [](const std::vector<torch::Tensor>& in, const std::vector<torch::Tensor>& p) {
+          std::vector<int64_t> shape(static_cast<size_t>(in[0].dim()), 1);
+          shape[1] = in[0].size(1);
+          return in[0] * p[0].view(shape) + p[1].view(shape);
+        },
+        {xhat}, {weight, bias});
+  }
+  torch::Tensor w = options_.affine ? weight : none;
+  torch::Tensor b = options_.affine ? bias : none;
   return SyncBatchNormFunction::apply(input, w, b, rm, rv, options_.eps, options_.momentum, comm_);
 }
 

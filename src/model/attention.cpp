@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "format.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/util/error.h"
 #include "mgca/util/torch_compat.h"
 
@@ -53,7 +54,9 @@ torch::Tensor qkv_bias_for_training(const torch::Tensor& bias) {
   return at::cat({bias.narrow(0, 0, d), bias.narrow(0, d, d).detach(), bias.narrow(0, 2 * d, d)});
 }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+namespace {
+
+torch::Tensor plain_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   if (x.dim() == 2) {
     return bias.defined() ? at::addmm(bias, x, weight.t()) : at::mm(x, weight.t());
   }
@@ -62,6 +65,33 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   const auto x2d = x.reshape({-1, x.size(-1)});
   const auto y = bias.defined() ? at::addmm(bias, x2d, weight.t()) : at::mm(x2d, weight.t());
   return y.view(sizes);
+}
+
+}  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!comm::exact_gradients_active()) return plain_linear(x, weight, bias);
+  if (!bias.defined()) {
+    return comm::exact_op([](const auto& in, const auto& p) { return plain_linear(in[0], p[0], {}); }, {x}, {weight});
+  }
+  return comm::exact_op([](const auto& in, const auto& p) { return plain_linear(in[0], p[0], p[1]); }, {x},
+                        {weight, bias});
+}
+
+torch::Tensor qkv_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!comm::exact_gradients_active() || !bias.defined()) return linear(x, weight, qkv_bias_for_training(bias));
+  // The key third is detached inside, where the float64 recomputation differentiates.
+  return comm::exact_op(
+      [](const auto& in, const auto& p) { return plain_linear(in[0], p[0], qkv_bias_for_training(p[1])); }, {x},
+      {weight, bias});
+}
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
+  const int64_t d = x.size(-1);
+  if (!comm::exact_gradients_active()) return at::layer_norm(x, {d}, weight, bias, eps);
+  return comm::exact_op(
+      [d, eps](const auto& in, const auto& p) { return at::layer_norm(in[0], {d}, p[0], p[1], eps); }, {x},
+      {weight, bias});
 }
 
 }  // namespace mgca::model::detail

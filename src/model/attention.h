@@ -30,7 +30,12 @@ torch::Tensor plain_attention(const torch::Tensor& q, const torch::Tensor& k, co
 torch::Tensor qkv_bias_for_training(const torch::Tensor& bias);
 
 // y = x·Wᵀ + b for x [..., in] via one GEMM on the 2-D view (no copy when x
-// is contiguous).
+// is contiguous). These three take their parameter gradients through
+// comm::exact_op when runtime.batch_invariant is on (comm/exact_grad.h).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+// linear(x, weight, qkv_bias_for_training(bias)).
+torch::Tensor qkv_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+// at::layer_norm over the last dimension.
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
 
 }  // namespace mgca::model::detail

@@ -7,6 +7,7 @@
 #include "attention.h"
 #include "mgca/model/dropout.h"
 #include "format.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/util/error.h"
 
 namespace mgca::model {
@@ -40,14 +41,14 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
   const bool train = is_training();
   const auto x2 = x.reshape({b * l, d});
-  auto h = detail::linear(x2, qkv->weight, detail::qkv_bias_for_training(qkv->bias));
+  auto h = detail::qkv_linear(x2, qkv->weight, qkv->bias);
   h = detail::self_attention(h, b, l, config_.heads, mask, train ? config_.attention_dropout : 0.0,
                              cls_attention);
   h = model::fast_dropout(detail::linear(h, proj->weight, proj->bias), config_.hidden_dropout, train);
-  const auto y = at::layer_norm(h + x2, {d}, norm1->weight, norm1->bias, config_.ln_eps);
+  const auto y = detail::layer_norm(h + x2, norm1->weight, norm1->bias, config_.ln_eps);
   h = at::gelu(detail::linear(y, fc1->weight, fc1->bias));
   h = model::fast_dropout(detail::linear(h, fc2->weight, fc2->bias), config_.hidden_dropout, train);
-  return at::layer_norm(h + y, {d}, norm2->weight, norm2->bias, config_.ln_eps).view({b, l, d});
+  return detail::layer_norm(h + y, norm2->weight, norm2->bias, config_.ln_eps).view({b, l, d});
 }
 
 BertImpl::BertImpl(const BertConfig& c) : config_(c) {
@@ -92,9 +93,14 @@ void BertImpl::apply_freezing() {
 torch::Tensor BertImpl::embed(const torch::Tensor& input_ids) {
   const int64_t l = input_ids.size(1);
   // word + position + token type 0, then LayerNorm and dropout.
-  auto x = at::embedding(word_embeddings->weight, input_ids) +
-           (position_embeddings->weight.narrow(0, 0, l) + token_type_embeddings->weight[0]);
-  x = at::layer_norm(x, {config_.hidden}, embeddings_norm->weight, embeddings_norm->bias, config_.ln_eps);
+  // comm::exact_op: exact gradients under runtime.batch_invariant (the
+  // embedding's backward sums the rows of every token id), else a plain call.
+  auto x = comm::exact_op(
+      [l](const std::vector<torch::Tensor>& in, const std::vector<torch::Tensor>& w) {
+        return at::embedding(w[0], in[0]) + (w[1].narrow(0, 0, l) + w[2][0]);
+      },
+      {input_ids}, {word_embeddings->weight, position_embeddings->weight, token_type_embeddings->weight});
+  x = detail::layer_norm(x, embeddings_norm->weight, embeddings_norm->bias, config_.ln_eps);
   return model::fast_dropout(x, config_.hidden_dropout, is_training());
 }
 

@@ -3,9 +3,25 @@
 #include <torch/torch.h>
 
 #include "format.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/util/error.h"
 
 namespace mgca::model {
+
+namespace {
+
+// A bias-free convolution; its weight gradient is exact under
+// runtime.batch_invariant (comm/exact_grad.h).
+torch::Tensor resnet_conv2d(const torch::Tensor& x, const torch::Tensor& weight, int64_t stride = 1,
+                            int64_t padding = 0) {
+  return comm::exact_op(
+      [stride, padding](const std::vector<torch::Tensor>& in, const std::vector<torch::Tensor>& w) {
+        return at::conv2d(in[0], w[0], {}, stride, padding);
+      },
+      {x}, {weight});
+}
+
+}  // namespace
 namespace {
 
 namespace nn = torch::nn;
@@ -41,11 +57,11 @@ BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t strid
 }
 
 torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
-  auto h = bn1->forward(at::conv2d(x, conv1->weight)).relu_();
-  h = bn2->forward(at::conv2d(h, conv2->weight, {}, stride_, 1)).relu_();
-  h = bn3->forward(at::conv2d(h, conv3->weight));
+  auto h = bn1->forward(resnet_conv2d(x, conv1->weight)).relu_();
+  h = bn2->forward(resnet_conv2d(h, conv2->weight, stride_, 1)).relu_();
+  h = bn3->forward(resnet_conv2d(h, conv3->weight));
   const auto identity =
-      down_conv ? down_bn->forward(at::conv2d(x, down_conv->weight, {}, stride_)) : x;
+      down_conv ? down_bn->forward(resnet_conv2d(x, down_conv->weight, stride_)) : x;
   return h.add_(identity).relu_();
 }
 
@@ -107,8 +123,13 @@ ImageFeatures ResNetImpl::forward(const torch::Tensor& images) {
     x = at::upsample_bilinear2d(x, {c.input_size, c.input_size}, /*align_corners=*/true);
   }
   if (c.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto weight = fold_input_channels(conv1->weight, x.size(1));
-  x = bn1->forward(at::conv2d(x, weight, {}, 2, 3)).relu_();
+  const int64_t channels = x.size(1);
+  x = comm::exact_op(
+      [channels](const std::vector<torch::Tensor>& in, const std::vector<torch::Tensor>& w) {
+        return at::conv2d(in[0], fold_input_channels(w[0], channels), {}, 2, 3);
+      },
+      {x}, {conv1->weight});
+  x = bn1->forward(x).relu_();
   x = at::max_pool2d(x, 3, 2, 1);
   ImageFeatures out;
   for (size_t stage = 0; stage < layers.size(); ++stage) {

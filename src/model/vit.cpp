@@ -4,6 +4,7 @@
 
 #include "attention.h"
 #include "format.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/util/error.h"
 
 namespace mgca::model {
@@ -41,11 +42,11 @@ torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor* cls_a
   // Tokens as one [b·N, D] matrix: every Linear is one GEMM.
   const auto x2 = x.reshape({b * n, d});
   const double eps1 = norm1->options.eps(), eps2 = norm2->options.eps();
-  auto h = at::layer_norm(x2, {d}, norm1->weight, norm1->bias, eps1);
-  h = detail::linear(h, qkv->weight, detail::qkv_bias_for_training(qkv->bias));
+  auto h = detail::layer_norm(x2, norm1->weight, norm1->bias, eps1);
+  h = detail::qkv_linear(h, qkv->weight, qkv->bias);
   h = detail::self_attention(h, b, n, heads_, {}, 0.0, cls_attention);
   auto y = x2 + detail::linear(h, proj->weight, proj->bias);
-  h = at::layer_norm(y, {d}, norm2->weight, norm2->bias, eps2);
+  h = detail::layer_norm(y, norm2->weight, norm2->bias, eps2);
   h = at::gelu(detail::linear(h, fc1->weight, fc1->bias));
   y = y + detail::linear(h, fc2->weight, fc2->bias);
   return y.view({b, n, d});
@@ -92,22 +93,28 @@ ImageFeatures ViTImpl::forward(const torch::Tensor& images) {
   MGCA_CHECK(images.dim() == 4 && images.size(2) == c.image_size && images.size(3) == c.image_size,
              "ViT: images must be [b, 1|3, {}, {}], got {}", c.image_size, c.image_size, detail::dims(images.sizes()));
   const int64_t b = images.size(0), p = c.num_patches(), d = c.dim;
-  const auto weight = fold_input_channels(patch_proj->weight, images.size(1));
   // The stride-p p×p convolution as one GEMM over the patches ([b·P, C·p·p],
   // rows in (gy, gx) order, columns in the weight's (c, ky, kx) order): the
   // tokens come out as [b, P, D] directly, and for gray input it is faster
   // than the 1-channel convolution (bench/encoders).
   const int64_t ch = images.size(1), g = c.grid(), ps = c.patch_size;
   const auto patches = images.reshape({b, ch, g, ps, g, ps}).permute({0, 2, 4, 1, 3, 5}).reshape({b * p, ch * ps * ps});
-  auto tokens = at::addmm(patch_proj->bias, patches, weight.reshape({d, ch * ps * ps}).t()).view({b, p, d});
-  auto x = at::cat({cls_token.expand({b, 1, d}), tokens}, 1) + pos_embed;
+  // One function of the patches and the five parameters, for comm::exact_op
+  // (runtime.batch_invariant; otherwise a plain call).
+  auto x = comm::exact_op(
+      [=](const std::vector<torch::Tensor>& in, const std::vector<torch::Tensor>& w) {
+        const auto weight = fold_input_channels(w[0], ch);
+        auto tokens = at::addmm(w[1], in[0], weight.reshape({d, ch * ps * ps}).t()).view({b, p, d});
+        return at::cat({w[2].expand({b, 1, d}), tokens}, 1) + w[3];
+      },
+      {patches}, {patch_proj->weight, patch_proj->bias, cls_token, pos_embed});
   const int64_t depth = static_cast<int64_t>(blocks->size());
   ImageFeatures out;
   torch::Tensor cls_attention;
   for (int64_t i = 0; i < depth; ++i) {
     x = blocks->ptr<ViTBlockImpl>(i)->forward(x, i == depth - 1 ? &cls_attention : nullptr);
   }
-  x = at::layer_norm(x, {d}, norm->weight, norm->bias, norm->options.eps());
+  x = detail::layer_norm(x, norm->weight, norm->bias, norm->options.eps());
   out.global = x.select(1, 0);
   out.local = x.narrow(1, 1, p);
   if (cls_attention.defined()) out.patch_attention = cls_attention.narrow(1, 1, p);

@@ -288,6 +288,10 @@ const std::shared_ptr<comm::Communicator>& negatives_comm(const ObjectiveOptions
 ItaResult instance_alignment(const torch::Tensor& img, const torch::Tensor& txt,
                              const ObjectiveOptions& opts,
                              const std::shared_ptr<comm::Communicator>& comm) {
+  if (opts.replicated && comm != nullptr) {
+    return instance_alignment(comm::all_gather_replicated(img, comm), comm::all_gather_replicated(txt, comm),
+                              detail::unreplicated(opts), comm::Communicator::single());
+  }
   auto r = contrastive(img, txt, opts.ita_temperature, opts.ita_tile, negatives_comm(opts, comm),
                        "instance_alignment");
   r.loss = r.loss_i2t + r.loss_t2i;
@@ -297,6 +301,10 @@ ItaResult instance_alignment(const torch::Tensor& img, const torch::Tensor& txt,
 
 ItaResult convirt_loss(const torch::Tensor& img, const torch::Tensor& txt, const ObjectiveOptions& opts,
                        const std::shared_ptr<comm::Communicator>& comm) {
+  if (opts.replicated && comm != nullptr) {
+    return convirt_loss(comm::all_gather_replicated(img, comm), comm::all_gather_replicated(txt, comm),
+                        detail::unreplicated(opts), comm::Communicator::single());
+  }
   auto r = contrastive(img, txt, opts.convirt_temperature, opts.ita_tile, negatives_comm(opts, comm), "convirt_loss");
   r.loss = opts.convirt_lambda * r.loss_i2t + (1.0 - opts.convirt_lambda) * r.loss_t2i;
   return r;

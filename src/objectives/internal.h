@@ -8,6 +8,8 @@
 #include "mgca/util/error.h"
 #include "mgca/util/torch_compat.h"
 
+#include "mgca/objectives/options.h"
+
 namespace mgca::objectives::detail {
 
 inline std::string shape(const torch::Tensor& t) {
@@ -52,6 +54,13 @@ inline void check_same_kind(const torch::Tensor& a, const char* name_a, const to
              c10::toString(a.scalar_type()), name_b, c10::toString(b.scalar_type()));
   MGCA_CHECK(a.device() == b.device(), "{}: '{}' is on {} but '{}' is on {}", fn, name_a,
              a.device().str(), name_b, b.device().str());
+}
+
+// The options with `replicated` off: what the replicated call runs on the
+// gathered rows with a one-rank communicator.
+inline ObjectiveOptions unreplicated(ObjectiveOptions o) {
+  o.replicated = false;
+  return o;
 }
 
 }  // namespace mgca::objectives::detail

@@ -49,6 +49,8 @@ void ObjectiveOptions::validate() const {
   MGCA_CHECK(order.empty(), "objectives.weight_quantile_low: {}", order);
   MGCA_CHECK(num_prototypes >= 1, "objectives.num_prototypes (model.num_prototypes) must be >= 1, got {}",
              num_prototypes);
+  MGCA_CHECK(!replicated || (negatives == Scope::Global && sinkhorn == Scope::Global),
+             "runtime.batch_invariant needs objectives.negatives = global and objectives.sinkhorn = global");
 }
 
 }  // namespace mgca::objectives

@@ -4,6 +4,8 @@
 #include <limits>
 
 #include "internal.h"
+#include "mgca/comm/differentiable.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/objectives/objectives.h"
 #include "mgca/util/nvtx.h"
 
@@ -51,6 +53,11 @@ torch::Tensor sinkhorn(const torch::Tensor& scores, double epsilon, int iteratio
 CpaResult prototype_alignment(const torch::Tensor& img, const torch::Tensor& txt,
                               const torch::Tensor& prototypes, const ObjectiveOptions& opts,
                               const std::shared_ptr<comm::Communicator>& comm) {
+  if (opts.replicated && comm != nullptr) {
+    return prototype_alignment(comm::all_gather_replicated(img, comm), comm::all_gather_replicated(txt, comm),
+                               comm::replicated_parameter(prototypes, *comm), detail::unreplicated(opts),
+                               comm::Communicator::single());
+  }
   const char* fn = "prototype_alignment";
   detail::FullPrecision full_precision;
   detail::check_float(img, fn, "img", 2);
@@ -110,7 +117,14 @@ MgcaObjectiveResult mgca_objective(const MgcaObjectiveInputs& in, const Objectiv
   r.cta = token_alignment(in.word_emb, in.word_weight, in.word_mask, in.patch_emb, in.patch_weight, opts,
                           trace);
   r.cpa = prototype_alignment(in.img_emb, in.report_emb, in.prototypes, opts, comm);
-  r.loss = opts.lambda_ita * r.ita.loss + opts.lambda_cta * r.cta.loss + opts.lambda_cpa * r.cpa.loss;
+  auto cta = r.cta.loss;
+  if (opts.replicated && comm != nullptr && comm->size() > 1) {
+    // The same value (its mean over ranks stays the global one), the gradient
+    // times 1/W = b/N: the per-sample CTA sees b rows, ITA and CPA all N.
+    const auto value = cta.detach();
+    cta = value + (cta - value) * (1.0 / comm->size());
+  }
+  r.loss = opts.lambda_ita * r.ita.loss + opts.lambda_cta * cta + opts.lambda_cpa * r.cpa.loss;
   return r;
 }
 

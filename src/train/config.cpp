@@ -437,6 +437,15 @@ void check_values(const Config& c, const std::string& source, const std::vector<
           fmt::format("{} must be in [0, optimizer.lr = {}]", c.schedule.min_lr, p.lr));
   require(c.runtime.autocast != Autocast::BFloat16 || c.runtime.dtype == ComputeDtype::Float32, "runtime.autocast",
           fmt::format("bf16 needs runtime.dtype = \"float32\", got \"{}\"", util::enum_name(c.runtime.dtype)));
+  if (c.runtime.batch_invariant) {
+    require(c.runtime.autocast != Autocast::BFloat16, "runtime.batch_invariant", "needs full precision (runtime.autocast = bf16 is on)");
+    require(c.comm.gradients.wire_dtype == comm::GradDtype::Native, "runtime.batch_invariant",
+            "needs comm.grad_dtype = native (bf16 rounds the per-rank sums)");
+    require(c.objectives.negatives == objectives::Scope::Global && c.objectives.sinkhorn == objectives::Scope::Global,
+            "runtime.batch_invariant", "needs objectives.negatives = global and objectives.sinkhorn = global");
+    require(c.model.batchnorm == model::BatchNormMode::Sync, "runtime.batch_invariant",
+            "needs model.batchnorm = sync (per-rank statistics depend on W)");
+  }
   // Combinations.
   const bool vit = model::is_vit(m.image_encoder);
   if (c.method == Method::Convirt) {

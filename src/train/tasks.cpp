@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "mgca/comm/exact_grad.h"
 #include "mgca/data/loader.h"
 #include "mgca/io/dataset_file.h"
 #include "mgca/model/dropout.h"
@@ -25,6 +26,7 @@ objectives::ObjectiveOptions objective_options(const Config& config) {
   objectives::ObjectiveOptions o = config.objectives;
   o.num_prototypes = config.model.num_prototypes;
   o.patches_from_vit = model::is_vit(config.model.image_encoder);
+  o.replicated = config.runtime.batch_invariant;
   o.validate();
   return o;
 }
@@ -125,6 +127,7 @@ class ContrastiveTask : public Task {
   void seek(int64_t epoch, int64_t batch) override { data_->seek(epoch, batch); }
   void next_batch() override { data_->next(); }
   std::map<std::string, std::string> metadata() const override { return model_metadata(config_); }
+  comm::GradShadows* grad_shadows() override { return shadows_.get(); }
 
  protected:
   // make_model(tokenizer) builds the model.
@@ -140,6 +143,11 @@ class ContrastiveTask : public Task {
     model_->set_communicator(comm_);
     model::to_device_and_dtype(*model_, device, scalar_type(config.runtime.dtype));
     model_->train();
+    if (config.runtime.batch_invariant) {
+      std::vector<std::pair<std::string, torch::Tensor>> params;
+      for (const auto& item : model_->named_parameters()) params.emplace_back(item.key(), item.value());
+      shadows_ = std::make_unique<comm::GradShadows>(params);
+    }
     data_ = source ? std::move(source)
                    : std::make_unique<LoaderSource>(config_, *comm_, device, text_mode, std::move(tokenizer));
   }
@@ -157,6 +165,7 @@ class ContrastiveTask : public Task {
   objectives::ObjectiveOptions options_;
   ModelHolder model_{nullptr};
   std::unique_ptr<BatchSource> data_;
+  std::unique_ptr<comm::GradShadows> shadows_;  // runtime.batch_invariant
 };
 
 class MgcaTask : public ContrastiveTask<model::MgcaModel> {
@@ -173,6 +182,7 @@ class MgcaTask : public ContrastiveTask<model::MgcaModel> {
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
     const auto key = dropout_key(batch);
+    const comm::GradShadows::Scope exact(shadows_.get());
     const model::MgcaOutputs out = [&] {
       util::ScopedRange range("encoders");
       return model_->forward(batch.images, batch.input_ids, batch.attention_mask);
@@ -231,6 +241,7 @@ class ConvirtTask : public ContrastiveTask<model::ConvirtModel> {
   LossParts forward() override {
     const data::Batch& batch = data_->batch();
     const auto key = dropout_key(batch);
+    const comm::GradShadows::Scope exact(shadows_.get());
     const model::ConvirtOutputs out = [&] {
       util::ScopedRange range("encoders");
       return model_->forward(batch.images, batch.input_ids, batch.attention_mask);

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "mgca/build_config.h"
+#include "mgca/comm/exact_grad.h"
 #include "mgca/comm/grad_sync.h"
 #include "mgca/train/checkpoint.h"
 #include "mgca/comm/agreement.h"
@@ -234,7 +235,14 @@ struct Trainer::Impl {
                                                 : config.schedule.epochs * steps_per_epoch;
     schedule = LrSchedule::from_config(config.schedule, o.lr, total_steps);
     if (comm->size() > 1) {
-      grad_sync = std::make_unique<comm::GradSync>(params, comm, config.comm.gradients);
+      if (auto* shadows = task->grad_shadows()) {
+        // runtime.batch_invariant: the float64 shadows, summed (each rank holds its share).
+        comm::GradSyncOptions options = config.comm.gradients;
+        options.sum = true;
+        grad_sync = std::make_unique<comm::GradSync>(shadows->shadows(), comm, options);
+      } else {
+        grad_sync = std::make_unique<comm::GradSync>(params, comm, config.comm.gradients);
+      }
     }
     autocast = uses_autocast(config, device);
     if (config.checkpoint.async) {
@@ -539,6 +547,7 @@ struct Trainer::Impl {
       // Waits for the buckets launched during backward (all of them without
       // comm.overlap): the exposed communication.
       if (grad_sync) grad_sync->finalize();
+      if (auto* shadows = task->grad_shadows()) shadows->write_gradients();
       sync_device(device);
     }
     times.comm += watch.seconds();
@@ -595,6 +604,7 @@ struct Trainer::Impl {
     }
     if (!skip_update) optimizer->step(lr);
     optimizer->zero_grad();
+    if (auto* shadows = task->grad_shadows()) shadows->zero_grad();
     sync_device(device);
     times.optimizer += watch.seconds();
     times.total = total_watch.seconds();

@@ -19,4 +19,11 @@ namespace mgca::comm {
 torch::Tensor all_gather_with_grad(const torch::Tensor& tensor,
                                    const std::shared_ptr<Communicator>& comm);
 
+// Forward: all_gather along dim 0, as above. Backward: this rank's rows of
+// the incoming gradient, no communication. For a computation that every
+// rank runs identically on the gathered rows (runtime.batch_invariant):
+// each rank then holds the one-rank gradient of its own rows, and the
+// parameter gradients are summed over ranks, not averaged.
+torch::Tensor all_gather_replicated(const torch::Tensor& tensor, const std::shared_ptr<Communicator>& comm);
+
 }  // namespace mgca::comm

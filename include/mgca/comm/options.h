@@ -38,6 +38,10 @@ struct GradSyncOptions {
   // Launch buckets from gradient hooks during backward. false: no hooks;
   // finalize() takes every accumulated .grad and does all the communication.
   bool overlap = true;
+  // Sum over ranks instead of the average. Not a job key: the trainer sets it
+  // under runtime.batch_invariant, where each rank holds its share of the
+  // global-batch gradient (float64 shadows, exact_grad.h).
+  bool sum = false;
 };
 
 // The [comm] table of a job: the world communicator's options and the

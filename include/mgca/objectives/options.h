@@ -79,6 +79,15 @@ struct ObjectiveOptions {
   // Decides quirk (c). Not a job-file key: the trainer sets it (and
   // num_prototypes) from the model config.
   bool patches_from_vit = true;
+  // runtime.batch_invariant (not a job-file key; the trainer sets it): every
+  // rank computes ITA, ConVIRT and CPA on the gathered global batch exactly
+  // as one rank would (comm::all_gather_replicated, Sinkhorn over all rows,
+  // the prototypes' gradient counted on rank 0 alone) and back-propagates
+  // its own rows; CTA, per sample, stays local with its gradient scaled by
+  // 1/W. The parameter gradients are then summed over ranks, not averaged.
+  // The reported loss values keep their meaning (mean over ranks = global).
+  // Needs negatives and sinkhorn global.
+  bool replicated = false;
 
   // ITA and ConVIRT: columns per tile of the memory-flat loss. A global batch
   // N above it runs the tiled loss (online log-sum-exp over column tiles,

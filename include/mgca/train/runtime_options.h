@@ -29,6 +29,10 @@ struct RuntimeOptions {
   int64_t threads = 0;            // intra-op threads per rank; 0 = cores on the host / ranks on the host
   bool deterministic = true;      // GPU: deterministic algorithms, cuDNN and cuBLAS workspace
   bool check_finite = true;       // stop with the step and loss part at a NaN/Inf loss
+  // The same float32 gradients for any W at a given global batch: parameter
+  // gradients summed in float64 (comm/exact_grad.h), the global objectives
+  // replicated on every rank (objectives' `replicated`). Slower.
+  bool batch_invariant = false;
 };
 
 // f(key, field&, meaning, util::Range) for every key of [runtime], in the resolved TOML's order.
@@ -47,6 +51,10 @@ void visit_runtime_options(Options& r, F&& f) {
     "deterministic for a given thread count either way)",
     Range{});
   f("runtime.check_finite", r.check_finite, "stop with the step and the loss part at a NaN/Inf", Range{});
+  f("runtime.batch_invariant", r.batch_invariant,
+    "the same gradients bit for bit (with high probability) for any number of ranks at a given global batch: "
+    "float64 parameter-gradient sums, objectives replicated on every rank (slower; docs/contract.md)",
+    Range{});
 }
 
 }  // namespace mgca::train

@@ -13,6 +13,10 @@
 #include <utility>
 #include <vector>
 
+namespace mgca::comm {
+class GradShadows;
+}
+
 namespace mgca::train {
 
 struct LossParts {
@@ -50,6 +54,10 @@ class Task {
   // After the gradients are synchronized, before clipping and the update
   // (MGCA: the prototype gradient is dropped during the first epochs).
   virtual void after_backward(int64_t /*epoch*/) {}
+  // runtime.batch_invariant: the float64 gradient shadows of the trainable
+  // parameters (comm/exact_grad.h) that forward() fills; the trainer syncs
+  // them (summed over ranks) and writes them into .grad. nullptr otherwise.
+  virtual comm::GradShadows* grad_shadows() { return nullptr; }
   // Extra metadata for model.safetensors of checkpoints (method, encoder, sizes).
   virtual std::map<std::string, std::string> metadata() const { return {}; }
 };
