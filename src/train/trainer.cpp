@@ -169,7 +169,9 @@ void set_deterministic(const Config& config, torch::Device device) {
 }
 
 bool uses_autocast(const Config& config, torch::Device device) {
-  if (config.runtime.dtype != ComputeDtype::Float32) return false;
+  // The batch-invariant mode needs full precision (explicit bf16 is refused
+  // by the config), so there auto means none on GPU too.
+  if (config.runtime.dtype != ComputeDtype::Float32 || config.runtime.batch_invariant) return false;
   const Autocast mode = config.runtime.autocast;
   return mode == Autocast::BFloat16 || (mode == Autocast::Auto && device.is_cuda());
 }

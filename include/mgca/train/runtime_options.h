@@ -53,7 +53,9 @@ void visit_runtime_options(Options& r, F&& f) {
   f("runtime.check_finite", r.check_finite, "stop with the step and the loss part at a NaN/Inf", Range{});
   f("runtime.batch_invariant", r.batch_invariant,
     "the same gradients bit for bit (with high probability) for any number of ranks at a given global batch: "
-    "float64 parameter-gradient sums, objectives replicated on every rank (slower; docs/contract.md)",
+    "float64 parameter-gradient sums, objectives replicated on every rank (slower; docs/contract.md); needs "
+    "synchronized BatchNorm, global negatives and Sinkhorn, native gradient dtype and full precision "
+    "(runtime.autocast = auto then means none on GPU too)",
     Range{});
 }
 
