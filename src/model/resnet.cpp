@@ -21,9 +21,6 @@ torch::Tensor resnet_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
       {x}, {weight});
 }
 
-}  // namespace
-namespace {
-
 namespace nn = torch::nn;
 
 nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
