@@ -44,6 +44,14 @@ NamedTensors clone(const NamedTensors& params) {
   return out;
 }
 
+// The optimizer's state as load_state_tensors takes it (copies: the live
+// state moves with the next step).
+std::map<std::string, torch::Tensor> state_copy(const Adam& adam) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& [name, t] : adam.state_tensors()) state[name] = t.clone();
+  return state;
+}
+
 std::vector<torch::Tensor> tensors_of(const NamedTensors& params) {
   std::vector<torch::Tensor> out;
   for (const auto& [name, p] : params) out.push_back(p);
@@ -209,8 +217,7 @@ TEST(Adam, StateRoundTripContinuesBitForBit) {
   // A second optimizer over copies of the weights, restored from the state.
   NamedTensors b = clone(a);
   Adam second(b, AdamOptions{true, 0.9, 0.999, 1e-8, 0.05, {}});
-  std::map<std::string, torch::Tensor> state;
-  for (auto& [name, t] : first.state_tensors()) state[name] = t.clone();
+  std::map<std::string, torch::Tensor> state = state_copy(first);
   EXPECT_EQ(state.size(), 9u);  // 3 kinds × 3 parameters (the prototypes stepped once)
   second.load_state_tensors(state);
   for (int k = 3; k < 7; ++k) {
@@ -231,8 +238,7 @@ TEST(Adam, StateOfUntrainedTensorsIsDroppedAndNamed) {
   Adam first(a, AdamOptions{});
   set_grads(a, 1);
   first.step(1e-3);
-  std::map<std::string, torch::Tensor> state;
-  for (auto& [name, t] : first.state_tensors()) state[name] = t.clone();
+  std::map<std::string, torch::Tensor> state = state_copy(first);
   for (const char* kind : {"exp_avg/", "exp_avg_sq/"}) state[std::string(kind) + "head.fc1.bias"] = torch::ones({3});
   state["step/head.fc1.bias"] = torch::full({1}, 1, torch::kInt64);
   NamedTensors b = clone(a);
@@ -252,8 +258,7 @@ TEST(Adam, StateThatDoesNotMatchIsAnError) {
   Adam adam(a, AdamOptions{});
   set_grads(a, 3);
   adam.step(1e-3);
-  std::map<std::string, torch::Tensor> state;
-  for (auto& [name, t] : adam.state_tensors()) state[name] = t;
+  const std::map<std::string, torch::Tensor> state = state_copy(adam);
   auto bad = state;
   bad["exp_avg/encoder.bias"] = torch::zeros({6});
   bad["exp_avg/ghost"] = torch::zeros({1});
