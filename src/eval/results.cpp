@@ -43,10 +43,32 @@ std::string pad(const std::string& s, size_t width, bool right) {
   return right ? std::string(width - w, ' ') + s : s + std::string(width - w, ' ');
 }
 
+// The one rule for summarising a cell's seeds (results.h, ResultEntry::values): a seed with nothing to
+// score counts as 0.
+struct CellSummary {
+  MeanStd scores;
+  size_t unscored = 0;
+};
+
+CellSummary summarize(const std::vector<double>& values) {
+  CellSummary out;
+  std::vector<double> scores;
+  scores.reserve(values.size());
+  for (const double v : values) {
+    out.unscored += v < 0.0;
+    scores.push_back(std::max(v, 0.0));
+  }
+  out.scores = mean_std(scores);
+  return out;
+}
+
+constexpr const char* kUnscoredMark = " †";
+
 std::string format_cell(const std::vector<double>& values) {
-  const MeanStd ms = mean_std(values);
-  if (values.size() < 2) return fmt::format("{:.2f}", 100.0 * ms.mean);
-  return fmt::format("{:.2f} ± {:.2f}", 100.0 * ms.mean, 100.0 * ms.std);
+  const CellSummary s = summarize(values);
+  const char* mark = s.unscored ? kUnscoredMark : "";
+  if (values.size() < 2) return fmt::format("{:.2f}{}", 100.0 * s.scores.mean, mark);
+  return fmt::format("{:.2f} ± {:.2f}{}", 100.0 * s.scores.mean, 100.0 * s.scores.std, mark);
 }
 
 std::string shell_quote(const std::string& s) {
@@ -82,7 +104,9 @@ std::string Results::table(const std::string& title) const {
   std::map<std::pair<std::string, std::string>, std::string> metric_of;
   std::map<std::tuple<std::string, std::string, std::string>, const ResultEntry*> cell;
   size_t max_seeds = 0;
+  bool any_unscored = false;
   for (const auto& e : entries_) {
+    any_unscored = any_unscored || summarize(e.values).unscored > 0;
     if (std::find(methods.begin(), methods.end(), e.method) == methods.end()) methods.push_back(e.method);
     const auto column = std::make_pair(e.dataset, e.setting);
     if (std::find(columns.begin(), columns.end(), column) == columns.end()) columns.push_back(column);
@@ -136,6 +160,7 @@ std::string Results::table(const std::string& title) const {
   }
   out += fmt::format("Values in %; {}", fmt::join(notes, "; "));
   if (max_seeds > 1) out += fmt::format("; mean ± sample std over {} seeds", max_seeds);
+  if (any_unscored) out += fmt::format(";{} a seed had nothing to score (-1 in the JSON), counted as 0", kUnscoredMark);
   out += ".\n";
   return out;
 }
@@ -155,15 +180,16 @@ nlohmann::json Results::to_json(const std::vector<std::string>& argv) const {
   j["info"] = info_;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& e : entries_) {
-    const MeanStd ms = mean_std(e.values);
+    const CellSummary s = summarize(e.values);
     list.push_back({{"method", e.method},
                     {"dataset", e.dataset},
                     {"setting", e.setting},
                     {"metric", e.metric},
                     {"values", e.values},
                     {"seeds", e.seeds},
-                    {"mean", ms.mean},
-                    {"std", ms.std},
+                    {"mean", s.scores.mean},
+                    {"std", s.scores.std},
+                    {"unscored", s.unscored},
                     {"details", e.details}});
   }
   j["results"] = list;

@@ -237,6 +237,25 @@ TEST(Results, TableAndJson) {
   EXPECT_THROW(results.add({"m", "d", "s", "AUROC", {}, {}}), mgca::Error);
 }
 
+// MGCA's detection mAP is -1 when no test image has both a target and a detection. Averaged as -1 it
+// would rank a detector that finds nothing below one that scores 0 (seen: "-33.24 ± 57.81").
+TEST(Results, SeedWithNothingToScoreCountsAsZeroAndIsMarked) {
+  Results results("detect");
+  results.add({"random init", "boxes", "10%", "mAP", {0.003, -1.0, 0.0}, {42, 43, 44}});
+  results.add({"pretrained", "boxes", "10%", "mAP", {0.05, 0.24, 0.32}, {42, 43, 44}});
+  const std::string table = results.table("Detection");
+  EXPECT_NE(table.find("| 0.10 ± 0.17 † |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| 20.33 ± 13.87 |"), std::string::npos) << table;
+  EXPECT_NE(table.find("† a seed had nothing to score"), std::string::npos) << table;
+  const auto j = results.to_json({"mgca", "eval", "detect"});
+  EXPECT_EQ(j["results"][0]["values"][1].get<double>(), -1.0);  // as the reference reports it
+  EXPECT_DOUBLE_EQ(j["results"][0]["mean"].get<double>(), 0.001);
+  EXPECT_EQ(j["results"][0]["unscored"].get<int64_t>(), 1);
+  EXPECT_EQ(j["results"][1]["unscored"].get<int64_t>(), 0);
+  // A table without such a seed has no footnote for it.
+  EXPECT_EQ(Results("x").table("t").find("†"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mgca::eval
 
