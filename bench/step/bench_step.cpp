@@ -52,6 +52,7 @@
 #include "mgca/train/run.h"
 #include "mgca/train/trainer.h"
 #include "mgca/util/error.h"
+#include "mgca/util/host_memory.h"
 #include "mgca/util/rng.h"
 #include "mgca/util/torch_compat.h"
 #include "timed_communicator.h"
@@ -262,6 +263,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mgca::util::retain_freed_host_memory();  // as mgca itself does (src/cli/main.cpp)
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -8,6 +8,7 @@
 #include "mgca/build_config.h"
 #include "mgca/comm/collective_error.h"
 #include "mgca/util/error.h"
+#include "mgca/util/host_memory.h"
 
 namespace {
 
@@ -27,6 +28,7 @@ void print_usage(FILE* stream) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mgca::util::retain_freed_host_memory();
   if (argc < 2) {
     print_usage(stderr);
     return mgca::cli::kExitUsage;

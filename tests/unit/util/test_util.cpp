@@ -14,14 +14,48 @@
 #include "mgca/util/error.h"
 #include "mgca/util/device_choice.h"
 #include "mgca/util/files.h"
+#include "mgca/util/host_memory.h"
 #include "mgca/util/option_types.h"
 #include "mgca/util/progress.h"
 #include "mgca/util/rng.h"
 #include "mgca/util/threads.h"
 #include "support/test_support.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace mgca::util {
 namespace {
+
+#if defined(__GLIBC__)
+// After the call, blocks up to 32 MiB come from the heap and freeing them returns nothing to the kernel.
+// Without it either glibc maps each 30 MiB block (its threshold starts at 128 KiB) or, once a process
+// has raised its dynamic threshold to 32 MiB, it trims a freed heap top above 64 MiB: both fail below.
+TEST(HostMemory, FreedBlocksUpTo32MiBStayInTheProcess) {
+  const char* saved = std::getenv("GLIBC_TUNABLES");
+  const std::string saved_value = saved ? saved : "";
+  ::setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0", 1);
+  EXPECT_FALSE(retain_freed_host_memory()) << "a malloc tunable in the environment should win";
+  if (saved) {
+    ::setenv("GLIBC_TUNABLES", saved_value.c_str(), 1);
+  } else {
+    ::unsetenv("GLIBC_TUNABLES");
+  }
+
+  ASSERT_TRUE(retain_freed_host_memory());
+  const size_t mapped = mallinfo2().hblks;
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4; ++i) {
+    blocks.push_back(std::malloc(30u << 20));
+    static_cast<char*>(blocks.back())[0] = 1;
+  }
+  EXPECT_EQ(mallinfo2().hblks, mapped) << "a 30 MiB block was mapped";
+  const size_t heap = mallinfo2().arena;
+  for (void* block : blocks) std::free(block);
+  EXPECT_EQ(mallinfo2().arena, heap) << "freeing 120 MiB of heap gave memory back to the kernel";
+}
+#endif
 
 TEST(Error, CarriesRankFileAndLine) {
   set_process_rank(3);
