@@ -15,8 +15,9 @@ namespace mgca::util {
 
 // Raises glibc's mmap threshold to its maximum (32 MiB; larger blocks are
 // still mapped and unmapped) and switches off trimming, for this process.
-// Does nothing, and returns false, where the C library is not glibc or the
-// environment's GLIBC_TUNABLES sets a malloc tunable (the user's choice wins).
+// Does nothing, and returns false, where malloc is not glibc's (another C
+// library, AddressSanitizer) or the environment's GLIBC_TUNABLES sets a
+// malloc tunable (the user's choice wins).
 // Call it first in main(): it applies to allocations made after it.
 bool retain_freed_host_memory();
 
