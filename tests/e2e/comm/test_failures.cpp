@@ -49,7 +49,10 @@ TEST(CommFailures, RankThatNeverJoinsEndsTheJobThroughTheWatchdog) {
   EXPECT_TRUE(contains(out, "mgca watchdog: collective all_reduce Float [1000] sum did not finish within 3 s "
                             "(a rank died, hangs, or skipped this collective); aborting the job"))
       << out;
-  EXPECT_TRUE(contains(out, "MPI_ABORT")) << out;  // mpirun's report of the abort
+  // mpirun's report of the abort. Two waiting ranks abort at the same instant, and then Open MPI 4.1
+  // sometimes loses its own help text: its relay prints "ORTE_ERROR_LOG: Data unpack ... show_help.c"
+  // instead (3 of 15 runs on a quiet 2-core machine); the job still ends, with the watchdog's code.
+  EXPECT_TRUE(contains(out, "MPI_ABORT") || contains(out, "ORTE_ERROR_LOG: Data unpack")) << out;
   EXPECT_LT(job.seconds, 60.0) << out;              // 3 s + the 0.2 s tick + start-up and teardown
   EXPECT_FALSE(contains(out, "all_reduce done")) << out;
   // The flight recorder: the collective (the helper's second on channel 0,
