@@ -50,9 +50,11 @@ TEST(CommFailures, RankThatNeverJoinsEndsTheJobThroughTheWatchdog) {
                             "(a rank died, hangs, or skipped this collective); aborting the job"))
       << out;
   // mpirun's report of the abort. Two waiting ranks abort at the same instant, and then Open MPI 4.1
-  // sometimes loses its own help text: its relay prints "ORTE_ERROR_LOG: Data unpack ... show_help.c"
-  // instead (3 of 15 runs on a quiet 2-core machine); the job still ends, with the watchdog's code.
-  EXPECT_TRUE(contains(out, "MPI_ABORT") || contains(out, "ORTE_ERROR_LOG: Data unpack")) << out;
+  // sometimes loses its own help text: its relay logs an ORTE_ERROR_LOG from show_help.c instead ("Data
+  // unpack would read past end of buffer", "Out of resource"; 3 of 15 runs on a quiet 2-core machine,
+  // more under load); the job still ends, with the watchdog's code.
+  const bool relay_failed = contains(out, "ORTE_ERROR_LOG") && contains(out, "show_help.c");
+  EXPECT_TRUE(contains(out, "MPI_ABORT") || relay_failed) << out;
   EXPECT_LT(job.seconds, 60.0) << out;              // 3 s + the 0.2 s tick + start-up and teardown
   EXPECT_FALSE(contains(out, "all_reduce done")) << out;
   // The flight recorder: the collective (the helper's second on channel 0,
