@@ -28,6 +28,30 @@
 namespace mgca::util {
 namespace {
 
+// Sets (or, with nullptr, unsets) an environment variable for one scope and puts back what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* saved = std::getenv(name);
+    had_ = saved != nullptr;
+    if (had_) saved_ = saved;
+    set(value);
+  }
+  ~ScopedEnv() { set(had_ ? saved_.c_str() : nullptr); }
+  void set(const char* value) const {
+    if (value) {
+      ::setenv(name_, value, 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string saved_;
+};
+
 #if defined(__GLIBC__)
 // After the call, blocks up to 32 MiB come from the heap and freeing them returns nothing to the kernel.
 // Without it either glibc maps each 30 MiB block (its threshold starts at 128 KiB) or, once a process
@@ -36,14 +60,9 @@ TEST(HostMemory, FreedBlocksUpTo32MiBStayInTheProcess) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "AddressSanitizer replaces glibc's malloc (its mallopt does nothing)";
 #endif
-  const char* saved = std::getenv("GLIBC_TUNABLES");
-  const std::string saved_value = saved ? saved : "";
-  ::setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0", 1);
-  EXPECT_FALSE(retain_freed_host_memory()) << "a malloc tunable in the environment should win";
-  if (saved) {
-    ::setenv("GLIBC_TUNABLES", saved_value.c_str(), 1);
-  } else {
-    ::unsetenv("GLIBC_TUNABLES");
+  {
+    const ScopedEnv tunables("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0");
+    EXPECT_FALSE(retain_freed_host_memory()) << "a malloc tunable in the environment should win";
   }
 
   ASSERT_TRUE(retain_freed_host_memory());
@@ -197,16 +216,13 @@ TEST(Hash, Fnv1aMatchesThePublishedVectors) {
 }
 
 TEST(Threads, CountRule) {
-  const char* saved = std::getenv("OMP_NUM_THREADS");
-  const std::string saved_value = saved ? saved : "";
-  ::setenv("OMP_NUM_THREADS", "3", 1);
+  const ScopedEnv omp("OMP_NUM_THREADS", "3");
   EXPECT_EQ(choose_thread_count(5, 2), 5);  // an explicit count wins
   EXPECT_EQ(choose_thread_count(0, 2), 3);  // then the environment
-  ::unsetenv("OMP_NUM_THREADS");
+  omp.set(nullptr);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   EXPECT_EQ(choose_thread_count(0, 1), cores);  // then the cores shared by the ranks on the host
   EXPECT_EQ(choose_thread_count(0, 4 * cores), 1);
-  if (saved) ::setenv("OMP_NUM_THREADS", saved_value.c_str(), 1);
 }
 
 TEST(Threads, ParallelForCoversEveryIndexOnceAndRethrows) {
